@@ -1,0 +1,163 @@
+"""The platform's commands, read and answered exactly as contract v1 says.
+
+Transport-free: the MQTT link hands over the command name (the topic's last
+segment) and the raw payload, and publishes whatever reply comes back. Every
+command is answered, a bad one with an error naming the problem; a command
+seen before gets the stored reply again and does not act twice, because the
+reply is committed in the same transaction as the change it reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from locker.clock import parse_rfc3339
+from locker.model import CommandError, ErrorCode
+from locker.rules import invalid, opt_bool, req_int, req_str
+from locker.service import Service
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD = 64 * 1024
+MAX_COMMAND_ID = 128
+COMMANDS = ("reserve", "cancel", "extend", "reissue_code", "open", "set_service", "sync")
+
+Reply = dict[str, Any]
+
+
+def error_reply(
+    command_id: str | None, code: ErrorCode, message: str, result: Any = None
+) -> Reply:
+    reply: Reply = {"command_id": command_id, "ok": False,
+                    "error": {"code": code.value, "message": message}}
+    if result is not None:
+        reply["result"] = result
+    return reply
+
+
+def _opt_str(data: Mapping[str, Any], key: str, max_len: int = 256) -> str:
+    if key not in data or data[key] is None:
+        return ""
+    value = data[key]
+    if not isinstance(value, str):
+        raise invalid(key, f"expected a string, got {type(value).__name__}")
+    return value[:max_len]
+
+
+def _time(data: Mapping[str, Any], key: str) -> float:
+    value = data.get(key)
+    if value is None:
+        raise invalid(key, "missing")
+    if not isinstance(value, str):
+        raise invalid(key, f"expected an RFC 3339 time string, got {type(value).__name__}")
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        raise invalid(key, f"not an RFC 3339 time with a Z suffix: {value[:40]!r}") from None
+
+
+class CommandProcessor:
+    """Reads, de-duplicates, checks the age of, and runs platform commands."""
+
+    def __init__(self, service: Service) -> None:
+        self.svc = service
+        self.max_age_s = service.config.mqtt.command_max_age_s
+        self._handlers: dict[str, Callable[[str, Mapping[str, Any]], Reply | None]] = {
+            "reserve": self._reserve,
+            "cancel": self._cancel,
+            "extend": self._extend,
+            "reissue_code": self._reissue,
+            "open": self._open,
+            "set_service": self._set_service,
+            "sync": self._sync,
+        }
+
+    def handle(self, name: str, payload: bytes | str) -> Reply | None:
+        """Answer one command. None means the reply comes later (a remote open)."""
+        if len(payload) > MAX_PAYLOAD:
+            return error_reply(None, ErrorCode.INVALID_PAYLOAD,
+                               f"payload is larger than {MAX_PAYLOAD // 1024} KiB")
+        try:
+            data = json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return error_reply(None, ErrorCode.INVALID_PAYLOAD, f"payload is not JSON: {exc}"[:200])
+        if not isinstance(data, dict):
+            return error_reply(None, ErrorCode.INVALID_PAYLOAD,
+                               f"payload must be a JSON object, got {type(data).__name__}")
+        command_id = data.get("command_id")
+        if not isinstance(command_id, str) or not command_id or len(command_id) > MAX_COMMAND_ID:
+            return error_reply(None, ErrorCode.INVALID_PAYLOAD,
+                               "command_id: missing, not a string, or longer than 128 characters")
+        seen = self.svc.store.stored_reply(command_id)
+        if seen is not None:
+            log.info("command %s delivered again; answering with the stored reply", command_id)
+            return seen[1]  # None while a remote open still waits for its door
+        now = self.svc.now()
+        with self.svc.store.transaction() as tx:
+            reply = self._run(name, command_id, data, now)
+            if reply is not None:
+                tx.store_reply(command_id, name, reply, now)
+        return reply
+
+    def _run(self, name: str, command_id: str, data: Mapping[str, Any], now: float) -> Reply | None:
+        handler = self._handlers.get(name)
+        if handler is None:
+            return error_reply(command_id, ErrorCode.UNKNOWN_COMMAND,
+                               f"unknown command {name[:64]!r}; known: {', '.join(COMMANDS)}")
+        try:
+            sent_at = _time(data, "sent_at")
+            if "expires_at" in data and data["expires_at"] is not None:
+                expires_at = _time(data, "expires_at")
+                if now > expires_at:
+                    raise CommandError(ErrorCode.COMMAND_EXPIRED,
+                                       "command arrived after its expires_at; not executed")
+            elif now - sent_at > self.max_age_s:
+                raise CommandError(
+                    ErrorCode.COMMAND_EXPIRED,
+                    f"command is older than {self.max_age_s} s (sent_at); not executed",
+                )
+            return handler(command_id, data)
+        except CommandError as exc:
+            return error_reply(command_id, exc.code, exc.message, exc.result)
+
+    @staticmethod
+    def _ok(command_id: str, result: Any) -> Reply:
+        return {"command_id": command_id, "ok": True, "result": result}
+
+    def _reserve(self, command_id: str, data: Mapping[str, Any]) -> Reply:
+        return self._ok(command_id, self.svc.reserve(data))
+
+    def _cancel(self, command_id: str, data: Mapping[str, Any]) -> Reply:
+        order_id = req_str(data, "order_id", max_len=64)
+        return self._ok(command_id, self.svc.cancel(order_id, _opt_str(data, "reason")))
+
+    def _extend(self, command_id: str, data: Mapping[str, Any]) -> Reply:
+        order_id = req_str(data, "order_id", max_len=64)
+        until = _time(data, "pickup_until")
+        return self._ok(command_id, self.svc.extend(order_id, until))
+
+    def _reissue(self, command_id: str, data: Mapping[str, Any]) -> Reply:
+        order_id = req_str(data, "order_id", max_len=64)
+        return self._ok(command_id, self.svc.reissue_code(order_id))
+
+    def _open(self, command_id: str, data: Mapping[str, Any]) -> Reply | None:
+        number = req_int(data, "compartment")
+        self.svc.remote_open(
+            number, _opt_str(data, "reason"), _opt_str(data, "operator", 64), command_id
+        )
+        return None
+
+    def _set_service(self, command_id: str, data: Mapping[str, Any]) -> Reply:
+        number = req_int(data, "compartment")
+        if "in_service" not in data:
+            raise invalid("in_service", "missing")
+        in_service = opt_bool(data, "in_service", True)
+        return self._ok(
+            command_id, self.svc.set_service(number, in_service, _opt_str(data, "reason"))
+        )
+
+    def _sync(self, command_id: str, data: Mapping[str, Any]) -> Reply:
+        return self._ok(command_id, self.svc.snapshot())

@@ -1,0 +1,476 @@
+"""The daemon's configuration: one TOML file, read strictly.
+
+Unknown sections and keys, wrong types and values out of bounds are errors
+that name the file and the key, and the daemon does not start: a typo in a
+cabinet's configuration must not turn into a silently wrong locker.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from locker.errors import LockerError
+
+KNOWN_DRIVERS = ("kerong-cu16", "kerong-cu48", "modbus-relay", "gpio", "sim")
+SERIAL_DRIVERS = ("kerong-cu16", "kerong-cu48", "modbus-relay")
+BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+RANGE_RE = re.compile(r"\s*(\d+)\s*-\s*(\d+)\s*")
+
+
+class ConfigError(LockerError):
+    """The configuration file cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class LockerSection:
+    id: str
+    data_dir: Path
+
+
+@dataclass(frozen=True)
+class MqttSection:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    topic_prefix: str = "lockers"
+    username: str = ""
+    password_file: str = ""
+    tls: bool = False
+    ca_file: str = ""
+    heartbeat_s: int = 30
+    command_max_age_s: int = 300
+    session_expiry_s: int = 604800
+
+
+@dataclass(frozen=True)
+class RulesSection:
+    max_items: int = 4
+    allow_fresh: bool = False
+    max_compartments_per_order: int = 2
+    reserve_hours: float = 12
+    hold_hours: float = 72
+    reminder_before_hours: float = 12
+    pickup_code_digits: int = 8
+    deposit_code_digits: int = 10
+
+
+@dataclass(frozen=True)
+class DoorsSection:
+    open_confirm_s: float = 3
+    open_alarm_s: float = 60
+    unlock_retries: int = 2
+    poll_ms: int = 100
+
+
+@dataclass(frozen=True)
+class SecuritySection:
+    remote_open_per_hour: int = 10
+    free_attempts: int = 5
+    throttle_base_s: float = 30
+    throttle_max_s: float = 900
+    throttle_reset_s: float = 900
+    key_file: str = ""  # "" = {data_dir}/locker.key
+
+
+@dataclass(frozen=True)
+class BoardConfig:
+    name: str
+    driver: str
+    port: str = ""
+    baud: int = 19200
+    address: int = 0
+    channels: int = 0  # 0 = the driver's default
+    door_close_s: float = 5.0  # sim driver: an unlocked door closes by itself after this
+    options: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CompartmentConfig:
+    number: int
+    board: str
+    channel: int
+    size: str
+    low: bool = False
+
+
+@dataclass(frozen=True)
+class ScannerSection:
+    driver: str = "none"
+    port: str = ""
+    baud: int = 9600
+
+
+@dataclass(frozen=True)
+class ApiSection:
+    socket: str = "/run/locker/api.sock"
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    locker: LockerSection
+    mqtt: MqttSection
+    rules: RulesSection
+    doors: DoorsSection
+    security: SecuritySection
+    boards: tuple[BoardConfig, ...]
+    compartments: tuple[CompartmentConfig, ...]
+    scanner: ScannerSection
+    api: ApiSection
+
+    def compartment(self, number: int) -> CompartmentConfig:
+        for c in self.compartments:
+            if c.number == number:
+                return c
+        raise KeyError(number)
+
+    def board(self, name: str) -> BoardConfig:
+        for b in self.boards:
+            if b.name == name:
+                return b
+        raise KeyError(name)
+
+    @property
+    def key_path(self) -> Path:
+        if self.security.key_file:
+            return Path(self.security.key_file)
+        return self.locker.data_dir / "locker.key"
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a configuration file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read configuration: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, path)
+
+
+# -- reading values --------------------------------------------------------------------
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+class _Reader:
+    """Reads one table, remembering where it is for error messages."""
+
+    def __init__(self, path: Path, where: str, data: object) -> None:
+        self.path = path
+        self.where = where
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: {where}: expected a table, got {_describe(data)}")
+        self.data: dict[str, Any] = data
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {self.where} {key}: {problem}")
+
+    def check_keys(self, known: tuple[str, ...]) -> None:
+        for key in self.data:
+            if key not in known:
+                raise self.fail(key, f"unknown key (known: {', '.join(sorted(known))})")
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def _get(self, key: str, default: Any, required: bool) -> Any:
+        if key not in self.data:
+            if required:
+                raise self.fail(key, "missing (required)")
+            return default
+        return self.data[key]
+
+    def str(self, key: str, default: str = "", required: bool = False) -> str:
+        value = self._get(key, default, required)
+        if not isinstance(value, str):
+            raise self.fail(key, f"expected a string, got {_describe(value)}")
+        return value
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        value = self._get(key, default, False)
+        if not isinstance(value, bool):
+            raise self.fail(key, f"expected true or false, got {_describe(value)}")
+        return value
+
+    def int(
+        self, key: str, default: int = 0, lo: int | None = None, hi: int | None = None,
+        required: bool = False,
+    ) -> int:
+        value = self._get(key, default, required)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, f"expected an integer, got {_describe(value)}")
+        self._bounds(key, value, lo, hi)
+        return value
+
+    def float(
+        self, key: str, default: float, lo: float | None = None, hi: float | None = None,
+        positive: bool = False,
+    ) -> float:
+        value = self._get(key, default, False)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(key, f"expected a number, got {_describe(value)}")
+        if positive and value <= 0:
+            raise self.fail(key, f"must be greater than 0, got {value}")
+        self._bounds(key, value, lo, hi)
+        return float(value)
+
+    def _bounds(self, key: str, value: float, lo: float | None, hi: float | None) -> None:
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            low = "" if lo is None else f"{lo}"
+            high = "" if hi is None else f"{hi}"
+            raise self.fail(key, f"must be between {low or '-inf'} and {high or 'inf'}, got {value}")
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def _resolve(base: Path, value: str) -> str:
+    if not value:
+        return value
+    p = Path(value)
+    return str(p if p.is_absolute() else (base / p))
+
+
+# -- sections --------------------------------------------------------------------------
+
+SECTIONS = ("locker", "mqtt", "rules", "doors", "security", "boards", "compartments",
+            "scanner", "api")
+
+
+def parse_config(data: Mapping[str, object], path: Path) -> Config:
+    """Validate an already-parsed TOML document."""
+    path = Path(path)
+    base = path.parent
+    for key in data:
+        if key not in SECTIONS:
+            raise ConfigError(f"{path}: unknown section [{key}] (known: {', '.join(SECTIONS)})")
+    if "locker" not in data:
+        raise ConfigError(f"{path}: [locker] section missing (required: id, data_dir)")
+    locker = _locker(_Reader(path, "[locker]", data["locker"]), base)
+    mqtt = _mqtt(_Reader(path, "[mqtt]", data.get("mqtt", {})), base)
+    rules = _rules(_Reader(path, "[rules]", data.get("rules", {})))
+    doors = _doors(_Reader(path, "[doors]", data.get("doors", {})))
+    security = _security(_Reader(path, "[security]", data.get("security", {})), base)
+    boards = _boards(path, data.get("boards"))
+    compartments = _compartments(path, data.get("compartments"), boards)
+    scanner = _scanner(_Reader(path, "[scanner]", data.get("scanner", {})))
+    api_r = _Reader(path, "[api]", data.get("api", {}))
+    api_r.check_keys(_names(ApiSection))
+    api = ApiSection(socket=api_r.str("socket", ApiSection.socket) or ApiSection.socket)
+    return Config(path, locker, mqtt, rules, doors, security, boards, compartments, scanner, api)
+
+
+def _locker(r: _Reader, base: Path) -> LockerSection:
+    r.check_keys(_names(LockerSection))
+    locker_id = r.str("id", required=True)
+    if not ID_RE.fullmatch(locker_id):
+        raise r.fail("id", f'"{locker_id}" must be 1-64 characters of A-Z a-z 0-9 _ -')
+    data_dir = r.str("data_dir", required=True)
+    if not data_dir:
+        raise r.fail("data_dir", "must not be empty")
+    return LockerSection(id=locker_id, data_dir=Path(_resolve(base, data_dir)))
+
+
+def _mqtt(r: _Reader, base: Path) -> MqttSection:
+    r.check_keys(_names(MqttSection))
+    d = MqttSection()
+    prefix = r.str("topic_prefix", d.topic_prefix)
+    if not prefix or any(c in prefix for c in "+#") or prefix.startswith("/") or prefix.endswith(
+        "/"
+    ):
+        raise r.fail("topic_prefix", f'"{prefix}" must be non-empty, without + or # and'
+                     " without a leading or trailing /")
+    host = r.str("host", d.host)
+    if not host:
+        raise r.fail("host", "must not be empty")
+    return MqttSection(
+        host=host,
+        port=r.int("port", d.port, 1, 65535),
+        topic_prefix=prefix,
+        username=r.str("username", d.username),
+        password_file=_resolve(base, r.str("password_file", d.password_file)),
+        tls=r.bool("tls", d.tls),
+        ca_file=_resolve(base, r.str("ca_file", d.ca_file)),
+        heartbeat_s=r.int("heartbeat_s", d.heartbeat_s, 1, 3600),
+        command_max_age_s=r.int("command_max_age_s", d.command_max_age_s, 1, 7 * 86400),
+        session_expiry_s=r.int("session_expiry_s", d.session_expiry_s, 7 * 86400, 2**32 - 1),
+    )
+
+
+def _rules(r: _Reader) -> RulesSection:
+    r.check_keys(_names(RulesSection))
+    d = RulesSection()
+    rules = RulesSection(
+        max_items=r.int("max_items", d.max_items, 1, 1000),
+        allow_fresh=r.bool("allow_fresh", d.allow_fresh),
+        max_compartments_per_order=r.int(
+            "max_compartments_per_order", d.max_compartments_per_order, 1, 100
+        ),
+        reserve_hours=r.float("reserve_hours", d.reserve_hours, positive=True, hi=24 * 366),
+        hold_hours=r.float("hold_hours", d.hold_hours, positive=True, hi=24 * 366),
+        reminder_before_hours=r.float(
+            "reminder_before_hours", d.reminder_before_hours, positive=True, hi=24 * 366
+        ),
+        pickup_code_digits=r.int("pickup_code_digits", d.pickup_code_digits, 6, 16),
+        deposit_code_digits=r.int("deposit_code_digits", d.deposit_code_digits, 6, 16),
+    )
+    if rules.reminder_before_hours >= rules.hold_hours:
+        raise r.fail("reminder_before_hours", f"must be less than hold_hours ({rules.hold_hours})")
+    if rules.pickup_code_digits == rules.deposit_code_digits:
+        raise r.fail(
+            "deposit_code_digits",
+            "must differ from pickup_code_digits, so a code's length tells which kind it is",
+        )
+    return rules
+
+
+def _doors(r: _Reader) -> DoorsSection:
+    r.check_keys(_names(DoorsSection))
+    d = DoorsSection()
+    return DoorsSection(
+        open_confirm_s=r.float("open_confirm_s", d.open_confirm_s, positive=True, hi=60),
+        open_alarm_s=r.float("open_alarm_s", d.open_alarm_s, positive=True, hi=86400),
+        unlock_retries=r.int("unlock_retries", d.unlock_retries, 0, 10),
+        poll_ms=r.int("poll_ms", d.poll_ms, 10, 5000),
+    )
+
+
+def _security(r: _Reader, base: Path) -> SecuritySection:
+    r.check_keys(_names(SecuritySection))
+    d = SecuritySection()
+    sec = SecuritySection(
+        remote_open_per_hour=r.int("remote_open_per_hour", d.remote_open_per_hour, 0, 3600),
+        free_attempts=r.int("free_attempts", d.free_attempts, 1, 1000),
+        throttle_base_s=r.float("throttle_base_s", d.throttle_base_s, positive=True, hi=86400),
+        throttle_max_s=r.float("throttle_max_s", d.throttle_max_s, positive=True, hi=86400),
+        throttle_reset_s=r.float("throttle_reset_s", d.throttle_reset_s, positive=True,
+                                 hi=7 * 86400),
+        key_file=_resolve(base, r.str("key_file", d.key_file)),
+    )
+    if sec.throttle_max_s < sec.throttle_base_s:
+        raise r.fail("throttle_max_s", f"must be at least throttle_base_s ({sec.throttle_base_s})")
+    return sec
+
+
+def _scanner(r: _Reader) -> ScannerSection:
+    r.check_keys(_names(ScannerSection))
+    d = ScannerSection()
+    driver = r.str("driver", d.driver)
+    if driver not in ("serial", "camera", "none"):
+        raise r.fail("driver", f'"{driver}" is not one of serial, camera, none')
+    baud = r.int("baud", d.baud)
+    if baud not in BAUDS:
+        raise r.fail("baud", f"{baud} is not a standard rate ({', '.join(map(str, BAUDS))})")
+    port = r.str("port", d.port)
+    if driver == "serial" and not port:
+        raise r.fail("port", "required for the serial scanner")
+    return ScannerSection(driver=driver, port=port, baud=baud)
+
+
+def _table_list(path: Path, name: str, value: object) -> list[object]:
+    if value is None:
+        raise ConfigError(f"{path}: [[{name}]] missing: at least one is required")
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{path}: [[{name}]] must be a non-empty array of tables")
+    return value
+
+
+def _boards(path: Path, value: object) -> tuple[BoardConfig, ...]:
+    known = tuple(n for n in _names(BoardConfig) if n != "options")
+    boards: list[BoardConfig] = []
+    for i, raw in enumerate(_table_list(path, "boards", value), start=1):
+        r = _Reader(path, f"[[boards]] #{i}", raw)
+        r.check_keys(known)
+        name = r.str("name", required=True)
+        if not ID_RE.fullmatch(name):
+            raise r.fail("name", f'"{name}" must be 1-64 characters of A-Z a-z 0-9 _ -')
+        if any(b.name == name for b in boards):
+            raise r.fail("name", f'"{name}" is used by two boards')
+        driver = r.str("driver", required=True)
+        if driver not in KNOWN_DRIVERS:
+            raise r.fail("driver", f'"{driver}" is not one of {", ".join(KNOWN_DRIVERS)}')
+        port = r.str("port", "")
+        if driver in SERIAL_DRIVERS and not port:
+            raise r.fail("port", f"required for driver {driver}")
+        baud = r.int("baud", BoardConfig.baud)
+        if baud not in BAUDS:
+            raise r.fail("baud", f"{baud} is not a standard rate ({', '.join(map(str, BAUDS))})")
+        boards.append(BoardConfig(
+            name=name, driver=driver, port=port, baud=baud,
+            address=r.int("address", 0, 0, 247),
+            channels=r.int("channels", 0, 0, 256),
+            door_close_s=r.float("door_close_s", BoardConfig.door_close_s, lo=0, hi=3600),
+        ))
+    return tuple(boards)
+
+
+def _range(r: _Reader, key: str) -> range:
+    text = r.str(key, required=True)
+    m = RANGE_RE.fullmatch(text)
+    if not m or int(m.group(1)) < 1 or int(m.group(1)) > int(m.group(2)):
+        raise r.fail(key, f'"{text}" is not a range like "1-48" (first >= 1, first <= last)')
+    return range(int(m.group(1)), int(m.group(2)) + 1)
+
+
+def _compartments(
+    path: Path, value: object, boards: tuple[BoardConfig, ...]
+) -> tuple[CompartmentConfig, ...]:
+    known = ("number", "numbers", "channel", "channels", "board", "size", "low")
+    by_number: dict[int, int] = {}
+    by_channel: dict[tuple[str, int], int] = {}
+    out: list[CompartmentConfig] = []
+    board_names = {b.name for b in boards}
+    for i, raw in enumerate(_table_list(path, "compartments", value), start=1):
+        r = _Reader(path, f"[[compartments]] #{i}", raw)
+        r.check_keys(known)
+        board = r.str("board", required=True)
+        if board not in board_names:
+            raise r.fail("board", f'"{board}" is not a board declared in [[boards]]')
+        size = r.str("size", required=True)
+        if size not in ("S", "M", "L"):
+            raise r.fail("size", f'"{size}" is not one of S, M, L')
+        low = r.bool("low", False)
+        if r.has("numbers") or r.has("channels"):
+            if r.has("number") or r.has("channel"):
+                raise r.fail("numbers", "use either number/channel or numbers/channels, not both")
+            numbers, channels = _range(r, "numbers"), _range(r, "channels")
+            if len(numbers) != len(channels):
+                raise r.fail("channels", f"range has {len(channels)} channels for"
+                             f" {len(numbers)} numbers")
+            pairs = list(zip(numbers, channels, strict=True))
+        else:
+            pairs = [(r.int("number", required=True, lo=1), r.int("channel", required=True, lo=1))]
+        for number, channel in pairs:
+            if number in by_number:
+                raise r.fail("number", f"compartment {number} is declared twice"
+                             f" (also in [[compartments]] #{by_number[number]})")
+            other = by_channel.get((board, channel))
+            if other is not None:
+                raise r.fail("channel", f"board {board} channel {channel} is used by compartments"
+                             f" {other} and {number}")
+            by_number[number] = i
+            by_channel[(board, channel)] = number
+            out.append(CompartmentConfig(number, board, channel, size, low))
+    return tuple(sorted(out, key=lambda c: c.number))

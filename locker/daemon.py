@@ -1,0 +1,96 @@
+"""`lockerd`: the locker daemon. Wires configuration, storage, boards and the loop."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from drivers.registry import make_board
+from locker.boards import Board
+from locker.clock import Clock, SystemClock
+from locker.codes import CodeBook, load_or_create_key
+from locker.config import Config, load_config
+from locker.errors import LockerError
+from locker.loop import Loop
+from locker.service import Service
+from locker.storage import Store
+
+log = logging.getLogger("lockerd")
+
+DEFAULT_CONFIG = "/etc/locker/locker.toml"
+VERSION = "0.1.0"
+
+
+@dataclass
+class Locker:
+    """Everything a running locker is made of."""
+
+    config: Config
+    store: Store
+    boards: Mapping[str, Board]
+    service: Service
+    loop: Loop
+
+    def close(self) -> None:
+        for board in self.boards.values():
+            board.close()
+        self.store.close()
+
+
+def build(
+    config: Config, clock: Clock | None = None, boards: Mapping[str, Board] | None = None
+) -> Locker:
+    """Open the database and the boards and start the service (no thread is started)."""
+    data_dir = config.locker.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    codebook = CodeBook.from_key(load_or_create_key(config.key_path))
+    store = Store(data_dir / "locker.db", codebook)
+    if boards is None:
+        boards = {b.name: make_board(b) for b in config.boards}
+    service = Service(config, store, boards, clock or SystemClock())
+    service.start()
+    return Locker(config, store, boards, service, Loop(service, boards))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lockerd", description="Pickup locker daemon")
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="TOML configuration file")
+    parser.add_argument("--log-level", default=os.environ.get("LOCKER_LOG", "INFO"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_config(Path(args.config))
+        locker = build(config)
+    except LockerError as exc:
+        print(f"lockerd: {exc}", file=sys.stderr)  # noqa: T201 - start-up failure for the operator
+        return 2
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        locker.loop.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "locker %s started: %d compartments on %d boards, version %s",
+        config.locker.id, len(config.compartments), len(config.boards), VERSION,
+    )
+    try:
+        locker.loop.run_forever()
+    finally:
+        locker.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

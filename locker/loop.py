@@ -1,0 +1,103 @@
+"""The daemon's single loop: the only thread that touches the service.
+
+Other threads (the MQTT client, the local API, the scanner) never call the
+service directly; they `post` work here. The loop polls every board every
+`[doors] poll_ms`, hands the readings to the service, fires timers, and keeps
+trying a board that stopped answering with a capped backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from locker.boards import Board, BoardError
+from locker.sdnotify import notify, watchdog_interval_s
+from locker.service import Service
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 2.0
+
+
+@dataclass
+class _BoardPoll:
+    board: Board
+    due: float = 0.0
+    failures: int = 0
+
+
+class Loop:
+    """Runs the locker: work from other threads, board polls and timers, in one thread."""
+
+    def __init__(self, service: Service, boards: Mapping[str, Board]) -> None:
+        self.service = service
+        self.poll_s = service.config.doors.poll_ms / 1000
+        self._polls = [_BoardPoll(b) for b in boards.values()]
+        self._work: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._stop = False
+        self._watchdog = watchdog_interval_s()
+        self._watchdog_due = 0.0
+
+    def post(self, fn: Callable[[], None]) -> None:
+        """Run `fn` on the loop thread (safe to call from any thread)."""
+        self._work.put(fn)
+
+    def stop(self) -> None:
+        self.post(self._halt)
+
+    def _halt(self) -> None:
+        self._stop = True
+
+    def poll_boards(self, force: bool = False) -> None:
+        """Read every board whose poll is due (every board with `force`)."""
+        now = self.service.clock.monotonic()
+        for p in self._polls:
+            if now < p.due and not force:
+                continue
+            try:
+                doors = p.board.read_doors()
+            except BoardError as exc:
+                p.failures += 1
+                # Capped backoff: a dead bus is not hammered, a revived one is seen quickly.
+                p.due = now + min(MAX_BACKOFF_S, self.poll_s * 2 ** min(p.failures, 6))
+                self.service.board_failed(p.board.name, exc)
+                continue
+            p.failures = 0
+            p.due = now + self.poll_s
+            self.service.doors_read(p.board.name, doors)
+
+    def run_once(self, timeout: float) -> None:
+        """One turn: pending work, due polls, timers; waits at most `timeout` for work."""
+        try:
+            fn = self._work.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            pass
+        else:
+            self._run(fn)
+            while True:
+                try:
+                    fn = self._work.get_nowait()
+                except queue.Empty:
+                    break
+                self._run(fn)
+        self.poll_boards()
+        self.service.tick()
+        if self._watchdog is not None and time.monotonic() >= self._watchdog_due:
+            notify("WATCHDOG=1")  # real time: the watchdog is about this process being alive
+            self._watchdog_due = time.monotonic() + self._watchdog
+
+    def _run(self, fn: Callable[[], None]) -> None:
+        fn()
+
+    def run_forever(self) -> None:
+        notify("READY=1")
+        clock = self.service.clock
+        next_poll = clock.monotonic()
+        while not self._stop:
+            self.run_once(max(0.0, next_poll - clock.monotonic()))
+            next_poll = max(next_poll + self.poll_s, clock.monotonic())
+        notify("STOPPING=1")

@@ -1,0 +1,98 @@
+"""Names shared by the whole domain: sizes, states, terminals and the errors of the contract."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from locker.errors import LockerError
+
+SIZES = ("S", "M", "L")
+ITEM_SIZES = ("S", "M", "L", "XL")
+SIZE_RANK = {"S": 1, "M": 2, "L": 3, "XL": 4}
+
+
+class CompartmentState(StrEnum):
+    FREE = "free"
+    RESERVED = "reserved"
+    LOADED = "loaded"
+    RETRIEVAL = "retrieval"
+    OUT_OF_SERVICE = "out_of_service"
+    FAULT = "fault"
+
+
+class OrderState(StrEnum):
+    RESERVED = "reserved"
+    LOADED = "loaded"
+    COLLECTED = "collected"
+    LAPSED = "lapsed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    RETRIEVED = "retrieved"
+
+
+# An order in one of these states holds its compartments.
+HOLDING_STATES = (OrderState.RESERVED, OrderState.LOADED, OrderState.EXPIRED, OrderState.CANCELLED)
+# "Active reservation" in the contract's ORDER_EXISTS sense.
+ACTIVE_STATES = (OrderState.RESERVED, OrderState.LOADED)
+
+
+class Door(StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+    UNKNOWN = "unknown"
+
+
+class Method(StrEnum):
+    """Where a code or an open request came from (the contract's `method`, the audit's actor)."""
+
+    KEYPAD = "keypad"
+    SCANNER = "scanner"
+    CAMERA = "camera"
+    REMOTE = "remote"
+
+
+TERMINALS = (Method.KEYPAD, Method.SCANNER, Method.CAMERA)
+
+
+class Purpose(StrEnum):
+    """Why doors are being opened."""
+
+    DEPOSIT = "deposit"
+    PICKUP = "pickup"
+    RETRIEVAL = "retrieval"
+    REMOTE = "remote"
+    MAINTENANCE = "maintenance"
+
+
+class ErrorCode(StrEnum):
+    """Reply error codes of contract v1 (and the few this project adds)."""
+
+    INVALID_PAYLOAD = "INVALID_PAYLOAD"
+    UNKNOWN_COMMAND = "UNKNOWN_COMMAND"
+    COMMAND_EXPIRED = "COMMAND_EXPIRED"
+    FRESH_NOT_ALLOWED = "FRESH_NOT_ALLOWED"
+    TOO_MANY_ITEMS = "TOO_MANY_ITEMS"
+    OVERSIZE = "OVERSIZE"
+    TOO_MANY_PARCELS = "TOO_MANY_PARCELS"
+    ORDER_EXISTS = "ORDER_EXISTS"
+    NO_COMPARTMENT_AVAILABLE = "NO_COMPARTMENT_AVAILABLE"
+    UNKNOWN_ORDER = "UNKNOWN_ORDER"
+    ALREADY_COLLECTED = "ALREADY_COLLECTED"
+    DOOR_JAMMED = "DOOR_JAMMED"
+    BOARD_OFFLINE = "BOARD_OFFLINE"
+    UNKNOWN_COMPARTMENT = "UNKNOWN_COMPARTMENT"
+    RATE_LIMITED = "RATE_LIMITED"
+    # Added by this project (the contract allows additions):
+    ORDER_NOT_LOADED = "ORDER_NOT_LOADED"
+
+
+class CommandError(LockerError):
+    """A use case refused: carries the contract's error code and a message for people."""
+
+    def __init__(
+        self, code: ErrorCode, message: str, result: dict[str, object] | None = None
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.result = result

@@ -1,0 +1,373 @@
+"""Durable state in one SQLite file.
+
+Every change and the events it causes are committed in one transaction (the
+transactional outbox), with `synchronous=FULL` so a commit survives a power
+cut. Nested use of `transaction()` becomes a SAVEPOINT, so a use case that
+refuses half way leaves no trace while its caller still commits the rest (for
+instance the stored reply to a refused command). Work that must happen only
+once the change is durable — sending an unlock to a board above all — is
+registered with `after_commit` and runs after the outermost COMMIT.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from locker.codes import CodeBook
+from locker.errors import LockerError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+# Migrations, in order; index i takes the schema from version i to i + 1.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE orders (
+        pk INTEGER PRIMARY KEY,
+        order_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        accessible INTEGER NOT NULL,
+        item_count INTEGER NOT NULL,
+        pickup_hours REAL NOT NULL,
+        reserved_at REAL NOT NULL,
+        reserved_until REAL NOT NULL,
+        deposited_at REAL,
+        pickup_until REAL,
+        reminder_sent INTEGER NOT NULL DEFAULT 0,
+        opened_at REAL,
+        closed_at REAL,
+        method TEXT,
+        end_reason TEXT
+    );
+    CREATE INDEX orders_by_id ON orders(order_id);
+    CREATE INDEX orders_by_state ON orders(state);
+    CREATE UNIQUE INDEX orders_one_active ON orders(order_id)
+        WHERE state IN ('reserved', 'loaded');
+    CREATE TABLE compartments (
+        number INTEGER PRIMARY KEY,
+        size TEXT NOT NULL,
+        low INTEGER NOT NULL,
+        board TEXT NOT NULL,
+        channel INTEGER NOT NULL,
+        in_service INTEGER NOT NULL DEFAULT 1,
+        jammed INTEGER NOT NULL DEFAULT 0,
+        door TEXT NOT NULL DEFAULT 'unknown',
+        door_since REAL,
+        left_open_alarmed INTEGER NOT NULL DEFAULT 0,
+        order_pk INTEGER REFERENCES orders(pk)
+    );
+    CREATE TABLE order_compartments (
+        order_pk INTEGER NOT NULL REFERENCES orders(pk),
+        number INTEGER NOT NULL,
+        size TEXT NOT NULL,
+        opened_at REAL,
+        closed_at REAL,
+        PRIMARY KEY (order_pk, number)
+    );
+    CREATE TABLE codes (
+        digest TEXT PRIMARY KEY,
+        order_pk INTEGER NOT NULL REFERENCES orders(pk),
+        kind TEXT NOT NULL CHECK (kind IN ('pickup', 'deposit'))
+    );
+    CREATE INDEX codes_by_order ON codes(order_pk);
+    CREATE TABLE order_stages (
+        id INTEGER PRIMARY KEY,
+        order_pk INTEGER NOT NULL REFERENCES orders(pk),
+        stage TEXT NOT NULL,
+        at REAL NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX order_stages_by_order ON order_stages(order_pk);
+    CREATE TABLE openings (
+        id INTEGER PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        order_pk INTEGER REFERENCES orders(pk),
+        method TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        command_id TEXT,
+        created_at REAL NOT NULL,
+        state TEXT NOT NULL DEFAULT 'active',
+        ended_at REAL
+    );
+    CREATE INDEX openings_active ON openings(state) WHERE state = 'active';
+    CREATE TABLE opening_doors (
+        opening_id INTEGER NOT NULL REFERENCES openings(id),
+        number INTEGER NOT NULL REFERENCES compartments(number),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_attempt_at REAL,
+        seen_open_at REAL,
+        seen_closed_at REAL,
+        outcome TEXT,
+        PRIMARY KEY (opening_id, number)
+    );
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        occurred_at REAL NOT NULL,
+        sealed INTEGER NOT NULL,
+        fields BLOB NOT NULL
+    );
+    CREATE TABLE commands (
+        command_id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        received_at REAL NOT NULL,
+        state TEXT NOT NULL,
+        sealed INTEGER NOT NULL DEFAULT 0,
+        reply BLOB
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        order_id TEXT,
+        compartment INTEGER,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX audit_by_action ON audit(action, at);
+    CREATE TABLE throttle (
+        terminal TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,
+        locked_until REAL NOT NULL,
+        last_failure_at REAL NOT NULL
+    );
+    CREATE TABLE boards (
+        name TEXT PRIMARY KEY,
+        online INTEGER NOT NULL DEFAULT 1,
+        errors INTEGER NOT NULL DEFAULT 0,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    """,
+)
+
+# Event fields that hold a code in clear; events carrying them are sealed at rest.
+SECRET_FIELDS = frozenset({"pickup_code", "pickup_qr", "deposit_code"})
+
+
+class StorageError(LockerError):
+    """The database cannot be opened or is newer than this software."""
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    seq: int
+    event_id: str
+    type: str
+    occurred_at: float
+    fields: dict[str, Any]
+
+
+class Transaction:
+    """A handle on the open transaction: queries, events, audit, stages, after-commit work."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.db = store.db
+
+    def q(self, sql: str, params: tuple[Any, ...] | Mapping[str, Any] = ()) -> sqlite3.Cursor:
+        return self.db.execute(sql, params)
+
+    def one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute(sql, params).fetchone()
+        return row
+
+    def emit(self, type_: str, fields: Mapping[str, Any], at: float) -> int:
+        """Append an event to the outbox in this transaction; returns its `seq`."""
+        payload = json.dumps(fields, separators=(",", ":"), sort_keys=True).encode()
+        sealed = bool(SECRET_FIELDS.intersection(fields))
+        blob = self._store.codebook.seal(payload) if sealed else payload
+        cur = self.db.execute(
+            "INSERT INTO outbox (event_id, type, occurred_at, sealed, fields) VALUES (?,?,?,?,?)",
+            (str(uuid.uuid4()), type_, at, int(sealed), blob),
+        )
+        seq = cur.lastrowid
+        assert seq is not None
+        self._store.pending_events.append(type_)
+        return seq
+
+    def audit(
+        self,
+        at: float,
+        actor: str,
+        action: str,
+        order_id: str | None = None,
+        compartment: int | None = None,
+        detail: str = "",
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO audit (at, actor, action, order_id, compartment, detail)"
+            " VALUES (?,?,?,?,?,?)",
+            (at, actor, action, order_id, compartment, detail),
+        )
+
+    def stage(self, order_pk: int, stage: str, at: float, detail: str = "") -> None:
+        self.db.execute(
+            "INSERT INTO order_stages (order_pk, stage, at, detail) VALUES (?,?,?,?)",
+            (order_pk, stage, at, detail),
+        )
+
+    def store_reply(self, command_id: str, name: str, reply: Mapping[str, Any], at: float) -> None:
+        """Keep the reply to a command (sealed when it carries a code) for re-delivery."""
+        payload = json.dumps(reply, separators=(",", ":"), sort_keys=True).encode()
+        result = reply.get("result")
+        sealed = isinstance(result, dict) and bool(SECRET_FIELDS.intersection(result))
+        blob = self._store.codebook.seal(payload) if sealed else payload
+        self.db.execute(
+            "INSERT INTO commands (command_id, name, received_at, state, sealed, reply)"
+            " VALUES (?,?,?,?,?,?) ON CONFLICT(command_id) DO UPDATE SET"
+            " state=excluded.state, sealed=excluded.sealed, reply=excluded.reply",
+            (command_id, name, at, "done", int(sealed), blob),
+        )
+
+    def mark_pending(self, command_id: str, name: str, at: float) -> None:
+        """Remember a command whose reply comes later (a remote open waits for the door)."""
+        self.db.execute(
+            "INSERT INTO commands (command_id, name, received_at, state) VALUES (?,?,?,?)",
+            (command_id, name, at, "pending"),
+        )
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run `fn` once the outermost transaction has committed (never if it rolls back)."""
+        self._store.after.append(fn)
+
+
+class Store:
+    """The SQLite database of one locker."""
+
+    def __init__(self, path: Path, codebook: CodeBook) -> None:
+        self.path = path
+        self.codebook = codebook
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+            self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{path}: cannot open database: {exc}") from exc
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows (sealed events once published) are overwritten, not left in free pages.
+        self.db.execute("PRAGMA secure_delete=ON")
+        self.db.execute("PRAGMA busy_timeout=5000")
+        self._depth = 0
+        self.after: list[Callable[[], None]] = []
+        self.pending_events: list[str] = []
+        self.on_commit: list[Callable[[list[str]], None]] = []
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"{self.path}: database schema {version} is newer than this software "
+                f"({SCHEMA_VERSION}); install the newer release or restore a backup"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            log.info("migrating database %s to schema %d", self.path, target)
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in MIGRATIONS[target - 1].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version={target}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A transaction, or a savepoint inside the one already open."""
+        tx = Transaction(self)
+        if self._depth:
+            name = f"sp{self._depth}"
+            self.db.execute(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield tx
+            except BaseException:
+                self.db.execute(f"ROLLBACK TO {name}")
+                self.db.execute(f"RELEASE {name}")
+                raise
+            finally:
+                self._depth -= 1
+            self.db.execute(f"RELEASE {name}")
+            return
+        self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield tx
+        except BaseException:
+            self._depth = 0
+            self.db.execute("ROLLBACK")
+            self.after.clear()
+            self.pending_events.clear()
+            raise
+        self._depth = 0
+        self.db.execute("COMMIT")
+        after, self.after = self.after, []
+        events, self.pending_events = self.pending_events, []
+        for fn in after:
+            fn()
+        for listener in self.on_commit:
+            listener(events)
+
+    # -- reading the outbox (the MQTT pump and tools) --------------------------------
+
+    def events(self, after_seq: int = 0, limit: int = 100) -> list[StoredEvent]:
+        rows = self.db.execute(
+            "SELECT seq, event_id, type, occurred_at, sealed, fields FROM outbox"
+            " WHERE seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        ).fetchall()
+        out = []
+        for row in rows:
+            raw = bytes(row["fields"])
+            if row["sealed"]:
+                raw = self.codebook.unseal(raw)
+            out.append(
+                StoredEvent(row["seq"], row["event_id"], row["type"], row["occurred_at"],
+                            json.loads(raw))
+            )
+        return out
+
+    def delete_event(self, seq: int) -> None:
+        """Called when the broker acknowledged the event (PUBACK)."""
+        with self.transaction() as tx:
+            tx.q("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+    def stored_reply(self, command_id: str) -> tuple[str, dict[str, Any] | None] | None:
+        """(state, reply) of a command seen before, or None for a new one."""
+        row = self.db.execute(
+            "SELECT state, sealed, reply FROM commands WHERE command_id = ?", (command_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        if row["reply"] is None:
+            return row["state"], None
+        raw = bytes(row["reply"])
+        if row["sealed"]:
+            raw = self.codebook.unseal(raw)
+        reply: dict[str, Any] = json.loads(raw)
+        return row["state"], reply
+
+    def outbox_depth(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def last_seq(self) -> int:
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
+        return int(row[0]) if row else 0

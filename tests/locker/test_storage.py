@@ -1,0 +1,92 @@
+"""The SQLite store: schema versions, transactions, savepoints, the outbox and its `seq`."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from locker.codes import CodeBook
+from locker.storage import SCHEMA_VERSION, StorageError, Store
+
+BOOK = CodeBook.from_key(b"t" * 32)
+
+
+def test_pragmas_and_schema_version(tmp_path: Path) -> None:
+    store = Store(tmp_path / "l.db", BOOK)
+    db = store.db
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    store.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    Store(path, BOOK).close()
+    con = sqlite3.connect(path)
+    con.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    con.close()
+    with pytest.raises(StorageError, match="newer than this software"):
+        Store(path, BOOK)
+
+
+def test_seq_never_repeats_even_after_the_outbox_drains_and_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "l.db"
+    store = Store(path, BOOK)
+    seqs = []
+    for i in range(3):
+        with store.transaction() as tx:
+            seqs.append(tx.emit("e", {"i": i}, 0.0))
+    for ev in store.events():
+        store.delete_event(ev.seq)
+    assert store.outbox_depth() == 0
+    store.close()
+    store = Store(path, BOOK)
+    with store.transaction() as tx:
+        seqs.append(tx.emit("e", {"i": 3}, 0.0))
+    assert seqs == [1, 2, 3, 4]
+    store.close()
+
+
+def test_rollback_leaves_no_event_and_runs_no_after_commit(tmp_path: Path) -> None:
+    store = Store(tmp_path / "l.db", BOOK)
+    ran: list[str] = []
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.emit("e", {}, 0.0)
+        tx.after_commit(lambda: ran.append("unlock"))
+        raise RuntimeError("crash between the change and the commit")
+    assert store.events() == [] and ran == []
+    with store.transaction() as tx:
+        tx.emit("e", {}, 0.0)
+        tx.after_commit(lambda: ran.append("unlock"))
+        assert ran == []  # not before the commit
+    assert ran == ["unlock"]
+    # a rolled-back transaction does not burn a seq
+    assert [e.seq for e in store.events()] == [1]
+    store.close()
+
+
+def test_savepoint_rolls_back_only_the_inner_part(tmp_path: Path) -> None:
+    store = Store(tmp_path / "l.db", BOOK)
+    with store.transaction() as outer:
+        outer.emit("kept", {}, 0.0)
+        with pytest.raises(ValueError), store.transaction() as inner:
+            inner.emit("dropped", {}, 0.0)
+            raise ValueError("refused half way")
+    assert [e.type for e in store.events()] == ["kept"]
+    store.close()
+
+
+def test_events_with_codes_are_sealed_at_rest(tmp_path: Path) -> None:
+    store = Store(tmp_path / "l.db", BOOK)
+    with store.transaction() as tx:
+        tx.emit("code_issued", {"order_id": "SO-1", "pickup_code": "73519946"}, 0.0)
+        tx.emit("expired", {"order_id": "SO-2"}, 0.0)
+    raw = store.db.execute("SELECT sealed, fields FROM outbox ORDER BY seq").fetchall()
+    assert raw[0][0] == 1 and b"73519946" not in bytes(raw[0][1])
+    assert raw[1][0] == 0
+    assert store.events()[0].fields["pickup_code"] == "73519946"
+    store.close()
