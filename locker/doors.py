@@ -35,6 +35,8 @@ class DoorTracker:
         # (opening_id, number) -> monotonic time by which the door must be seen open.
         self.deadline: dict[tuple[int, int], float] = {}
         self.no_retry: set[tuple[int, int]] = set()
+        # number -> monotonic time of the last unlock pulse sent to it.
+        self.last_unlock: dict[int, float] = {}
 
     # -- intents -----------------------------------------------------------------------
 
@@ -75,6 +77,7 @@ class DoorTracker:
             self.deadline[key] = self.svc.clock.monotonic()
             return
         try:
+            self.last_unlock[number] = self.svc.clock.monotonic()
             board.unlock(comp.channel)
         except BoardError as exc:
             log.warning("unlock of compartment %d failed: %s", number, exc)
@@ -169,7 +172,7 @@ class DoorTracker:
             (number,),
         )
         if row is None:
-            if prev == Door.CLOSED:
+            if prev == Door.CLOSED and not self._recently_unlocked(number):
                 order_id = self._order_id_of(tx, number)
                 tx.audit(now, "system", "door_forced", order_id, number)
                 fields: dict[str, Any] = {"compartment": number, "kind": "forced"}
@@ -205,6 +208,17 @@ class DoorTracker:
                 "ok": True,
                 "result": {"compartment": number, "door": "opened"},
             })
+
+    def _recently_unlocked(self, number: int) -> bool:
+        """Was a pulse sent lately? Then an opening is ours, even if its intent was dropped.
+
+        (An order cancelled or lapsed in the instant between the pulse and the next poll
+        must not turn the staff's own opening into an intrusion alarm.)
+        """
+        sent = self.last_unlock.get(number)
+        doors = self.svc.config.doors
+        window = doors.open_confirm_s * (doors.unlock_retries + 1)
+        return sent is not None and self.svc.clock.monotonic() - sent <= window
 
     def _closed(self, tx: Transaction, number: int, now: float) -> None:
         row = tx.one(

@@ -28,35 +28,38 @@ def main() -> None:
     config = load_config(sys.argv[1])
     journal = Path(sys.argv[2])
     rng = random.Random(int(sys.argv[3]))
-    board = SimBoard("b0", channels=48, door_close_s=0.02, journal=journal)
+    board = SimBoard("b0", channels=48, door_close_s=0.15, journal=journal)
     locker = build(config, boards={"b0": board})
     service, store = locker.service, locker.store
     commands = CommandProcessor(service)
+    deposit_codes: dict[str, str] = {}
+    for (command_id,) in store.db.execute("SELECT command_id FROM commands WHERE name='reserve'"):
+        stored = store.stored_reply(command_id)
+        if stored and stored[1] and stored[1]["ok"]:
+            deposit_codes[stored[1]["result"]["order_id"]] = stored[1]["result"]["deposit_code"]
     n = 0
     while True:
         n += 1
         action = rng.random()
         db = store.db
-        if action < 0.3:
+        if action < 0.15:
             items = [{"sku": str(i), "qty": rng.randint(1, 2), "fresh": False,
                       "size": rng.choice("SML")} for i in range(rng.randint(1, 2))]
             payload = {"command_id": f"{sys.argv[3]}-{n}", "sent_at": rfc3339(time.time()),
                        "order_id": f"W{sys.argv[3]}-{n}", "items": items}
-            commands.handle("reserve", json.dumps(payload))
-        elif action < 0.55:
+            reply = commands.handle("reserve", json.dumps(payload))
+            if reply and reply["ok"]:
+                deposit_codes[reply["result"]["order_id"]] = reply["result"]["deposit_code"]
+        elif action < 0.5:
             # the deposit code of an order still waiting to be loaded or retrieved
-            waiting = {r[0] for r in db.execute(
-                "SELECT order_id FROM orders WHERE state IN ('reserved','expired','cancelled')"
-            )}
-            rows = db.execute(
-                "SELECT command_id FROM commands WHERE name='reserve' ORDER BY random() LIMIT 20"
-            ).fetchall()
-            for row in rows:
-                stored = store.stored_reply(row[0])
-                reply = stored[1] if stored else None
-                if reply and reply.get("ok") and reply["result"]["order_id"] in waiting:
-                    service.enter_code(reply["result"]["deposit_code"], Method.KEYPAD)
-                    break
+            # the deposit code of an order waiting to be loaded or retrieved
+            waiting = [r[0] for r in db.execute(
+                "SELECT DISTINCT o.order_id FROM orders o JOIN compartments c"
+                " ON c.order_pk = o.pk WHERE o.state IN ('reserved','expired','cancelled')"
+            )]
+            known = [o for o in waiting if o in deposit_codes]
+            if known:
+                service.enter_code(deposit_codes[rng.choice(known)], Method.KEYPAD)
         elif action < 0.85:
             latest: dict[str, str] = {}
             for e in store.events(after_seq=max(0, store.last_seq() - 200), limit=200):
@@ -66,7 +69,7 @@ def main() -> None:
             codes = [code for order_id, code in latest.items() if order_id in loaded]
             if codes:
                 service.enter_code(rng.choice(codes), rng.choice([Method.KEYPAD, Method.SCANNER]))
-        elif action < 0.92:
+        elif action < 0.95:
             row = db.execute(
                 "SELECT order_id FROM orders WHERE state='loaded' ORDER BY random() LIMIT 1"
             ).fetchone()
