@@ -31,6 +31,7 @@ data_dir = "{data}"
 
 [doors]
 poll_ms = 10
+open_confirm_s = 0.3
 
 [[boards]]
 name = "b0"
