@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+
 from drivers.sim import DEFAULT_CHANNELS, SimBoard
 from locker.boards import Board
 from locker.config import BoardConfig

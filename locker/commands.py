@@ -28,11 +28,12 @@ COMMANDS = ("reserve", "cancel", "extend", "reissue_code", "open", "set_service"
 Reply = dict[str, Any]
 
 
-def error_reply(
-    command_id: str | None, code: ErrorCode, message: str, result: Any = None
-) -> Reply:
-    reply: Reply = {"command_id": command_id, "ok": False,
-                    "error": {"code": code.value, "message": message}}
+def error_reply(command_id: str | None, code: ErrorCode, message: str, result: Any = None) -> Reply:
+    reply: Reply = {
+        "command_id": command_id,
+        "ok": False,
+        "error": {"code": code.value, "message": message},
+    }
     if result is not None:
         reply["result"] = result
     return reply
@@ -78,19 +79,26 @@ class CommandProcessor:
     def handle(self, name: str, payload: bytes | str) -> Reply | None:
         """Answer one command. None means the reply comes later (a remote open)."""
         if len(payload) > MAX_PAYLOAD:
-            return error_reply(None, ErrorCode.INVALID_PAYLOAD,
-                               f"payload is larger than {MAX_PAYLOAD // 1024} KiB")
+            return error_reply(
+                None, ErrorCode.INVALID_PAYLOAD, f"payload is larger than {MAX_PAYLOAD // 1024} KiB"
+            )
         try:
             data = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
             return error_reply(None, ErrorCode.INVALID_PAYLOAD, f"payload is not JSON: {exc}"[:200])
         if not isinstance(data, dict):
-            return error_reply(None, ErrorCode.INVALID_PAYLOAD,
-                               f"payload must be a JSON object, got {type(data).__name__}")
+            return error_reply(
+                None,
+                ErrorCode.INVALID_PAYLOAD,
+                f"payload must be a JSON object, got {type(data).__name__}",
+            )
         command_id = data.get("command_id")
         if not isinstance(command_id, str) or not command_id or len(command_id) > MAX_COMMAND_ID:
-            return error_reply(None, ErrorCode.INVALID_PAYLOAD,
-                               "command_id: missing, not a string, or longer than 128 characters")
+            return error_reply(
+                None,
+                ErrorCode.INVALID_PAYLOAD,
+                "command_id: missing, not a string, or longer than 128 characters",
+            )
         seen = self.svc.store.stored_reply(command_id)
         if seen is not None:
             log.info("command %s delivered again; answering with the stored reply", command_id)
@@ -105,15 +113,20 @@ class CommandProcessor:
     def _run(self, name: str, command_id: str, data: Mapping[str, Any], now: float) -> Reply | None:
         handler = self._handlers.get(name)
         if handler is None:
-            return error_reply(command_id, ErrorCode.UNKNOWN_COMMAND,
-                               f"unknown command {name[:64]!r}; known: {', '.join(COMMANDS)}")
+            return error_reply(
+                command_id,
+                ErrorCode.UNKNOWN_COMMAND,
+                f"unknown command {name[:64]!r}; known: {', '.join(COMMANDS)}",
+            )
         try:
             sent_at = _time(data, "sent_at")
             if "expires_at" in data and data["expires_at"] is not None:
                 expires_at = _time(data, "expires_at")
                 if now > expires_at:
-                    raise CommandError(ErrorCode.COMMAND_EXPIRED,
-                                       "command arrived after its expires_at; not executed")
+                    raise CommandError(
+                        ErrorCode.COMMAND_EXPIRED,
+                        "command arrived after its expires_at; not executed",
+                    )
             elif now - sent_at > self.max_age_s:
                 raise CommandError(
                     ErrorCode.COMMAND_EXPIRED,

@@ -201,20 +201,24 @@ class _Reader:
             return default
         return self.data[key]
 
-    def str(self, key: str, default: str = "", required: bool = False) -> str:
+    def get_str(self, key: str, default: str = "", required: bool = False) -> str:
         value = self._get(key, default, required)
         if not isinstance(value, str):
             raise self.fail(key, f"expected a string, got {_describe(value)}")
         return value
 
-    def bool(self, key: str, default: bool = False) -> bool:
+    def get_bool(self, key: str, default: bool = False) -> bool:
         value = self._get(key, default, False)
         if not isinstance(value, bool):
             raise self.fail(key, f"expected true or false, got {_describe(value)}")
         return value
 
-    def int(
-        self, key: str, default: int = 0, lo: int | None = None, hi: int | None = None,
+    def get_int(
+        self,
+        key: str,
+        default: int = 0,
+        lo: int | None = None,
+        hi: int | None = None,
         required: bool = False,
     ) -> int:
         value = self._get(key, default, required)
@@ -223,8 +227,12 @@ class _Reader:
         self._bounds(key, value, lo, hi)
         return value
 
-    def float(
-        self, key: str, default: float, lo: float | None = None, hi: float | None = None,
+    def get_float(
+        self,
+        key: str,
+        default: float,
+        lo: float | None = None,
+        hi: float | None = None,
         positive: bool = False,
     ) -> float:
         value = self._get(key, default, False)
@@ -239,7 +247,9 @@ class _Reader:
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             low = "" if lo is None else f"{lo}"
             high = "" if hi is None else f"{hi}"
-            raise self.fail(key, f"must be between {low or '-inf'} and {high or 'inf'}, got {value}")
+            raise self.fail(
+                key, f"must be between {low or '-inf'} and {high or 'inf'}, got {value}"
+            )
 
 
 def _names(cls: type) -> tuple[str, ...]:
@@ -255,8 +265,17 @@ def _resolve(base: Path, value: str) -> str:
 
 # -- sections --------------------------------------------------------------------------
 
-SECTIONS = ("locker", "mqtt", "rules", "doors", "security", "boards", "compartments",
-            "scanner", "api")
+SECTIONS = (
+    "locker",
+    "mqtt",
+    "rules",
+    "doors",
+    "security",
+    "boards",
+    "compartments",
+    "scanner",
+    "api",
+)
 
 
 def parse_config(data: Mapping[str, object], path: Path) -> Config:
@@ -278,16 +297,16 @@ def parse_config(data: Mapping[str, object], path: Path) -> Config:
     scanner = _scanner(_Reader(path, "[scanner]", data.get("scanner", {})))
     api_r = _Reader(path, "[api]", data.get("api", {}))
     api_r.check_keys(_names(ApiSection))
-    api = ApiSection(socket=api_r.str("socket", ApiSection.socket) or ApiSection.socket)
+    api = ApiSection(socket=api_r.get_str("socket", ApiSection.socket) or ApiSection.socket)
     return Config(path, locker, mqtt, rules, doors, security, boards, compartments, scanner, api)
 
 
 def _locker(r: _Reader, base: Path) -> LockerSection:
     r.check_keys(_names(LockerSection))
-    locker_id = r.str("id", required=True)
+    locker_id = r.get_str("id", required=True)
     if not ID_RE.fullmatch(locker_id):
         raise r.fail("id", f'"{locker_id}" must be 1-64 characters of A-Z a-z 0-9 _ -')
-    data_dir = r.str("data_dir", required=True)
+    data_dir = r.get_str("data_dir", required=True)
     if not data_dir:
         raise r.fail("data_dir", "must not be empty")
     return LockerSection(id=locker_id, data_dir=Path(_resolve(base, data_dir)))
@@ -296,26 +315,31 @@ def _locker(r: _Reader, base: Path) -> LockerSection:
 def _mqtt(r: _Reader, base: Path) -> MqttSection:
     r.check_keys(_names(MqttSection))
     d = MqttSection()
-    prefix = r.str("topic_prefix", d.topic_prefix)
-    if not prefix or any(c in prefix for c in "+#") or prefix.startswith("/") or prefix.endswith(
-        "/"
+    prefix = r.get_str("topic_prefix", d.topic_prefix)
+    if (
+        not prefix
+        or any(c in prefix for c in "+#")
+        or prefix.startswith("/")
+        or prefix.endswith("/")
     ):
-        raise r.fail("topic_prefix", f'"{prefix}" must be non-empty, without + or # and'
-                     " without a leading or trailing /")
-    host = r.str("host", d.host)
+        raise r.fail(
+            "topic_prefix",
+            f'"{prefix}" must be non-empty, without + or # and without a leading or trailing /',
+        )
+    host = r.get_str("host", d.host)
     if not host:
         raise r.fail("host", "must not be empty")
     return MqttSection(
         host=host,
-        port=r.int("port", d.port, 1, 65535),
+        port=r.get_int("port", d.port, 1, 65535),
         topic_prefix=prefix,
-        username=r.str("username", d.username),
-        password_file=_resolve(base, r.str("password_file", d.password_file)),
-        tls=r.bool("tls", d.tls),
-        ca_file=_resolve(base, r.str("ca_file", d.ca_file)),
-        heartbeat_s=r.int("heartbeat_s", d.heartbeat_s, 1, 3600),
-        command_max_age_s=r.int("command_max_age_s", d.command_max_age_s, 1, 7 * 86400),
-        session_expiry_s=r.int("session_expiry_s", d.session_expiry_s, 7 * 86400, 2**32 - 1),
+        username=r.get_str("username", d.username),
+        password_file=_resolve(base, r.get_str("password_file", d.password_file)),
+        tls=r.get_bool("tls", d.tls),
+        ca_file=_resolve(base, r.get_str("ca_file", d.ca_file)),
+        heartbeat_s=r.get_int("heartbeat_s", d.heartbeat_s, 1, 3600),
+        command_max_age_s=r.get_int("command_max_age_s", d.command_max_age_s, 1, 7 * 86400),
+        session_expiry_s=r.get_int("session_expiry_s", d.session_expiry_s, 7 * 86400, 2**32 - 1),
     )
 
 
@@ -323,18 +347,18 @@ def _rules(r: _Reader) -> RulesSection:
     r.check_keys(_names(RulesSection))
     d = RulesSection()
     rules = RulesSection(
-        max_items=r.int("max_items", d.max_items, 1, 1000),
-        allow_fresh=r.bool("allow_fresh", d.allow_fresh),
-        max_compartments_per_order=r.int(
+        max_items=r.get_int("max_items", d.max_items, 1, 1000),
+        allow_fresh=r.get_bool("allow_fresh", d.allow_fresh),
+        max_compartments_per_order=r.get_int(
             "max_compartments_per_order", d.max_compartments_per_order, 1, 100
         ),
-        reserve_hours=r.float("reserve_hours", d.reserve_hours, positive=True, hi=24 * 366),
-        hold_hours=r.float("hold_hours", d.hold_hours, positive=True, hi=24 * 366),
-        reminder_before_hours=r.float(
+        reserve_hours=r.get_float("reserve_hours", d.reserve_hours, positive=True, hi=24 * 366),
+        hold_hours=r.get_float("hold_hours", d.hold_hours, positive=True, hi=24 * 366),
+        reminder_before_hours=r.get_float(
             "reminder_before_hours", d.reminder_before_hours, positive=True, hi=24 * 366
         ),
-        pickup_code_digits=r.int("pickup_code_digits", d.pickup_code_digits, 6, 16),
-        deposit_code_digits=r.int("deposit_code_digits", d.deposit_code_digits, 6, 16),
+        pickup_code_digits=r.get_int("pickup_code_digits", d.pickup_code_digits, 6, 16),
+        deposit_code_digits=r.get_int("deposit_code_digits", d.deposit_code_digits, 6, 16),
     )
     if rules.reminder_before_hours >= rules.hold_hours:
         raise r.fail("reminder_before_hours", f"must be less than hold_hours ({rules.hold_hours})")
@@ -350,10 +374,10 @@ def _doors(r: _Reader) -> DoorsSection:
     r.check_keys(_names(DoorsSection))
     d = DoorsSection()
     return DoorsSection(
-        open_confirm_s=r.float("open_confirm_s", d.open_confirm_s, positive=True, hi=60),
-        open_alarm_s=r.float("open_alarm_s", d.open_alarm_s, positive=True, hi=86400),
-        unlock_retries=r.int("unlock_retries", d.unlock_retries, 0, 10),
-        poll_ms=r.int("poll_ms", d.poll_ms, 10, 5000),
+        open_confirm_s=r.get_float("open_confirm_s", d.open_confirm_s, positive=True, hi=60),
+        open_alarm_s=r.get_float("open_alarm_s", d.open_alarm_s, positive=True, hi=86400),
+        unlock_retries=r.get_int("unlock_retries", d.unlock_retries, 0, 10),
+        poll_ms=r.get_int("poll_ms", d.poll_ms, 10, 5000),
     )
 
 
@@ -361,13 +385,14 @@ def _security(r: _Reader, base: Path) -> SecuritySection:
     r.check_keys(_names(SecuritySection))
     d = SecuritySection()
     sec = SecuritySection(
-        remote_open_per_hour=r.int("remote_open_per_hour", d.remote_open_per_hour, 0, 3600),
-        free_attempts=r.int("free_attempts", d.free_attempts, 1, 1000),
-        throttle_base_s=r.float("throttle_base_s", d.throttle_base_s, positive=True, hi=86400),
-        throttle_max_s=r.float("throttle_max_s", d.throttle_max_s, positive=True, hi=86400),
-        throttle_reset_s=r.float("throttle_reset_s", d.throttle_reset_s, positive=True,
-                                 hi=7 * 86400),
-        key_file=_resolve(base, r.str("key_file", d.key_file)),
+        remote_open_per_hour=r.get_int("remote_open_per_hour", d.remote_open_per_hour, 0, 3600),
+        free_attempts=r.get_int("free_attempts", d.free_attempts, 1, 1000),
+        throttle_base_s=r.get_float("throttle_base_s", d.throttle_base_s, positive=True, hi=86400),
+        throttle_max_s=r.get_float("throttle_max_s", d.throttle_max_s, positive=True, hi=86400),
+        throttle_reset_s=r.get_float(
+            "throttle_reset_s", d.throttle_reset_s, positive=True, hi=7 * 86400
+        ),
+        key_file=_resolve(base, r.get_str("key_file", d.key_file)),
     )
     if sec.throttle_max_s < sec.throttle_base_s:
         raise r.fail("throttle_max_s", f"must be at least throttle_base_s ({sec.throttle_base_s})")
@@ -377,13 +402,13 @@ def _security(r: _Reader, base: Path) -> SecuritySection:
 def _scanner(r: _Reader) -> ScannerSection:
     r.check_keys(_names(ScannerSection))
     d = ScannerSection()
-    driver = r.str("driver", d.driver)
+    driver = r.get_str("driver", d.driver)
     if driver not in ("serial", "camera", "none"):
         raise r.fail("driver", f'"{driver}" is not one of serial, camera, none')
-    baud = r.int("baud", d.baud)
+    baud = r.get_int("baud", d.baud)
     if baud not in BAUDS:
         raise r.fail("baud", f"{baud} is not a standard rate ({', '.join(map(str, BAUDS))})")
-    port = r.str("port", d.port)
+    port = r.get_str("port", d.port)
     if driver == "serial" and not port:
         raise r.fail("port", "required for the serial scanner")
     return ScannerSection(driver=driver, port=port, baud=baud)
@@ -403,31 +428,36 @@ def _boards(path: Path, value: object) -> tuple[BoardConfig, ...]:
     for i, raw in enumerate(_table_list(path, "boards", value), start=1):
         r = _Reader(path, f"[[boards]] #{i}", raw)
         r.check_keys(known)
-        name = r.str("name", required=True)
+        name = r.get_str("name", required=True)
         if not ID_RE.fullmatch(name):
             raise r.fail("name", f'"{name}" must be 1-64 characters of A-Z a-z 0-9 _ -')
         if any(b.name == name for b in boards):
             raise r.fail("name", f'"{name}" is used by two boards')
-        driver = r.str("driver", required=True)
+        driver = r.get_str("driver", required=True)
         if driver not in KNOWN_DRIVERS:
             raise r.fail("driver", f'"{driver}" is not one of {", ".join(KNOWN_DRIVERS)}')
-        port = r.str("port", "")
+        port = r.get_str("port", "")
         if driver in SERIAL_DRIVERS and not port:
             raise r.fail("port", f"required for driver {driver}")
-        baud = r.int("baud", BoardConfig.baud)
+        baud = r.get_int("baud", BoardConfig.baud)
         if baud not in BAUDS:
             raise r.fail("baud", f"{baud} is not a standard rate ({', '.join(map(str, BAUDS))})")
-        boards.append(BoardConfig(
-            name=name, driver=driver, port=port, baud=baud,
-            address=r.int("address", 0, 0, 247),
-            channels=r.int("channels", 0, 0, 256),
-            door_close_s=r.float("door_close_s", BoardConfig.door_close_s, lo=0, hi=3600),
-        ))
+        boards.append(
+            BoardConfig(
+                name=name,
+                driver=driver,
+                port=port,
+                baud=baud,
+                address=r.get_int("address", 0, 0, 247),
+                channels=r.get_int("channels", 0, 0, 256),
+                door_close_s=r.get_float("door_close_s", BoardConfig.door_close_s, lo=0, hi=3600),
+            )
+        )
     return tuple(boards)
 
 
 def _range(r: _Reader, key: str) -> range:
-    text = r.str(key, required=True)
+    text = r.get_str(key, required=True)
     m = RANGE_RE.fullmatch(text)
     if not m or int(m.group(1)) < 1 or int(m.group(1)) > int(m.group(2)):
         raise r.fail(key, f'"{text}" is not a range like "1-48" (first >= 1, first <= last)')
@@ -445,31 +475,42 @@ def _compartments(
     for i, raw in enumerate(_table_list(path, "compartments", value), start=1):
         r = _Reader(path, f"[[compartments]] #{i}", raw)
         r.check_keys(known)
-        board = r.str("board", required=True)
+        board = r.get_str("board", required=True)
         if board not in board_names:
             raise r.fail("board", f'"{board}" is not a board declared in [[boards]]')
-        size = r.str("size", required=True)
+        size = r.get_str("size", required=True)
         if size not in ("S", "M", "L"):
             raise r.fail("size", f'"{size}" is not one of S, M, L')
-        low = r.bool("low", False)
+        low = r.get_bool("low", False)
         if r.has("numbers") or r.has("channels"):
             if r.has("number") or r.has("channel"):
                 raise r.fail("numbers", "use either number/channel or numbers/channels, not both")
             numbers, channels = _range(r, "numbers"), _range(r, "channels")
             if len(numbers) != len(channels):
-                raise r.fail("channels", f"range has {len(channels)} channels for"
-                             f" {len(numbers)} numbers")
+                raise r.fail(
+                    "channels", f"range has {len(channels)} channels for {len(numbers)} numbers"
+                )
             pairs = list(zip(numbers, channels, strict=True))
         else:
-            pairs = [(r.int("number", required=True, lo=1), r.int("channel", required=True, lo=1))]
+            pairs = [
+                (
+                    r.get_int("number", required=True, lo=1),
+                    r.get_int("channel", required=True, lo=1),
+                )
+            ]
         for number, channel in pairs:
             if number in by_number:
-                raise r.fail("number", f"compartment {number} is declared twice"
-                             f" (also in [[compartments]] #{by_number[number]})")
+                raise r.fail(
+                    "number",
+                    f"compartment {number} is declared twice"
+                    f" (also in [[compartments]] #{by_number[number]})",
+                )
             other = by_channel.get((board, channel))
             if other is not None:
-                raise r.fail("channel", f"board {board} channel {channel} is used by compartments"
-                             f" {other} and {number}")
+                raise r.fail(
+                    "channel",
+                    f"board {board} channel {channel} is used by compartments {other} and {number}",
+                )
             by_number[number] = i
             by_channel[(board, channel)] = number
             out.append(CompartmentConfig(number, board, channel, size, low))

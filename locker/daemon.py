@@ -83,7 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     log.info(
         "locker %s started: %d compartments on %d boards, version %s",
-        config.locker.id, len(config.compartments), len(config.boards), VERSION,
+        config.locker.id,
+        len(config.compartments),
+        len(config.boards),
+        VERSION,
     )
     try:
         locker.loop.run_forever()

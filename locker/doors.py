@@ -10,6 +10,7 @@ watched, and one that does not open is reported as interrupted.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,7 @@ class DoorTracker:
                 " VALUES (?,?,1,?)",
                 (opening_id, number, now),
             )
-            tx.after_commit(lambda n=number: self._send(opening_id, n))
+            tx.after_commit(functools.partial(self._send, opening_id, number))
         return opening_id
 
     def _send(self, opening_id: int, number: int) -> None:
@@ -100,8 +101,13 @@ class DoorTracker:
             key = (row["opening_id"], row["number"])
             self.deadline[key] = mono + self.svc.config.doors.open_confirm_s
             self.no_retry.add(key)
-            tx.audit(self.svc.now(), "system", "intent_recovered", compartment=row["number"],
-                     detail=f"opening {row['opening_id']}: not re-sent")
+            tx.audit(
+                self.svc.now(),
+                "system",
+                "intent_recovered",
+                compartment=row["number"],
+                detail=f"opening {row['opening_id']}: not re-sent",
+            )
 
     def active_for_order(self, tx: Transaction, order_pk: int) -> list[int] | None:
         row = tx.one(
@@ -110,24 +116,33 @@ class DoorTracker:
         )
         if row is None:
             return None
-        return [r["number"] for r in tx.q(
-            "SELECT number FROM opening_doors WHERE opening_id=? ORDER BY number", (row["id"],)
-        )]
+        return [
+            r["number"]
+            for r in tx.q(
+                "SELECT number FROM opening_doors WHERE opening_id=? ORDER BY number", (row["id"],)
+            )
+        ]
 
     def any_door_opened(self, tx: Transaction, order_pk: int) -> bool:
         """Has any compartment of the order been opened in its current phase?"""
-        return tx.one(
-            "SELECT 1 FROM order_compartments WHERE order_pk=? AND opened_at IS NOT NULL",
-            (order_pk,),
-        ) is not None
+        return (
+            tx.one(
+                "SELECT 1 FROM order_compartments WHERE order_pk=? AND opened_at IS NOT NULL",
+                (order_pk,),
+            )
+            is not None
+        )
 
     def door_open_now(self, tx: Transaction, order_pk: int) -> bool:
         """Is a compartment of the order open right now (opened, not yet closed)?"""
-        return tx.one(
-            "SELECT 1 FROM order_compartments WHERE order_pk=? AND opened_at IS NOT NULL"
-            " AND closed_at IS NULL",
-            (order_pk,),
-        ) is not None
+        return (
+            tx.one(
+                "SELECT 1 FROM order_compartments WHERE order_pk=? AND opened_at IS NOT NULL"
+                " AND closed_at IS NULL",
+                (order_pk,),
+            )
+            is not None
+        )
 
     def abandon_order(self, tx: Transaction, order_pk: int) -> None:
         """The order changed under an opening (lapse, expiry, cancel): stop waiting for it."""
@@ -197,17 +212,26 @@ class DoorTracker:
         jam = tx.one("SELECT jammed FROM compartments WHERE number=?", (number,))
         if jam is not None and jam["jammed"]:
             tx.q("UPDATE compartments SET jammed=0 WHERE number=?", (number,))
-            self.svc.emit(tx, "fault_cleared", {
-                "component": f"lock:{number}",
-                "detail": "door opened",
-                "compartments": [number],
-            }, now)
+            self.svc.emit(
+                tx,
+                "fault_cleared",
+                {
+                    "component": f"lock:{number}",
+                    "detail": "door opened",
+                    "compartments": [number],
+                },
+                now,
+            )
         if row["command_id"]:
-            self.svc.finish_command(tx, row["command_id"], {
-                "command_id": row["command_id"],
-                "ok": True,
-                "result": {"compartment": number, "door": "opened"},
-            })
+            self.svc.finish_command(
+                tx,
+                row["command_id"],
+                {
+                    "command_id": row["command_id"],
+                    "ok": True,
+                    "result": {"compartment": number, "door": "opened"},
+                },
+            )
 
     def _recently_unlocked(self, number: int) -> bool:
         """Was a pulse sent lately? Then an opening is ours, even if its intent was dropped.
@@ -242,9 +266,14 @@ class DoorTracker:
                 (now, order_pk, number),
             )
         self._maybe_finish(tx, row["opening_id"], now)
-        if order_pk is not None and tx.one(
-            "SELECT 1 FROM order_compartments WHERE order_pk=? AND closed_at IS NULL", (order_pk,)
-        ) is None:
+        if (
+            order_pk is not None
+            and tx.one(
+                "SELECT 1 FROM order_compartments WHERE order_pk=? AND closed_at IS NULL",
+                (order_pk,),
+            )
+            is None
+        ):
             self.svc.phase_complete(tx, order_pk, row["purpose"], row["method"])
 
     def _maybe_finish(self, tx: Transaction, opening_id: int, now: float) -> None:
@@ -309,9 +338,14 @@ class DoorTracker:
                 " WHERE opening_id=? AND number=?",
                 (now, opening_id, number),
             )
-            tx.audit(now, "system", "unlock_retry", compartment=number,
-                     detail=f"attempt {row['attempts'] + 1}")
-            tx.after_commit(lambda: self._send(opening_id, number))
+            tx.audit(
+                now,
+                "system",
+                "unlock_retry",
+                compartment=number,
+                detail=f"attempt {row['attempts'] + 1}",
+            )
+            tx.after_commit(functools.partial(self._send, opening_id, number))
             return
         else:
             outcome = "jammed" if online else "board_offline"
@@ -330,11 +364,16 @@ class DoorTracker:
             if order_id:
                 fields["order_id"] = order_id
             self.svc.emit(tx, "door_alarm", fields, now)
-            self.svc.emit(tx, "fault", {
-                "component": f"lock:{number}",
-                "detail": f"door not seen open after {row['attempts']} unlock attempts",
-                "compartments": [number],
-            }, now)
+            self.svc.emit(
+                tx,
+                "fault",
+                {
+                    "component": f"lock:{number}",
+                    "detail": f"door not seen open after {row['attempts']} unlock attempts",
+                    "compartments": [number],
+                },
+                now,
+            )
         if row["command_id"]:
             code = ErrorCode.BOARD_OFFLINE if outcome == "board_offline" else ErrorCode.DOOR_JAMMED
             message = {
@@ -343,9 +382,13 @@ class DoorTracker:
                 "interrupted": f"the locker restarted before compartment {number} was seen open"
                 f" (at {rfc3339(now)}); check the door before trying again",
             }[outcome]
-            self.svc.finish_command(tx, row["command_id"], {
-                "command_id": row["command_id"],
-                "ok": False,
-                "error": {"code": code.value, "message": message},
-            })
+            self.svc.finish_command(
+                tx,
+                row["command_id"],
+                {
+                    "command_id": row["command_id"],
+                    "ok": False,
+                    "error": {"code": code.value, "message": message},
+                },
+            )
         self._maybe_finish(tx, opening_id, now)

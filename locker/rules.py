@@ -118,7 +118,7 @@ def parse_reserve(data: Mapping[str, Any]) -> ReserveRequest:
     if "parcels" in data:
         raw_parcels = data["parcels"]
         if not isinstance(raw_parcels, list) or not raw_parcels:
-            raise invalid("parcels", "expected a non-empty list of {\"size\": ...}")
+            raise invalid("parcels", 'expected a non-empty list of {"size": ...}')
         parcels = []
         for i, raw in enumerate(raw_parcels):
             if not isinstance(raw, dict):
@@ -160,7 +160,9 @@ def check_rules(req: ReserveRequest, rules: RulesConfig, largest_size: str | Non
             " pick up at the service desk",
         )
     limit = SIZE_RANK[largest_size] if largest_size else 0
-    for what, size in [("item", it.size) for it in req.items] + [("parcel", p) for p in req.parcels]:
+    for what, size in [("item", it.size) for it in req.items] + [
+        ("parcel", p) for p in req.parcels
+    ]:
         if size == "XL" or SIZE_RANK[size] > limit:
             raise CommandError(
                 ErrorCode.OVERSIZE,

@@ -9,10 +9,10 @@ committed (`Transaction.after_commit`).
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from locker.boards import Board, BoardError
@@ -22,7 +22,6 @@ from locker.config import Config, ConfigError
 from locker.doors import DoorTracker
 from locker.model import (
     ACTIVE_STATES,
-    HOLDING_STATES,
     SIZES,
     CommandError,
     CompartmentState,
@@ -72,11 +71,6 @@ class _Compartment:
     low: bool
     board: str
     channel: int
-
-
-@dataclass
-class _Runtime:
-    online: dict[str, bool] = field(default_factory=dict)
 
 
 class Service:
@@ -187,8 +181,7 @@ class Service:
         tx.q("UPDATE compartments SET order_pk=NULL WHERE order_pk=?", (order_pk,))
 
     def emit(self, tx: Transaction, type_: str, fields: Mapping[str, Any], at: float) -> None:
-        envelope_free = dict(fields)
-        tx.emit(type_, envelope_free, at)
+        tx.emit(type_, fields, at)
 
     def compartment_state(self, row: Any, order_state: str | None) -> CompartmentState:
         if row["jammed"] or not self.online.get(row["board"], True):
@@ -297,8 +290,9 @@ class Service:
             )
             numbers = ",".join(str(s.number) for s in chosen)
             tx.audit(now, actor, "reserve", req.order_id, detail=f"compartments={numbers}")
-            result = self._reservation_view(tx, tx.one("SELECT * FROM orders WHERE pk=?",
-                                                       (order_pk,)))
+            result = self._reservation_view(
+                tx, tx.one("SELECT * FROM orders WHERE pk=?", (order_pk,))
+            )
             result["deposit_code"] = deposit_code
             return result
 
@@ -346,9 +340,7 @@ class Service:
     def extend(self, order_id: str, pickup_until: float, actor: str = "platform") -> dict[str, Any]:
         now = self.now()
         if pickup_until <= now:
-            raise CommandError(
-                ErrorCode.INVALID_PAYLOAD, "pickup_until: must be in the future"
-            )
+            raise CommandError(ErrorCode.INVALID_PAYLOAD, "pickup_until: must be in the future")
         with self.store.transaction() as tx:
             order = self._order_or_fail(tx, order_id)
             if order["state"] != OrderState.LOADED:
@@ -407,9 +399,7 @@ class Service:
             )
         return comp
 
-    def remote_open(
-        self, number: int, reason: str, operator: str, command_id: str
-    ) -> None:
+    def remote_open(self, number: int, reason: str, operator: str, command_id: str) -> None:
         """Open one compartment for customer service; the reply follows the door."""
         comp = self._known_compartment(number)
         now = self.now()
@@ -434,11 +424,19 @@ class Service:
                 (number,),
             )
             order_id = order_row["order_id"] if order_row else None
-            tx.audit(now, f"platform:{operator[:64]}", "remote_open", order_id, number,
-                     reason[:200])
+            tx.audit(
+                now, f"platform:{operator[:64]}", "remote_open", order_id, number, reason[:200]
+            )
             tx.mark_pending(command_id, "open", now)
-            self.doors.open(tx, Purpose.REMOTE, None, [number], Method.REMOTE.value,
-                            f"platform:{operator[:64]}", command_id)
+            self.doors.open(
+                tx,
+                Purpose.REMOTE,
+                None,
+                [number],
+                Method.REMOTE.value,
+                f"platform:{operator[:64]}",
+                command_id,
+            )
 
     def maintenance_open(self, number: int, actor: str) -> None:
         """A technician opens one compartment (test-open). Logged; never rate-limited."""
@@ -451,7 +449,7 @@ class Service:
         """Store and deliver the late reply of a pending command."""
         tx.store_reply(command_id, "open", reply, self.now())
         for listener in self.reply_listeners:
-            tx.after_commit(lambda listener=listener: listener(command_id, reply))
+            tx.after_commit(functools.partial(listener, command_id, reply))
 
     # -- codes at the locker -----------------------------------------------------------
 
@@ -464,7 +462,8 @@ class Service:
             wait = wait_s(state, now)
             if wait > 0:
                 return CodeResult(
-                    "throttled", f"too many wrong codes; try again in {int(wait + 0.999)} s",
+                    "throttled",
+                    f"too many wrong codes; try again in {int(wait + 0.999)} s",
                     wait_s=wait,
                 )
             try:
@@ -511,24 +510,43 @@ class Service:
                 (order["pk"],),
             )
         ]
-        offline = sorted({self.compartments[n].board for n in numbers
-                          if not self.online.get(self.compartments[n].board, True)})
+        offline = sorted(
+            {
+                self.compartments[n].board
+                for n in numbers
+                if not self.online.get(self.compartments[n].board, True)
+            }
+        )
         if offline:
-            tx.audit(now, method.value, f"{purpose.value}_refused", order["order_id"],
-                     detail=f"board offline: {','.join(offline)}")
+            tx.audit(
+                now,
+                method.value,
+                f"{purpose.value}_refused",
+                order["order_id"],
+                detail=f"board offline: {','.join(offline)}",
+            )
             return CodeResult(
                 "door_failed",
                 "the door cannot be opened right now; please go to the service desk",
-                purpose=purpose.value, order_id=order["order_id"],
+                purpose=purpose.value,
+                order_id=order["order_id"],
             )
         active = self.doors.active_for_order(tx, order["pk"])
         if active is not None:
             return CodeResult(
-                "opened", "compartment already open", purpose=purpose.value,
-                order_id=order["order_id"], compartments=tuple(active),
+                "opened",
+                "compartment already open",
+                purpose=purpose.value,
+                order_id=order["order_id"],
+                compartments=tuple(active),
             )
-        tx.audit(now, method.value, f"{purpose.value}_code", order["order_id"],
-                 detail="compartments=" + ",".join(map(str, numbers)))
+        tx.audit(
+            now,
+            method.value,
+            f"{purpose.value}_code",
+            order["order_id"],
+            detail="compartments=" + ",".join(map(str, numbers)),
+        )
         self.doors.open(tx, purpose, order["pk"], numbers, method.value, method.value, None)
         return CodeResult(
             "opened",
@@ -562,8 +580,11 @@ class Service:
             self.emit(
                 tx,
                 "code_attempts_throttled",
-                {"failures": new_state.failures, "locked_for_s": int(locked_for),
-                 "terminal": terminal},
+                {
+                    "failures": new_state.failures,
+                    "locked_for_s": int(locked_for),
+                    "terminal": terminal,
+                },
                 now,
             )
             return CodeResult(
@@ -594,15 +615,20 @@ class Service:
             self.doors.reset_phase(tx, order_pk)
             code = self._new_code(tx, order_pk, "pickup", self.config.rules.pickup_code_digits)
             tx.audit(now, method, "deposited", order_id)
-            self.emit(tx, "deposited", {
-                "order_id": order_id,
-                "compartments": comps,
-                "pickup_code": code,
-                "pickup_qr": qr_text(self.locker_id, "pickup", code),
-                "pickup_until": rfc3339(pickup_until),
-                "reserved_at": rfc3339(order["reserved_at"]),
-                "deposited_at": rfc3339(now),
-            }, now)
+            self.emit(
+                tx,
+                "deposited",
+                {
+                    "order_id": order_id,
+                    "compartments": comps,
+                    "pickup_code": code,
+                    "pickup_qr": qr_text(self.locker_id, "pickup", code),
+                    "pickup_until": rfc3339(pickup_until),
+                    "reserved_at": rfc3339(order["reserved_at"]),
+                    "deposited_at": rfc3339(now),
+                },
+                now,
+            )
         elif purpose == Purpose.PICKUP and order["state"] == OrderState.LOADED:
             times = tx.one(
                 "SELECT MIN(opened_at) AS o, MAX(closed_at) AS c FROM order_compartments"
@@ -620,29 +646,40 @@ class Service:
             self._kill_codes(tx, order_pk)
             self._free(tx, order_pk)
             tx.audit(now, method, "picked_up", order_id)
-            self.emit(tx, "picked_up", {
-                "order_id": order_id,
-                "compartments": comps,
-                "method": method,
-                "reserved_at": rfc3339(order["reserved_at"]),
-                "deposited_at": rfc3339(order["deposited_at"]),
-                "opened_at": rfc3339(times["o"]),
-                "closed_at": rfc3339(times["c"]),
-            }, now)
+            self.emit(
+                tx,
+                "picked_up",
+                {
+                    "order_id": order_id,
+                    "compartments": comps,
+                    "method": method,
+                    "reserved_at": rfc3339(order["reserved_at"]),
+                    "deposited_at": rfc3339(order["deposited_at"]),
+                    "opened_at": rfc3339(times["o"]),
+                    "closed_at": rfc3339(times["c"]),
+                },
+                now,
+            )
         elif purpose == Purpose.RETRIEVAL and order["state"] in (
-            OrderState.EXPIRED, OrderState.CANCELLED
+            OrderState.EXPIRED,
+            OrderState.CANCELLED,
         ):
             reason = "expired" if order["state"] == OrderState.EXPIRED else "cancelled"
             self._set_state(tx, order_pk, OrderState.RETRIEVED, now)
             self._kill_codes(tx, order_pk)
             self._free(tx, order_pk)
             tx.audit(now, method, "retrieved", order_id, detail=reason)
-            self.emit(tx, "retrieved", {
-                "order_id": order_id,
-                "compartments": comps,
-                "retrieved_at": rfc3339(now),
-                "reason": reason,
-            }, now)
+            self.emit(
+                tx,
+                "retrieved",
+                {
+                    "order_id": order_id,
+                    "compartments": comps,
+                    "retrieved_at": rfc3339(now),
+                    "reason": reason,
+                },
+                now,
+            )
 
     # -- timers ------------------------------------------------------------------------
 
@@ -669,10 +706,15 @@ class Service:
             ).fetchall():
                 tx.q("UPDATE orders SET reminder_sent=1 WHERE pk=?", (order["pk"],))
                 tx.stage(order["pk"], "reminded", now)
-                self.emit(tx, "expiring_soon", {
-                    "order_id": order["order_id"],
-                    "pickup_until": rfc3339(order["pickup_until"]),
-                }, now)
+                self.emit(
+                    tx,
+                    "expiring_soon",
+                    {
+                        "order_id": order["order_id"],
+                        "pickup_until": rfc3339(order["pickup_until"]),
+                    },
+                    now,
+                )
             for order in tx.q(
                 "SELECT * FROM orders WHERE state='loaded' AND pickup_until <= ?", (now,)
             ).fetchall():
@@ -683,11 +725,16 @@ class Service:
                 self.doors.abandon_order(tx, order["pk"])
                 self.doors.reset_phase(tx, order["pk"])
                 tx.audit(now, "system", "expired", order["order_id"])
-                self.emit(tx, "expired", {
-                    "order_id": order["order_id"],
-                    "compartments": self.order_compartments(tx, order["pk"]),
-                    "pickup_until": rfc3339(order["pickup_until"]),
-                }, now)
+                self.emit(
+                    tx,
+                    "expired",
+                    {
+                        "order_id": order["order_id"],
+                        "compartments": self.order_compartments(tx, order["pk"]),
+                        "pickup_until": rfc3339(order["pickup_until"]),
+                    },
+                    now,
+                )
             self.doors.tick(tx, now)
 
     # -- boards ------------------------------------------------------------------------
@@ -696,19 +743,26 @@ class Service:
         """A board stopped answering: its compartments go to `fault`, once."""
         now = self.now()
         with self.store.transaction() as tx:
-            tx.q("UPDATE boards SET errors=errors+1, detail=? WHERE name=?",
-                 (error.detail[:200], board))
+            tx.q(
+                "UPDATE boards SET errors=errors+1, detail=? WHERE name=?",
+                (error.detail[:200], board),
+            )
             if not self.online.get(board, True):
                 return
             self.online[board] = False
             tx.q("UPDATE boards SET online=0 WHERE name=?", (board,))
             numbers = sorted(c.number for c in self.compartments.values() if c.board == board)
             tx.audit(now, "system", "board_offline", detail=f"{board}: {error.detail}"[:200])
-            self.emit(tx, "fault", {
-                "component": f"board:{board}",
-                "detail": error.detail[:200],
-                "compartments": numbers,
-            }, now)
+            self.emit(
+                tx,
+                "fault",
+                {
+                    "component": f"board:{board}",
+                    "detail": error.detail[:200],
+                    "compartments": numbers,
+                },
+                now,
+            )
 
     def board_ok(self, board: str) -> None:
         """A board answered again after a failure."""
@@ -720,11 +774,16 @@ class Service:
             tx.q("UPDATE boards SET online=1, detail='' WHERE name=?", (board,))
             numbers = sorted(c.number for c in self.compartments.values() if c.board == board)
             tx.audit(now, "system", "board_online", detail=board)
-            self.emit(tx, "fault_cleared", {
-                "component": f"board:{board}",
-                "detail": "board answering again",
-                "compartments": numbers,
-            }, now)
+            self.emit(
+                tx,
+                "fault_cleared",
+                {
+                    "component": f"board:{board}",
+                    "detail": "board answering again",
+                    "compartments": numbers,
+                },
+                now,
+            )
 
     def doors_read(self, board: str, doors: Mapping[int, bool]) -> None:
         """A poll of one board succeeded: hand every changed door to the tracker."""
@@ -744,10 +803,4 @@ class Service:
                 " JOIN orders o ON o.pk = s.order_pk WHERE o.order_id=? ORDER BY s.id",
                 (order_id,),
             ).fetchall()
-        return [
-            {"stage": r["stage"], "at": rfc3339(r["at"]), "detail": r["detail"]} for r in rows
-        ]
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+        return [{"stage": r["stage"], "at": rfc3339(r["at"]), "detail": r["detail"]} for r in rows]

@@ -340,8 +340,9 @@ class Store:
             if row["sealed"]:
                 raw = self.codebook.unseal(raw)
             out.append(
-                StoredEvent(row["seq"], row["event_id"], row["type"], row["occurred_at"],
-                            json.loads(raw))
+                StoredEvent(
+                    row["seq"], row["event_id"], row["type"], row["occurred_at"], json.loads(raw)
+                )
             )
         return out
 

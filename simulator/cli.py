@@ -16,7 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_demo.add_argument("--config", default="config/example.toml")
     p_demo.add_argument(
-        "--keep-data", action="store_true",
+        "--keep-data",
+        action="store_true",
         help="use the config's data_dir instead of a fresh temporary one",
     )
     args = parser.parse_args(argv)

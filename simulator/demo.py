@@ -42,15 +42,22 @@ def run(config_path: str, keep_data: bool = False) -> int:
     if not keep_data:
         tmp = tempfile.TemporaryDirectory(prefix="locker-demo-")
         locker_section = dataclasses.replace(config.locker, data_dir=Path(tmp.name))
-        config = dataclasses.replace(config, locker=locker_section, security=dataclasses.replace(
-            config.security, key_file=str(Path(tmp.name) / "locker.key")))
+        config = dataclasses.replace(
+            config,
+            locker=locker_section,
+            security=dataclasses.replace(
+                config.security, key_file=str(Path(tmp.name) / "locker.key")
+            ),
+        )
     sizes: dict[str, int] = {}
     for c in config.compartments:
         sizes[c.size] = sizes.get(c.size, 0) + 1
     _say(f"configuration {config_path}")
-    print(f"locker {config.locker.id}: {len(config.compartments)} compartments "
-          f"({', '.join(f'{n} x {s}' for s, n in sizes.items())}) on "
-          + ", ".join(f"{b.name} ({b.driver})" for b in config.boards))
+    print(
+        f"locker {config.locker.id}: {len(config.compartments)} compartments "
+        f"({', '.join(f'{n} x {s}' for s, n in sizes.items())}) on "
+        + ", ".join(f"{b.name} ({b.driver})" for b in config.boards)
+    )
     print(f"data in {config.locker.data_dir}")
     locker = build(config)
     service, store = locker.service, locker.store
@@ -73,8 +80,11 @@ def run(config_path: str, keep_data: bool = False) -> int:
             locker.loop.run_once(0.05)
 
     def command(name: str, **fields: object) -> dict[str, object]:
-        payload = {"command_id": f"demo-{name}-{time.time_ns()}",
-                   "sent_at": rfc3339(time.time()), **fields}
+        payload = {
+            "command_id": f"demo-{name}-{time.time_ns()}",
+            "sent_at": rfc3339(time.time()),
+            **fields,
+        }
         print(f"  platform -> cmd/{name} {json.dumps(fields, ensure_ascii=False)}")
         reply = commands.handle(name, json.dumps(payload))
         print(f"  locker   -> reply {json.dumps(reply, ensure_ascii=False)}")
@@ -83,14 +93,24 @@ def run(config_path: str, keep_data: bool = False) -> int:
 
     try:
         _say("the platform sends an order with fresh milk: refused, it goes to the service desk")
-        command("reserve", order_id="SO-DEMO-0", items=[
-            {"sku": "6900000000001", "name": "Milk 1L", "qty": 1, "fresh": True, "size": "S"}])
+        command(
+            "reserve",
+            order_id="SO-DEMO-0",
+            items=[
+                {"sku": "6900000000001", "name": "Milk 1L", "qty": 1, "fresh": True, "size": "S"}
+            ],
+        )
 
         _say("the platform reserves a compartment for a small order")
-        reply = command("reserve", order_id="SO-DEMO-1", items=[
-            {"sku": "6901234567890", "name": "Tea 250g", "qty": 2, "fresh": False, "size": "S"},
-            {"sku": "6909876543210", "name": "Towel", "qty": 1, "fresh": False, "size": "M"},
-        ], customer={"phone_tail": "1234", "accessible": False})
+        reply = command(
+            "reserve",
+            order_id="SO-DEMO-1",
+            items=[
+                {"sku": "6901234567890", "name": "Tea 250g", "qty": 2, "fresh": False, "size": "S"},
+                {"sku": "6909876543210", "name": "Towel", "qty": 1, "fresh": False, "size": "M"},
+            ],
+            customer={"phone_tail": "1234", "accessible": False},
+        )
         result = reply["result"]
         assert isinstance(result, dict)
         deposit_code = str(result["deposit_code"])
@@ -100,8 +120,12 @@ def run(config_path: str, keep_data: bool = False) -> int:
         print(f"  screen: {outcome.message}")
         close_s = config.boards[0].door_close_s
         print(f"  (the simulated door opens, and closes by itself after {close_s} s)")
-        until(lambda: bool(store.events(after_seq=0, limit=1000))
-              and any(e.type == "deposited" for e in store.events(limit=1000)))
+        until(
+            lambda: (
+                bool(store.events(after_seq=0, limit=1000))
+                and any(e.type == "deposited" for e in store.events(limit=1000))
+            )
+        )
         deposited = [e for e in store.events(limit=1000) if e.type == "deposited"][-1]
         pickup_qr = str(deposited.fields["pickup_qr"])
 

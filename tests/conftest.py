@@ -19,7 +19,7 @@ from locker.config import Config, parse_config
 from locker.loop import Loop
 from locker.model import Method
 from locker.service import CodeResult, Service
-from locker.storage import StoredEvent, Store
+from locker.storage import Store, StoredEvent
 
 
 def locker_config(tmp_path: Path, **sections: Mapping[str, Any]) -> Config:
@@ -113,13 +113,21 @@ def start_locker(
     config = locker_config(tmp_path, **sections)
     config.locker.data_dir.mkdir(parents=True, exist_ok=True)
     clock = clock or FakeClock()
-    store = Store(config.locker.data_dir / "locker.db",
-                  CodeBook.from_key(load_or_create_key(config.key_path)))
+    store = Store(
+        config.locker.data_dir / "locker.db", CodeBook.from_key(load_or_create_key(config.key_path))
+    )
     board = board or SimBoard("b0", channels=48, door_close_s=0, monotonic=clock.monotonic)
     service = Service(config, store, {"b0": board}, clock)
     service.start()
-    locker = Locker(config, clock, board, store, service, CommandProcessor(service),
-                    Loop(service, {"b0": board}))
+    locker = Locker(
+        config,
+        clock,
+        board,
+        store,
+        service,
+        CommandProcessor(service),
+        Loop(service, {"b0": board}),
+    )
     service.reply_listeners.append(lambda cid, reply: locker.replies.append((cid, reply)))
     locker.poll()
     return locker

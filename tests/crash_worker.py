@@ -43,20 +43,29 @@ def main() -> None:
         action = rng.random()
         db = store.db
         if action < 0.15:
-            items = [{"sku": str(i), "qty": rng.randint(1, 2), "fresh": False,
-                      "size": rng.choice("SML")} for i in range(rng.randint(1, 2))]
-            payload = {"command_id": f"{sys.argv[3]}-{n}", "sent_at": rfc3339(time.time()),
-                       "order_id": f"W{sys.argv[3]}-{n}", "items": items}
+            items = [
+                {"sku": str(i), "qty": rng.randint(1, 2), "fresh": False, "size": rng.choice("SML")}
+                for i in range(rng.randint(1, 2))
+            ]
+            payload = {
+                "command_id": f"{sys.argv[3]}-{n}",
+                "sent_at": rfc3339(time.time()),
+                "order_id": f"W{sys.argv[3]}-{n}",
+                "items": items,
+            }
             reply = commands.handle("reserve", json.dumps(payload))
             if reply and reply["ok"]:
                 deposit_codes[reply["result"]["order_id"]] = reply["result"]["deposit_code"]
         elif action < 0.5:
             # the deposit code of an order still waiting to be loaded or retrieved
             # the deposit code of an order waiting to be loaded or retrieved
-            waiting = [r[0] for r in db.execute(
-                "SELECT DISTINCT o.order_id FROM orders o JOIN compartments c"
-                " ON c.order_pk = o.pk WHERE o.state IN ('reserved','expired','cancelled')"
-            )]
+            waiting = [
+                r[0]
+                for r in db.execute(
+                    "SELECT DISTINCT o.order_id FROM orders o JOIN compartments c"
+                    " ON c.order_pk = o.pk WHERE o.state IN ('reserved','expired','cancelled')"
+                )
+            ]
             known = [o for o in waiting if o in deposit_codes]
             if known:
                 service.enter_code(deposit_codes[rng.choice(known)], Method.KEYPAD)
@@ -74,18 +83,33 @@ def main() -> None:
                 "SELECT order_id FROM orders WHERE state='loaded' ORDER BY random() LIMIT 1"
             ).fetchone()
             if row:
-                commands.handle("reissue_code", json.dumps({
-                    "command_id": f"{sys.argv[3]}-{n}", "sent_at": rfc3339(time.time()),
-                    "order_id": row[0]}))
+                commands.handle(
+                    "reissue_code",
+                    json.dumps(
+                        {
+                            "command_id": f"{sys.argv[3]}-{n}",
+                            "sent_at": rfc3339(time.time()),
+                            "order_id": row[0],
+                        }
+                    ),
+                )
         else:
             row = db.execute(
                 "SELECT order_id FROM orders WHERE state IN ('reserved','loaded')"
                 " ORDER BY random() LIMIT 1"
             ).fetchone()
             if row:
-                commands.handle("cancel", json.dumps({
-                    "command_id": f"{sys.argv[3]}-{n}", "sent_at": rfc3339(time.time()),
-                    "order_id": row[0], "reason": "test"}))
+                commands.handle(
+                    "cancel",
+                    json.dumps(
+                        {
+                            "command_id": f"{sys.argv[3]}-{n}",
+                            "sent_at": rfc3339(time.time()),
+                            "order_id": row[0],
+                            "reason": "test",
+                        }
+                    ),
+                )
         locker.loop.run_once(0.0)
         if n % 50 == 0:
             print(n, flush=True)

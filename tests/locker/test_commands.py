@@ -60,21 +60,32 @@ def test_stale_commands_are_not_executed(locker: Locker) -> None:
     now = locker.clock.now()
     old = {"command_id": "old", "sent_at": rfc3339(now - 301), "compartment": 5}
     assert err(locker.commands.handle("open", json.dumps(old))) == "COMMAND_EXPIRED"
-    fresh_but_expired = {"command_id": "exp", "sent_at": rfc3339(now - 10),
-                         "expires_at": rfc3339(now - 1), "compartment": 5}
+    fresh_but_expired = {
+        "command_id": "exp",
+        "sent_at": rfc3339(now - 10),
+        "expires_at": rfc3339(now - 1),
+        "compartment": 5,
+    }
     assert err(locker.commands.handle("open", json.dumps(fresh_but_expired))) == "COMMAND_EXPIRED"
-    long_lived = {"command_id": "ok", "sent_at": rfc3339(now - 3600),
-                  "expires_at": rfc3339(now + 60)}
+    long_lived = {
+        "command_id": "ok",
+        "sent_at": rfc3339(now - 3600),
+        "expires_at": rfc3339(now + 60),
+    }
     assert locker.commands.handle("sync", json.dumps(long_lived))["ok"]
     locker.poll()
     assert locker.board.unlocks == []  # the stale remote open never fired
 
 
 def test_duplicate_command_id_answers_again_without_acting(locker: Locker) -> None:
-    payload = json.dumps({
-        "command_id": "dup-1", "sent_at": rfc3339(locker.clock.now()), "order_id": "SO-D",
-        "items": [{"sku": "1", "qty": 1, "fresh": False, "size": "S"}],
-    })
+    payload = json.dumps(
+        {
+            "command_id": "dup-1",
+            "sent_at": rfc3339(locker.clock.now()),
+            "order_id": "SO-D",
+            "items": [{"sku": "1", "qty": 1, "fresh": False, "size": "S"}],
+        }
+    )
     first = locker.commands.handle("reserve", payload)
     again = locker.commands.handle("reserve", payload)
     assert first == again and first is not None and first["ok"]
@@ -86,8 +97,9 @@ def test_duplicate_command_id_answers_again_without_acting(locker: Locker) -> No
 
 
 def test_duplicate_of_a_refused_command_is_refused_the_same_way(locker: Locker) -> None:
-    payload = json.dumps({"command_id": "dup-2", "sent_at": rfc3339(locker.clock.now()),
-                          "order_id": "NOPE"})
+    payload = json.dumps(
+        {"command_id": "dup-2", "sent_at": rfc3339(locker.clock.now()), "order_id": "NOPE"}
+    )
     first = locker.commands.handle("cancel", payload)
     assert err(first) == "UNKNOWN_ORDER"
     assert locker.commands.handle("cancel", payload) == first
@@ -100,14 +112,14 @@ def test_reserve_errors(locker: Locker) -> None:
 
     assert reserve(items=[{"sku": "1", "qty": 0, "size": "S"}]) == "INVALID_PAYLOAD"
     assert reserve(items=[{"sku": "1", "qty": 1, "fresh": True, "size": "S"}]) == (
-        "FRESH_NOT_ALLOWED")
+        "FRESH_NOT_ALLOWED"
+    )
     assert reserve(items=[{"sku": "1", "qty": 5, "size": "S"}]) == "TOO_MANY_ITEMS"
     assert reserve(items=[{"sku": "1", "qty": 1, "size": "XL"}]) == "OVERSIZE"
     assert reserve(parcels=[{"size": "S"}] * 3) == "TOO_MANY_PARCELS"
     first = locker.reserve("SO-E")
     assert first["ok"]
-    again = locker.command("reserve", order_id="SO-E",
-                           items=[{"sku": "1", "qty": 1, "size": "S"}])
+    again = locker.command("reserve", order_id="SO-E", items=[{"sku": "1", "qty": 1, "size": "S"}])
     assert err(again) == "ORDER_EXISTS"
     assert again["result"]["compartments"] == first["result"]["compartments"]
     assert again["result"]["reserved_until"] == first["result"]["reserved_until"]
@@ -115,50 +127,57 @@ def test_reserve_errors(locker: Locker) -> None:
     for i in range(2):
         assert locker.reserve(f"SO-L{i}", items=[{"sku": "1", "qty": 1, "size": "L"}])["ok"]
     assert reserve(order_id="SO-L2", items=[{"sku": "1", "qty": 1, "size": "L"}]) == (
-        "NO_COMPARTMENT_AVAILABLE")
+        "NO_COMPARTMENT_AVAILABLE"
+    )
 
 
 def test_oversize_against_the_largest_compartment(tmp_path: Path) -> None:
-    lk = start_locker(tmp_path, compartments=[
-        {"numbers": "1-4", "channels": "1-4", "board": "b0", "size": "S"}])
-    reply = lk.command("reserve", order_id="SO-M",
-                       items=[{"sku": "1", "qty": 1, "size": "M"}])
+    lk = start_locker(
+        tmp_path, compartments=[{"numbers": "1-4", "channels": "1-4", "board": "b0", "size": "S"}]
+    )
+    reply = lk.command("reserve", order_id="SO-M", items=[{"sku": "1", "qty": 1, "size": "M"}])
     assert err(reply) == "OVERSIZE"
     lk.store.close()
 
 
 def test_order_commands_on_unknown_and_collected_orders(locker: Locker) -> None:
-    for name, extra in [("cancel", {"reason": "x"}),
-                        ("extend", {"pickup_until": rfc3339(locker.clock.now() + 3600)}),
-                        ("reissue_code", {})]:
+    for name, extra in [
+        ("cancel", {"reason": "x"}),
+        ("extend", {"pickup_until": rfc3339(locker.clock.now() + 3600)}),
+        ("reissue_code", {}),
+    ]:
         assert err(locker.command(name, order_id="GHOST", **extra)) == "UNKNOWN_ORDER"
     _, code = locker.deposit("SO-P")
     locker.code(code)
     locker.open_close(3)
-    for name, extra in [("cancel", {"reason": "x"}),
-                        ("extend", {"pickup_until": rfc3339(locker.clock.now() + 3600)}),
-                        ("reissue_code", {})]:
+    for name, extra in [
+        ("cancel", {"reason": "x"}),
+        ("extend", {"pickup_until": rfc3339(locker.clock.now() + 3600)}),
+        ("reissue_code", {}),
+    ]:
         assert err(locker.command(name, order_id="SO-P", **extra)) == "ALREADY_COLLECTED"
 
 
 def test_extend_into_the_past_and_on_a_reserved_order(locker: Locker) -> None:
     locker.deposit("SO-1")
-    reply = locker.command("extend", order_id="SO-1",
-                           pickup_until=rfc3339(locker.clock.now() - 1))
+    reply = locker.command("extend", order_id="SO-1", pickup_until=rfc3339(locker.clock.now() - 1))
     assert err(reply) == "INVALID_PAYLOAD" and "pickup_until" in reply["error"]["message"]
     locker.reserve("SO-2")
-    reply = locker.command("extend", order_id="SO-2",
-                           pickup_until=rfc3339(locker.clock.now() + 3600))
+    reply = locker.command(
+        "extend", order_id="SO-2", pickup_until=rfc3339(locker.clock.now() + 3600)
+    )
     assert err(reply) == "ORDER_NOT_LOADED"
     assert err(locker.command("reissue_code", order_id="SO-2")) == "ORDER_NOT_LOADED"
 
 
 def test_open_errors(locker: Locker) -> None:
     assert err(locker.command("open", compartment=99, reason="x", operator="o")) == (
-        "UNKNOWN_COMPARTMENT")
+        "UNKNOWN_COMPARTMENT"
+    )
     assert err(locker.command("open", compartment="5")) == "INVALID_PAYLOAD"
     assert err(locker.command("set_service", compartment=99, in_service=False)) == (
-        "UNKNOWN_COMPARTMENT")
+        "UNKNOWN_COMPARTMENT"
+    )
     assert err(locker.command("set_service", compartment=3)) == "INVALID_PAYLOAD"
 
 
@@ -183,13 +202,19 @@ def test_remote_open_jammed_and_board_offline(locker: Locker) -> None:
     assert err(reply) == "DOOR_JAMMED"
     locker.board.offline = True
     locker.advance(1)
-    assert err(locker.command("open", compartment=5, reason="r", operator="o")) == (
-        "BOARD_OFFLINE")
+    assert err(locker.command("open", compartment=5, reason="r", operator="o")) == ("BOARD_OFFLINE")
 
 
 def test_pending_open_redelivered_does_not_open_twice(locker: Locker) -> None:
-    payload = json.dumps({"command_id": "o-1", "sent_at": rfc3339(locker.clock.now()),
-                          "compartment": 6, "reason": "r", "operator": "o"})
+    payload = json.dumps(
+        {
+            "command_id": "o-1",
+            "sent_at": rfc3339(locker.clock.now()),
+            "compartment": 6,
+            "reason": "r",
+            "operator": "o",
+        }
+    )
     assert locker.commands.handle("open", payload) is None
     assert locker.commands.handle("open", payload) is None
     assert len(locker.board.unlocks) == 1
@@ -205,7 +230,12 @@ def test_sync_returns_the_snapshot_without_secrets(locker: Locker) -> None:
     snap = reply["result"]
     assert snap["locker_id"] == "store-001-a"
     assert snap["free"] == {"S": 7, "M": 4, "L": 2}
-    assert snap["compartments"][2] == {"number": 3, "size": "S", "state": "loaded",
-                                       "door": "closed", "in_service": True}
+    assert snap["compartments"][2] == {
+        "number": 3,
+        "size": "S",
+        "state": "loaded",
+        "door": "closed",
+        "in_service": True,
+    }
     text = json.dumps(snap)
     assert code not in text and result["deposit_code"] not in text and "SO-1" not in text

@@ -67,8 +67,10 @@ def check_consistency(db: sqlite3.Connection) -> None:
     ):
         assert state in holding, (number, state)
     for pk, state in db.execute("SELECT pk, state FROM orders"):
-        assigned = {r[0] for r in db.execute(
-            "SELECT number FROM order_compartments WHERE order_pk=?", (pk,))}
+        assigned = {
+            r[0]
+            for r in db.execute("SELECT number FROM order_compartments WHERE order_pk=?", (pk,))
+        }
         held = {r[0] for r in db.execute("SELECT number FROM compartments WHERE order_pk=?", (pk,))}
         kinds = Counter(r[0] for r in db.execute("SELECT kind FROM codes WHERE order_pk=?", (pk,)))
         if state == "cancelled" and not held:
@@ -86,7 +88,8 @@ def check_consistency(db: sqlite3.Connection) -> None:
             assert kinds["pickup"] == 0 and kinds["deposit"] == 1, (pk, state, kinds)
     # a finished deposit always produced its event in the same transaction
     loaded_or_later = db.execute(
-        "SELECT COUNT(*) FROM orders WHERE deposited_at IS NOT NULL").fetchone()[0]
+        "SELECT COUNT(*) FROM orders WHERE deposited_at IS NOT NULL"
+    ).fetchone()[0]
     deposited = db.execute("SELECT COUNT(*) FROM outbox WHERE type='deposited'").fetchone()[0]
     assert loaded_or_later == deposited
     collected = db.execute("SELECT COUNT(*) FROM orders WHERE state='collected'").fetchone()[0]
@@ -108,7 +111,9 @@ def test_sigkill_in_the_middle_of_use_cases(tmp_path: Path) -> None:
     for kill in range(KILLS):
         proc = subprocess.Popen(
             [sys.executable, str(WORKER), str(config), str(journal), str(kill)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
         )
         time.sleep(rng.uniform(0.6, 1.6))
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
@@ -157,11 +162,14 @@ def test_sigkill_in_the_middle_of_use_cases(tmp_path: Path) -> None:
     try:
         n_picked = db.execute("SELECT COUNT(*) FROM outbox WHERE type='picked_up'").fetchone()[0]
         interrupted = db.execute(
-            "SELECT COUNT(*) FROM audit WHERE action='intent_recovered'").fetchone()[0]
+            "SELECT COUNT(*) FROM audit WHERE action='intent_recovered'"
+        ).fetchone()[0]
     finally:
         db.close()
     # the test only means something if the kills really landed in the middle of work
     assert progressed > KILLS
     assert n_picked > 10
-    print(f"{KILLS} kills, {len(outbox_seen)} events, {n_picked} pickups,"
-          f" {interrupted} intents recovered without re-sending")
+    print(
+        f"{KILLS} kills, {len(outbox_seen)} events, {n_picked} pickups,"
+        f" {interrupted} intents recovered without re-sending"
+    )

@@ -60,7 +60,7 @@ class LockerMachine(RuleBasedStateMachine):
         self._follow_events()
 
     def _follow_events(self) -> None:
-        for ev in self.lk.events()[self.seen_events:]:
+        for ev in self.lk.events()[self.seen_events :]:
             self.seen_events += 1
             f = ev.fields
             if ev.type == "deposited":
@@ -73,7 +73,9 @@ class LockerMachine(RuleBasedStateMachine):
                 doors = self.pickup_doors.get(f["order_id"], {})
                 numbers = [c["number"] for c in f["compartments"]]
                 assert numbers and all(doors.get(n) == "seen_closed" for n in numbers), (
-                    f["order_id"], doors)
+                    f["order_id"],
+                    doors,
+                )
                 self.dead.add(self.pickup_codes.get(f["order_id"], ""))
             elif ev.type in ("expired",):
                 self.dead.add(self.pickup_codes.get(f["order_id"], ""))
@@ -82,8 +84,12 @@ class LockerMachine(RuleBasedStateMachine):
                 self.dead.add(self.pickup_codes.get(f["order_id"], ""))
         self.dead.discard("")
 
-    @rule(sizes=st.lists(st.sampled_from("SML"), min_size=1, max_size=3),
-          accessible=st.booleans(), fresh=st.booleans(), qty=st.integers(1, 5))
+    @rule(
+        sizes=st.lists(st.sampled_from("SML"), min_size=1, max_size=3),
+        accessible=st.booleans(),
+        fresh=st.booleans(),
+        qty=st.integers(1, 5),
+    )
     def reserve(self, sizes: list[str], accessible: bool, fresh: bool, qty: int) -> None:
         self.n += 1
         order_id = f"P-{self.n}"
@@ -122,8 +128,9 @@ class LockerMachine(RuleBasedStateMachine):
             return
         assert self.lk.service.enter_code(code, method).outcome in ("wrong", "throttled")
 
-    def _enter(self, text: str, method: Method, order_id: str, pickup: bool,
-               code: str | None = None) -> None:
+    def _enter(
+        self, text: str, method: Method, order_id: str, pickup: bool, code: str | None = None
+    ) -> None:
         result = self.lk.service.enter_code(text, method)
         if (code or text) in self.dead:
             assert result.outcome != "opened", (order_id, result)
@@ -178,8 +185,9 @@ class LockerMachine(RuleBasedStateMachine):
         if not self.pickup_codes:
             return
         order_id = data.draw(st.sampled_from(sorted(self.pickup_codes)))
-        self.lk.command("extend", order_id=order_id,
-                        pickup_until=rfc3339(self.lk.clock.now() + hours * 3600))
+        self.lk.command(
+            "extend", order_id=order_id, pickup_until=rfc3339(self.lk.clock.now() + hours * 3600)
+        )
 
     @rule(number=st.integers(1, 14), in_service=st.booleans())
     def set_service(self, number: int, in_service: bool) -> None:
@@ -192,10 +200,13 @@ class LockerMachine(RuleBasedStateMachine):
         db = self.lk.store.db
         owners: Counter[int] = Counter()
         for pk, state in db.execute("SELECT pk, state FROM orders").fetchall():
-            assigned = {r[0] for r in db.execute(
-                "SELECT number FROM order_compartments WHERE order_pk=?", (pk,))}
-            held = {r[0] for r in db.execute(
-                "SELECT number FROM compartments WHERE order_pk=?", (pk,))}
+            assigned = {
+                r[0]
+                for r in db.execute("SELECT number FROM order_compartments WHERE order_pk=?", (pk,))
+            }
+            held = {
+                r[0] for r in db.execute("SELECT number FROM compartments WHERE order_pk=?", (pk,))
+            }
             if state in ("reserved", "loaded", "expired"):
                 assert held == assigned, (pk, state, held, assigned)
             elif state == "cancelled":  # holds until retrieved, or nothing if never loaded
@@ -218,7 +229,9 @@ class LockerMachine(RuleBasedStateMachine):
 
 
 LockerMachine.TestCase.settings = settings(
-    max_examples=int(os.environ.get("LOCKER_PROP_EXAMPLES", "100")), stateful_step_count=50, deadline=None,
+    max_examples=int(os.environ.get("LOCKER_PROP_EXAMPLES", "100")),
+    stateful_step_count=50,
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 

@@ -77,10 +77,16 @@ def _code(payload: dict[str, Any], largest: str = "L", rules: RulesConfig = RULE
         (order(items=[item(size="L")]), "M", ErrorCode.OVERSIZE),
         (order(parcels=[{"size": "S"}] * 3), "L", ErrorCode.TOO_MANY_PARCELS),
         # the order of the checks: each payload breaks this rule and every later one
-        (order(items=[item(fresh=True, qty=9, size="XL")], parcels=[{"size": "S"}] * 3), "L",
-         ErrorCode.FRESH_NOT_ALLOWED),
-        (order(items=[item(qty=9, size="XL")], parcels=[{"size": "S"}] * 3), "L",
-         ErrorCode.TOO_MANY_ITEMS),
+        (
+            order(items=[item(fresh=True, qty=9, size="XL")], parcels=[{"size": "S"}] * 3),
+            "L",
+            ErrorCode.FRESH_NOT_ALLOWED,
+        ),
+        (
+            order(items=[item(qty=9, size="XL")], parcels=[{"size": "S"}] * 3),
+            "L",
+            ErrorCode.TOO_MANY_ITEMS,
+        ),
         (order(items=[item(size="XL")], parcels=[{"size": "S"}] * 3), "L", ErrorCode.OVERSIZE),
     ],
 )
@@ -95,8 +101,12 @@ def test_four_items_pass_and_fresh_allowed_by_config() -> None:
 
 
 SLOTS = [
-    Slot(1, "S", True), Slot(2, "S", False), Slot(3, "S", False),
-    Slot(9, "M", True), Slot(10, "M", False), Slot(13, "L", False),
+    Slot(1, "S", True),
+    Slot(2, "S", False),
+    Slot(3, "S", False),
+    Slot(9, "M", True),
+    Slot(10, "M", False),
+    Slot(13, "L", False),
 ]
 
 
@@ -111,9 +121,7 @@ def test_accessible_customer_gets_a_low_bay() -> None:
 
 
 def test_low_bay_used_when_it_is_the_only_one_of_the_size() -> None:
-    assert allocate(["S"], [Slot(1, "S", True), Slot(9, "M", False)], False) == [
-        Slot(1, "S", True)
-    ]
+    assert allocate(["S"], [Slot(1, "S", True), Slot(9, "M", False)], False) == [Slot(1, "S", True)]
 
 
 def test_bigger_size_when_the_size_is_full_and_none_when_nothing_fits() -> None:
