@@ -17,9 +17,11 @@ from typing import Any
 
 from locker.boards import Board, BoardError
 from locker.clock import Clock, rfc3339
-from locker.codes import CodeBook, CodeFormatError, new_code, parse_code_input, qr_text
+from locker.codes import CodeBook, new_code, qr_text
 from locker.config import Config, ConfigError
 from locker.doors import DoorTracker
+from locker.entry import CodeEntry, CodeResult
+from locker.lifecycle import Lifecycle
 from locker.model import (
     ACTIVE_STATES,
     SIZES,
@@ -35,11 +37,6 @@ from locker.rules import RulesConfig, Slot, allocate, check_rules, parse_reserve
 from locker.storage import Store, Transaction
 from locker.throttle import (
     ThrottlePolicy,
-    ThrottleState,
-    attempts_left,
-    record_failure,
-    record_success,
-    wait_s,
 )
 
 log = logging.getLogger(__name__)
@@ -47,19 +44,6 @@ log = logging.getLogger(__name__)
 HOUR = 3600.0
 
 ReplyListener = Callable[[str, dict[str, Any]], None]
-
-
-@dataclass(frozen=True)
-class CodeResult:
-    """What a terminal shows after a code was entered."""
-
-    outcome: str  # opened | wrong | throttled | refused | door_failed
-    message: str
-    purpose: str | None = None
-    order_id: str | None = None
-    compartments: tuple[int, ...] = ()
-    attempts_left: int | None = None
-    wait_s: float = 0.0
 
 
 @dataclass
@@ -104,6 +88,8 @@ class Service:
         self.online: dict[str, bool] = {b.name: True for b in config.boards}
         self.reply_listeners: list[ReplyListener] = []
         self.doors = DoorTracker(self)
+        self.entry = CodeEntry(self)
+        self.lifecycle = Lifecycle(self)
 
     # -- start-up ----------------------------------------------------------------------
 
@@ -451,291 +437,17 @@ class Service:
         for listener in self.reply_listeners:
             tx.after_commit(functools.partial(listener, command_id, reply))
 
-    # -- codes at the locker -----------------------------------------------------------
-
     def enter_code(self, text: str, method: Method) -> CodeResult:
         """A code typed, scanned or seen by the camera at this terminal."""
-        terminal = method.value
-        now = self.now()
-        with self.store.transaction() as tx:
-            state = self._throttle_state(tx, terminal)
-            wait = wait_s(state, now)
-            if wait > 0:
-                return CodeResult(
-                    "throttled",
-                    f"too many wrong codes; try again in {int(wait + 0.999)} s",
-                    wait_s=wait,
-                )
-            try:
-                parsed = parse_code_input(text, self.locker_id)
-            except CodeFormatError as exc:
-                if "another locker" in str(exc):
-                    return self._wrong(tx, terminal, state, now, str(exc))
-                tx.audit(now, terminal, "code_rejected", detail=str(exc))
-                return CodeResult("refused", str(exc))
-            digest = self.codebook.digest(parsed.code)
-            row = tx.one("SELECT digest, order_pk, kind FROM codes WHERE digest=?", (digest,))
-            if (
-                row is None
-                or not self.codebook.matches(parsed.code, row["digest"])
-                or (parsed.kind is not None and parsed.kind != row["kind"])
-            ):
-                return self._wrong(tx, terminal, state, now, "wrong code")
-            self._save_throttle(tx, terminal, record_success(state))
-            order = tx.one("SELECT * FROM orders WHERE pk=?", (row["order_pk"],))
-            assert order is not None
-            return self._use_code(tx, order, row["kind"], method, now)
-
-    def _use_code(
-        self, tx: Transaction, order: Any, kind: str, method: Method, now: float
-    ) -> CodeResult:
-        state = order["state"]
-        purpose: Purpose
-        if kind == "deposit" and state == OrderState.RESERVED:
-            purpose = Purpose.DEPOSIT
-        elif kind == "deposit" and state in (OrderState.EXPIRED, OrderState.CANCELLED):
-            purpose = Purpose.RETRIEVAL
-        elif kind == "pickup" and state == OrderState.LOADED:
-            purpose = Purpose.PICKUP
-        elif kind == "deposit" and state == OrderState.LOADED:
-            tx.audit(now, method.value, "deposit_code_reused", order["order_id"])
-            return CodeResult("refused", "this order is already loaded", order_id=order["order_id"])
-        else:  # a live code always belongs to one of the states above
-            return CodeResult("refused", "this code cannot be used now")
-        numbers = [
-            r["number"]
-            for r in tx.q(
-                "SELECT number FROM order_compartments WHERE order_pk=? AND closed_at IS NULL"
-                " ORDER BY number",
-                (order["pk"],),
-            )
-        ]
-        offline = sorted(
-            {
-                self.compartments[n].board
-                for n in numbers
-                if not self.online.get(self.compartments[n].board, True)
-            }
-        )
-        if offline:
-            tx.audit(
-                now,
-                method.value,
-                f"{purpose.value}_refused",
-                order["order_id"],
-                detail=f"board offline: {','.join(offline)}",
-            )
-            return CodeResult(
-                "door_failed",
-                "the door cannot be opened right now; please go to the service desk",
-                purpose=purpose.value,
-                order_id=order["order_id"],
-            )
-        active = self.doors.active_for_order(tx, order["pk"])
-        if active is not None:
-            return CodeResult(
-                "opened",
-                "compartment already open",
-                purpose=purpose.value,
-                order_id=order["order_id"],
-                compartments=tuple(active),
-            )
-        tx.audit(
-            now,
-            method.value,
-            f"{purpose.value}_code",
-            order["order_id"],
-            detail="compartments=" + ",".join(map(str, numbers)),
-        )
-        self.doors.open(tx, purpose, order["pk"], numbers, method.value, method.value, None)
-        return CodeResult(
-            "opened",
-            "compartment " + ", ".join(map(str, numbers)) + " is open",
-            purpose=purpose.value,
-            order_id=order["order_id"],
-            compartments=tuple(numbers),
-        )
-
-    def _throttle_state(self, tx: Transaction, terminal: str) -> ThrottleState:
-        row = tx.one("SELECT * FROM throttle WHERE terminal=?", (terminal,))
-        if row is None:
-            return ThrottleState()
-        return ThrottleState(row["failures"], row["locked_until"], row["last_failure_at"])
-
-    def _save_throttle(self, tx: Transaction, terminal: str, state: ThrottleState) -> None:
-        tx.q(
-            "INSERT INTO throttle (terminal, failures, locked_until, last_failure_at)"
-            " VALUES (?,?,?,?) ON CONFLICT(terminal) DO UPDATE SET failures=excluded.failures,"
-            " locked_until=excluded.locked_until, last_failure_at=excluded.last_failure_at",
-            (terminal, state.failures, state.locked_until, state.last_failure_at),
-        )
-
-    def _wrong(
-        self, tx: Transaction, terminal: str, state: ThrottleState, now: float, why: str
-    ) -> CodeResult:
-        new_state, locked_for = record_failure(state, now, self.policy)
-        self._save_throttle(tx, terminal, new_state)
-        tx.audit(now, terminal, "wrong_code", detail=why)
-        if locked_for:
-            self.emit(
-                tx,
-                "code_attempts_throttled",
-                {
-                    "failures": new_state.failures,
-                    "locked_for_s": int(locked_for),
-                    "terminal": terminal,
-                },
-                now,
-            )
-            return CodeResult(
-                "throttled",
-                f"{why}; too many wrong codes, try again in {int(locked_for)} s",
-                wait_s=locked_for,
-            )
-        left = attempts_left(new_state, now, self.policy)
-        return CodeResult("wrong", f"{why}; {left} attempts left", attempts_left=left)
-
-    # -- phases completed by the doors -------------------------------------------------
+        return self.entry.enter_code(text, method)
 
     def phase_complete(self, tx: Transaction, order_pk: int, purpose: str, method: str) -> None:
         """Every compartment of the order was seen open and then closed."""
-        now = self.now()
-        order = tx.one("SELECT * FROM orders WHERE pk=?", (order_pk,))
-        assert order is not None
-        comps = self.order_compartments(tx, order_pk)
-        order_id = order["order_id"]
-        if purpose == Purpose.DEPOSIT and order["state"] == OrderState.RESERVED:
-            pickup_until = now + order["pickup_hours"] * HOUR
-            reminder_due = pickup_until - self.config.rules.reminder_before_hours * HOUR
-            tx.q(
-                "UPDATE orders SET deposited_at=?, pickup_until=?, reminder_sent=? WHERE pk=?",
-                (now, pickup_until, int(reminder_due <= now), order_pk),
-            )
-            self._set_state(tx, order_pk, OrderState.LOADED, now)
-            self.doors.reset_phase(tx, order_pk)
-            code = self._new_code(tx, order_pk, "pickup", self.config.rules.pickup_code_digits)
-            tx.audit(now, method, "deposited", order_id)
-            self.emit(
-                tx,
-                "deposited",
-                {
-                    "order_id": order_id,
-                    "compartments": comps,
-                    "pickup_code": code,
-                    "pickup_qr": qr_text(self.locker_id, "pickup", code),
-                    "pickup_until": rfc3339(pickup_until),
-                    "reserved_at": rfc3339(order["reserved_at"]),
-                    "deposited_at": rfc3339(now),
-                },
-                now,
-            )
-        elif purpose == Purpose.PICKUP and order["state"] == OrderState.LOADED:
-            times = tx.one(
-                "SELECT MIN(opened_at) AS o, MAX(closed_at) AS c FROM order_compartments"
-                " WHERE order_pk=?",
-                (order_pk,),
-            )
-            assert times is not None
-            tx.q(
-                "UPDATE orders SET opened_at=?, closed_at=?, method=? WHERE pk=?",
-                (times["o"], times["c"], method, order_pk),
-            )
-            tx.stage(order_pk, "opened", times["o"])
-            tx.stage(order_pk, "closed", times["c"])
-            self._set_state(tx, order_pk, OrderState.COLLECTED, now)
-            self._kill_codes(tx, order_pk)
-            self._free(tx, order_pk)
-            tx.audit(now, method, "picked_up", order_id)
-            self.emit(
-                tx,
-                "picked_up",
-                {
-                    "order_id": order_id,
-                    "compartments": comps,
-                    "method": method,
-                    "reserved_at": rfc3339(order["reserved_at"]),
-                    "deposited_at": rfc3339(order["deposited_at"]),
-                    "opened_at": rfc3339(times["o"]),
-                    "closed_at": rfc3339(times["c"]),
-                },
-                now,
-            )
-        elif purpose == Purpose.RETRIEVAL and order["state"] in (
-            OrderState.EXPIRED,
-            OrderState.CANCELLED,
-        ):
-            reason = "expired" if order["state"] == OrderState.EXPIRED else "cancelled"
-            self._set_state(tx, order_pk, OrderState.RETRIEVED, now)
-            self._kill_codes(tx, order_pk)
-            self._free(tx, order_pk)
-            tx.audit(now, method, "retrieved", order_id, detail=reason)
-            self.emit(
-                tx,
-                "retrieved",
-                {
-                    "order_id": order_id,
-                    "compartments": comps,
-                    "retrieved_at": rfc3339(now),
-                    "reason": reason,
-                },
-                now,
-            )
-
-    # -- timers ------------------------------------------------------------------------
+        self.lifecycle.phase_complete(tx, order_pk, purpose, method)
 
     def tick(self) -> None:
         """Fire every deadline that has passed: lapse, reminder, expiry, doors."""
-        now = self.now()
-        with self.store.transaction() as tx:
-            for order in tx.q(
-                "SELECT * FROM orders WHERE state='reserved' AND reserved_until <= ?", (now,)
-            ).fetchall():
-                if self.doors.any_door_opened(tx, order["pk"]):
-                    continue  # staff are loading it right now
-                self._set_state(tx, order["pk"], OrderState.LAPSED, now)
-                self._kill_codes(tx, order["pk"])
-                self._free(tx, order["pk"])
-                self.doors.abandon_order(tx, order["pk"])
-                tx.audit(now, "system", "reservation_lapsed", order["order_id"])
-                self.emit(tx, "reservation_lapsed", {"order_id": order["order_id"]}, now)
-            reminder_s = self.config.rules.reminder_before_hours * HOUR
-            for order in tx.q(
-                "SELECT * FROM orders WHERE state='loaded' AND reminder_sent=0"
-                " AND pickup_until - ? <= ? AND pickup_until > ?",
-                (reminder_s, now, now),
-            ).fetchall():
-                tx.q("UPDATE orders SET reminder_sent=1 WHERE pk=?", (order["pk"],))
-                tx.stage(order["pk"], "reminded", now)
-                self.emit(
-                    tx,
-                    "expiring_soon",
-                    {
-                        "order_id": order["order_id"],
-                        "pickup_until": rfc3339(order["pickup_until"]),
-                    },
-                    now,
-                )
-            for order in tx.q(
-                "SELECT * FROM orders WHERE state='loaded' AND pickup_until <= ?", (now,)
-            ).fetchall():
-                if self.doors.door_open_now(tx, order["pk"]):
-                    continue  # the customer is taking it out right now
-                self._set_state(tx, order["pk"], OrderState.EXPIRED, now)
-                self._kill_codes(tx, order["pk"], "pickup")
-                self.doors.abandon_order(tx, order["pk"])
-                self.doors.reset_phase(tx, order["pk"])
-                tx.audit(now, "system", "expired", order["order_id"])
-                self.emit(
-                    tx,
-                    "expired",
-                    {
-                        "order_id": order["order_id"],
-                        "compartments": self.order_compartments(tx, order["pk"]),
-                        "pickup_until": rfc3339(order["pickup_until"]),
-                    },
-                    now,
-                )
-            self.doors.tick(tx, now)
+        self.lifecycle.tick()
 
     # -- boards ------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from locker.clock import rfc3339
 from locker.codes import CodeBook
 from locker.errors import LockerError
 
@@ -166,6 +167,17 @@ class StoredEvent:
     type: str
     occurred_at: float
     fields: dict[str, Any]
+
+    def payload(self, locker_id: str) -> dict[str, Any]:
+        """The event as the contract publishes it: the envelope, then its own fields."""
+        return {
+            "event_id": self.event_id,
+            "seq": self.seq,
+            "type": self.type,
+            "locker_id": locker_id,
+            "occurred_at": rfc3339(self.occurred_at),
+            **self.fields,
+        }
 
 
 class Transaction:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,9 +24,10 @@ from locker.daemon import build
 from locker.errors import LockerError
 from locker.model import Method
 
-BOLD = "\033[1m"
-DIM = "\033[2m"
-RESET = "\033[0m"
+_TTY = sys.stdout.isatty()
+BOLD = "\033[1m" if _TTY else ""
+DIM = "\033[2m" if _TTY else ""
+RESET = "\033[0m" if _TTY else ""
 
 
 def _say(step: str) -> None:
@@ -66,8 +68,8 @@ def run(config_path: str, keep_data: bool = False) -> int:
     def print_events(_types: list[str]) -> None:
         for ev in store.events(after_seq=seen[0]):
             seen[0] = ev.seq
-            fields = json.dumps(ev.fields, ensure_ascii=False)
-            print(f"  {DIM}event #{ev.seq}{RESET} {BOLD}{ev.type}{RESET} {fields}")
+            payload = json.dumps(ev.payload(config.locker.id), ensure_ascii=False)
+            print(f"  {BOLD}event/{ev.type}{RESET} {DIM}{payload}{RESET}")
 
     store.on_commit.append(print_events)
     commands = CommandProcessor(service)
