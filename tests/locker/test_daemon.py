@@ -1,0 +1,105 @@
+"""`lockerd`, `lockerctl` and `locker-sim demo` as a user runs them: real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+BIN = Path(sys.executable).parent
+
+CONFIG = """
+[locker]
+id = "t-1"
+data_dir = "data"
+
+[[boards]]
+name = "b0"
+driver = "sim"
+
+[[compartments]]
+numbers = "1-4"
+channels = "1-4"
+board = "b0"
+size = "S"
+"""
+
+
+def test_lockerd_starts_notifies_systemd_and_stops_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "locker.toml").write_text(CONFIG)
+    notify_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(notify_path))
+    sock.settimeout(20)
+    env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "200000"}
+    proc = subprocess.Popen(
+        [BIN / "lockerd", "--config", str(tmp_path / "locker.toml")],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sock.recv(100) == b"READY=1"
+        assert sock.recv(100) == b"WATCHDOG=1"
+        key = tmp_path / "data" / "locker.key"
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+        assert (tmp_path / "data" / "locker.db").exists()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        sock.close()
+    assert proc.stderr is not None
+    assert "locker t-1 started: 4 compartments on 1 boards" in proc.stderr.read()
+
+
+def test_lockerd_refuses_a_bad_config_naming_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "locker.toml"
+    path.write_text(CONFIG.replace('size = "S"', 'size = "S"\ncolour = "red"'))
+    proc = subprocess.run(
+        [BIN / "lockerd", "--config", str(path)], capture_output=True, text=True, timeout=30
+    )
+    assert proc.returncode == 2
+    assert str(path) in proc.stderr and "colour" in proc.stderr and "unknown key" in proc.stderr
+    assert not (tmp_path / "data").exists()  # nothing was started
+
+
+def test_demo_then_lockerctl_shows_the_history(tmp_path: Path) -> None:
+    example = (ROOT / "config" / "example.toml").read_text()
+    config = tmp_path / "locker.toml"
+    config.write_text(
+        example.replace('"./var/demo', '"./state').replace(
+            "door_close_s = 1.5", "door_close_s = 0.2"
+        )
+    )
+    demo = subprocess.run(
+        [BIN / "locker-sim", "demo", "--config", str(config), "--keep-data"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert demo.returncode == 0, demo.stderr
+    out = demo.stdout
+    assert "FRESH_NOT_ALLOWED" in out
+    assert out.index("event/deposited") < out.index("event/picked_up")
+    assert "wrong code" in out
+    ctl = [BIN / "lockerctl", "--config", str(config)]
+    hist = subprocess.run(
+        [*ctl, "history", "SO-DEMO-1"], capture_output=True, text=True, timeout=30
+    )
+    stages = [line.split()[1] for line in hist.stdout.splitlines()]
+    assert stages == ["reserved", "loaded", "opened", "closed", "collected"]
+    events = subprocess.run([*ctl, "events"], capture_output=True, text=True, timeout=30)
+    assert '"type": "picked_up"' in events.stdout
+    assert '"pickup_code": "****"' in events.stdout  # never a code on the terminal
+    status = subprocess.run([*ctl, "status"], capture_output=True, text=True, timeout=30)
+    assert "board b0: online" in status.stdout
+    audit = subprocess.run([*ctl, "audit"], capture_output=True, text=True, timeout=30)
+    assert "picked_up" in audit.stdout and "scanner" in audit.stdout
+    missing = subprocess.run([*ctl, "history", "NOPE"], capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 1 and "no order NOPE" in missing.stderr
