@@ -62,7 +62,11 @@ def test_lockerd_refuses_a_bad_config_naming_file_and_key(tmp_path: Path) -> Non
     path = tmp_path / "locker.toml"
     path.write_text(CONFIG.replace('size = "S"', 'size = "S"\ncolour = "red"'))
     proc = subprocess.run(
-        [BIN / "lockerd", "--config", str(path)], capture_output=True, text=True, timeout=30
+        [BIN / "lockerd", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
     )
     assert proc.returncode == 2
     assert str(path) in proc.stderr and "colour" in proc.stderr and "unknown key" in proc.stderr
@@ -79,6 +83,7 @@ def test_demo_then_lockerctl_shows_the_history(tmp_path: Path) -> None:
     )
     demo = subprocess.run(
         [BIN / "locker-sim", "demo", "--config", str(config), "--keep-data"],
+        check=False,
         capture_output=True,
         text=True,
         timeout=120,
@@ -90,16 +95,22 @@ def test_demo_then_lockerctl_shows_the_history(tmp_path: Path) -> None:
     assert "wrong code" in out
     ctl = [BIN / "lockerctl", "--config", str(config)]
     hist = subprocess.run(
-        [*ctl, "history", "SO-DEMO-1"], capture_output=True, text=True, timeout=30
+        [*ctl, "history", "SO-DEMO-1"], capture_output=True, text=True, check=False, timeout=30
     )
     stages = [line.split()[1] for line in hist.stdout.splitlines()]
     assert stages == ["reserved", "loaded", "opened", "closed", "collected"]
-    events = subprocess.run([*ctl, "events"], capture_output=True, text=True, timeout=30)
+    events = subprocess.run(
+        [*ctl, "events"], capture_output=True, text=True, check=False, timeout=30
+    )
     assert '"type": "picked_up"' in events.stdout
     assert '"pickup_code": "****"' in events.stdout  # never a code on the terminal
-    status = subprocess.run([*ctl, "status"], capture_output=True, text=True, timeout=30)
+    status = subprocess.run(
+        [*ctl, "status"], capture_output=True, text=True, check=False, timeout=30
+    )
     assert "board b0: online" in status.stdout
-    audit = subprocess.run([*ctl, "audit"], capture_output=True, text=True, timeout=30)
+    audit = subprocess.run([*ctl, "audit"], capture_output=True, text=True, check=False, timeout=30)
     assert "picked_up" in audit.stdout and "scanner" in audit.stdout
-    missing = subprocess.run([*ctl, "history", "NOPE"], capture_output=True, text=True, timeout=30)
+    missing = subprocess.run(
+        [*ctl, "history", "NOPE"], capture_output=True, text=True, check=False, timeout=30
+    )
     assert missing.returncode == 1 and "no order NOPE" in missing.stderr
