@@ -1,0 +1,188 @@
+"""Configuration: the example loads, and every mistake stops start-up with a clear message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from locker.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+BASE = """
+[locker]
+id = "store-001-a"
+data_dir = "data"
+
+[[boards]]
+name = "b0"
+driver = "sim"
+
+[[compartments]]
+numbers = "1-4"
+channels = "1-4"
+board = "b0"
+size = "S"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "locker.toml"
+    path.write_text(text)
+    return path
+
+
+def test_example_config_loads() -> None:
+    config = load_config(ROOT / "config" / "example.toml")
+    assert config.locker.id == "store-001-a"
+    assert len(config.compartments) == 14
+    sizes = [c.size for c in config.compartments]
+    assert sizes == ["S"] * 8 + ["M"] * 4 + ["L"] * 2
+    assert [c.number for c in config.compartments if c.low] == [1, 2]
+    assert all(c.channel == c.number for c in config.compartments)
+    assert config.board("b0").driver == "sim"
+    assert config.locker.data_dir == ROOT / "config" / "var" / "demo"
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, BASE))
+    assert config.doors.poll_ms == 100 and config.doors.open_confirm_s == 3
+    assert config.rules.max_items == 4 and config.rules.allow_fresh is False
+    assert config.mqtt.topic_prefix == "lockers" and config.mqtt.command_max_age_s == 300
+    assert config.security.remote_open_per_hour == 10
+    assert config.locker.data_dir == tmp_path / "data"
+    assert config.key_path == tmp_path / "data" / "locker.key"
+    assert config.scanner.driver == "none"
+
+
+def test_single_compartment_form(tmp_path: Path) -> None:
+    text = (
+        BASE + '\n[[compartments]]\nnumber = 9\nchannel = 9\nboard = "b0"\nsize = "L"\nlow = true\n'
+    )
+    config = load_config(write(tmp_path, text))
+    assert config.compartment(9).size == "L" and config.compartment(9).low
+
+
+CASES = [
+    ("unknown section", BASE + "\n[foo]\nx = 1\n", "unknown section [foo]"),
+    (
+        "unknown key",
+        BASE.replace('id = "store-001-a"', 'id = "store-001-a"\ncolour = 1'),
+        "[locker] colour: unknown key",
+    ),
+    (
+        "wrong type",
+        BASE + '\n[doors]\npoll_ms = "fast"\n',
+        '[doors] poll_ms: expected an integer, got "fast"',
+    ),
+    (
+        "bool for int",
+        BASE + "\n[rules]\nmax_items = true\n",
+        "[rules] max_items: expected an integer, got true",
+    ),
+    ("out of bounds", BASE + "\n[doors]\npoll_ms = 5\n", "[doors] poll_ms: must be between"),
+    (
+        "negative time",
+        BASE + "\n[doors]\nopen_confirm_s = -1\n",
+        "[doors] open_confirm_s: must be greater than 0",
+    ),
+    ("bad port", BASE + "\n[mqtt]\nport = 70000\n", "[mqtt] port: must be between"),
+    ("bad prefix", BASE + '\n[mqtt]\ntopic_prefix = "a/#"\n', "[mqtt] topic_prefix"),
+    ("bad id", BASE.replace('"store-001-a"', '"store 1"'), "[locker] id"),
+    ("missing id", BASE.replace('id = "store-001-a"\n', ""), "[locker] id: missing"),
+    ("no locker", BASE.replace("[locker]", "[lockr]"), "unknown section [lockr]"),
+    (
+        "same digits",
+        BASE + "\n[rules]\npickup_code_digits = 10\n",
+        "[rules] deposit_code_digits: must differ",
+    ),
+    (
+        "reminder",
+        BASE + "\n[rules]\nreminder_before_hours = 80\n",
+        "[rules] reminder_before_hours: must be less than hold_hours",
+    ),
+    (
+        "unknown driver",
+        BASE.replace('driver = "sim"', 'driver = "kerong"'),
+        '[[boards]] #1 driver: "kerong" is not one of',
+    ),
+    (
+        "port needed",
+        BASE.replace('driver = "sim"', 'driver = "kerong-cu48"'),
+        "[[boards]] #1 port: required for driver kerong-cu48",
+    ),
+    (
+        "bad baud",
+        BASE.replace('driver = "sim"', 'driver = "sim"\nbaud = 1234'),
+        "[[boards]] #1 baud: 1234 is not a standard rate",
+    ),
+    (
+        "duplicate board",
+        BASE + '\n[[boards]]\nname = "b0"\ndriver = "sim"\n',
+        '[[boards]] #2 name: "b0" is used by two boards',
+    ),
+    (
+        "no boards",
+        BASE.replace('[[boards]]\nname = "b0"\ndriver = "sim"\n', ""),
+        "[[boards]] missing",
+    ),
+    (
+        "unknown board",
+        BASE.replace('board = "b0"', 'board = "b9"'),
+        '[[compartments]] #1 board: "b9" is not a board',
+    ),
+    (
+        "duplicate number",
+        BASE + '\n[[compartments]]\nnumber = 3\nchannel = 9\nboard = "b0"\nsize = "S"\n',
+        "[[compartments]] #2 number: compartment 3 is declared twice",
+    ),
+    (
+        "shared channel",
+        BASE + '\n[[compartments]]\nnumber = 9\nchannel = 2\nboard = "b0"\nsize = "S"\n',
+        "[[compartments]] #2 channel: board b0 channel 2 is used by compartments 2 and 9",
+    ),
+    (
+        "XL compartment",
+        BASE.replace('size = "S"', 'size = "XL"'),
+        '[[compartments]] #1 size: "XL" is not one of S, M, L',
+    ),
+    (
+        "bad range",
+        BASE.replace('numbers = "1-4"', 'numbers = "4-1"'),
+        '[[compartments]] #1 numbers: "4-1" is not a range',
+    ),
+    (
+        "range lengths",
+        BASE.replace('channels = "1-4"', 'channels = "1-5"'),
+        "[[compartments]] #1 channels: range has 5 channels for 4 numbers",
+    ),
+    (
+        "both forms",
+        BASE.replace('size = "S"', 'size = "S"\nnumber = 1'),
+        "[[compartments]] #1 numbers: use either",
+    ),
+    ("scanner", BASE + '\n[scanner]\ndriver = "usb"\n', '[scanner] driver: "usb" is not one of'),
+    (
+        "serial scanner port",
+        BASE + '\n[scanner]\ndriver = "serial"\n',
+        "[scanner] port: required for the serial scanner",
+    ),
+    ("toml syntax", BASE + "\n[doors\n", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "message"), CASES, ids=[c[0] for c in CASES])
+def test_mistakes_name_the_file_and_the_key(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: ")
+    assert message in str(err.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_config(tmp_path / "nope.toml")
