@@ -236,10 +236,16 @@ class Service:
                     f"order {req.order_id} already holds an active reservation",
                     result=self._reservation_view(tx, existing),
                 )
+            # The same test as compartment_state() == FREE, done by SQLite.
+            offline = [name for name, up in self.online.items() if not up]
             free = [
                 Slot(row["number"], row["size"], bool(row["low"]))
-                for row, order_state in self._compartment_rows(tx)
-                if self.compartment_state(row, order_state) == CompartmentState.FREE
+                for row in tx.q(
+                    "SELECT number, size, low FROM compartments WHERE order_pk IS NULL"
+                    " AND in_service=1 AND jammed=0 AND board NOT IN"
+                    f" ({','.join('?' * len(offline))})",
+                    tuple(offline),
+                )
             ]
             chosen = allocate(req.parcels, free, req.accessible)
             if chosen is None:
