@@ -188,12 +188,7 @@ class DoorTracker:
         )
         if row is None:
             if prev == Door.CLOSED and not self._recently_unlocked(number):
-                order_id = self._order_id_of(tx, number)
-                tx.audit(now, "system", "door_forced", order_id, number)
-                fields: dict[str, Any] = {"compartment": number, "kind": "forced"}
-                if order_id:
-                    fields["order_id"] = order_id
-                self.svc.emit(tx, "door_alarm", fields, now)
+                self._alarm(tx, number, "forced", self._order_id_of(tx, number), now)
             return
         key = (row["opening_id"], number)
         self.deadline.pop(key, None)
@@ -310,12 +305,17 @@ class DoorTracker:
         ).fetchall():
             number = row["number"]
             tx.q("UPDATE compartments SET left_open_alarmed=1 WHERE number=?", (number,))
-            order_id = self._order_id_of(tx, number)
-            tx.audit(now, "system", "door_left_open", order_id, number)
-            fields: dict[str, Any] = {"compartment": number, "kind": "left_open"}
-            if order_id:
-                fields["order_id"] = order_id
-            self.svc.emit(tx, "door_alarm", fields, now)
+            self._alarm(tx, number, "left_open", self._order_id_of(tx, number), now)
+
+    def _alarm(
+        self, tx: Transaction, number: int, kind: str, order_id: str | None, now: float
+    ) -> None:
+        """A `door_alarm` event (forced, left_open, jammed), audited."""
+        tx.audit(now, "system", f"door_{kind}", order_id, number)
+        fields: dict[str, Any] = {"compartment": number, "kind": kind}
+        if order_id:
+            fields["order_id"] = order_id
+        self.svc.emit(tx, "door_alarm", fields, now)
 
     def _confirm_timeout(self, tx: Transaction, key: tuple[int, int], now: float) -> None:
         opening_id, number = key
@@ -357,13 +357,9 @@ class DoorTracker:
         if row["order_pk"] is not None:
             o = tx.one("SELECT order_id FROM orders WHERE pk=?", (row["order_pk"],))
             order_id = o["order_id"] if o else None
-        tx.audit(now, "system", f"door_{outcome}", order_id, number)
         if outcome == "jammed":
             tx.q("UPDATE compartments SET jammed=1 WHERE number=?", (number,))
-            fields: dict[str, Any] = {"compartment": number, "kind": "jammed"}
-            if order_id:
-                fields["order_id"] = order_id
-            self.svc.emit(tx, "door_alarm", fields, now)
+            self._alarm(tx, number, "jammed", order_id, now)
             self.svc.emit(
                 tx,
                 "fault",
@@ -374,6 +370,8 @@ class DoorTracker:
                 },
                 now,
             )
+        else:
+            tx.audit(now, "system", f"door_{outcome}", order_id, number)
         if row["command_id"]:
             code = ErrorCode.BOARD_OFFLINE if outcome == "board_offline" else ErrorCode.DOOR_JAMMED
             message = {
