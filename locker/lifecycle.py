@@ -30,6 +30,16 @@ class Lifecycle:
         assert order is not None
         comps = self.svc.order_compartments(tx, order_pk)
         order_id = order["order_id"]
+        times = tx.one(
+            "SELECT MIN(opened_at) AS o, MAX(closed_at) AS c FROM order_compartments"
+            " WHERE order_pk=?",
+            (order_pk,),
+        )
+        assert times is not None
+        # The history keeps when the doors of each phase opened and closed.
+        prefix = "" if purpose == Purpose.PICKUP else f"{purpose}_"
+        tx.stage(order_pk, f"{prefix}opened", times["o"])
+        tx.stage(order_pk, f"{prefix}closed", times["c"])
         if purpose == Purpose.DEPOSIT and order["state"] == OrderState.RESERVED:
             pickup_until = now + order["pickup_hours"] * HOUR
             reminder_due = pickup_until - self.svc.config.rules.reminder_before_hours * HOUR
@@ -37,9 +47,9 @@ class Lifecycle:
                 "UPDATE orders SET deposited_at=?, pickup_until=?, reminder_sent=? WHERE pk=?",
                 (now, pickup_until, int(reminder_due <= now), order_pk),
             )
-            self.svc._set_state(tx, order_pk, OrderState.LOADED, now)
+            self.svc.set_state(tx, order_pk, OrderState.LOADED, now, stage="deposited")
             self.svc.doors.reset_phase(tx, order_pk)
-            code = self.svc._new_code(
+            code = self.svc.new_code(
                 tx, order_pk, "pickup", self.svc.config.rules.pickup_code_digits
             )
             tx.audit(now, method, "deposited", order_id)
@@ -58,21 +68,13 @@ class Lifecycle:
                 now,
             )
         elif purpose == Purpose.PICKUP and order["state"] == OrderState.LOADED:
-            times = tx.one(
-                "SELECT MIN(opened_at) AS o, MAX(closed_at) AS c FROM order_compartments"
-                " WHERE order_pk=?",
-                (order_pk,),
-            )
-            assert times is not None
             tx.q(
                 "UPDATE orders SET opened_at=?, closed_at=?, method=? WHERE pk=?",
                 (times["o"], times["c"], method, order_pk),
             )
-            tx.stage(order_pk, "opened", times["o"])
-            tx.stage(order_pk, "closed", times["c"])
-            self.svc._set_state(tx, order_pk, OrderState.COLLECTED, now)
-            self.svc._kill_codes(tx, order_pk)
-            self.svc._free(tx, order_pk)
+            self.svc.set_state(tx, order_pk, OrderState.COLLECTED, now)
+            self.svc.kill_codes(tx, order_pk)
+            self.svc.free(tx, order_pk)
             tx.audit(now, method, "picked_up", order_id)
             self.svc.emit(
                 tx,
@@ -93,9 +95,9 @@ class Lifecycle:
             OrderState.CANCELLED,
         ):
             reason = "expired" if order["state"] == OrderState.EXPIRED else "cancelled"
-            self.svc._set_state(tx, order_pk, OrderState.RETRIEVED, now)
-            self.svc._kill_codes(tx, order_pk)
-            self.svc._free(tx, order_pk)
+            self.svc.set_state(tx, order_pk, OrderState.RETRIEVED, now)
+            self.svc.kill_codes(tx, order_pk)
+            self.svc.free(tx, order_pk)
             tx.audit(now, method, "retrieved", order_id, detail=reason)
             self.svc.emit(
                 tx,
@@ -120,9 +122,9 @@ class Lifecycle:
             ).fetchall():
                 if self.svc.doors.any_door_opened(tx, order["pk"]):
                     continue  # staff are loading it right now
-                self.svc._set_state(tx, order["pk"], OrderState.LAPSED, now)
-                self.svc._kill_codes(tx, order["pk"])
-                self.svc._free(tx, order["pk"])
+                self.svc.set_state(tx, order["pk"], OrderState.LAPSED, now)
+                self.svc.kill_codes(tx, order["pk"])
+                self.svc.free(tx, order["pk"])
                 self.svc.doors.abandon_order(tx, order["pk"])
                 tx.audit(now, "system", "reservation_lapsed", order["order_id"])
                 self.svc.emit(tx, "reservation_lapsed", {"order_id": order["order_id"]}, now)
@@ -148,8 +150,8 @@ class Lifecycle:
             ).fetchall():
                 if self.svc.doors.door_open_now(tx, order["pk"]):
                     continue  # the customer is taking it out right now
-                self.svc._set_state(tx, order["pk"], OrderState.EXPIRED, now)
-                self.svc._kill_codes(tx, order["pk"], "pickup")
+                self.svc.set_state(tx, order["pk"], OrderState.EXPIRED, now)
+                self.svc.kill_codes(tx, order["pk"], "pickup")
                 self.svc.doors.abandon_order(tx, order["pk"])
                 self.svc.doors.reset_phase(tx, order["pk"])
                 tx.audit(now, "system", "expired", order["order_id"])

@@ -91,7 +91,13 @@ class Loop:
             self._watchdog_due = time.monotonic() + self._watchdog
 
     def _run(self, fn: Callable[[], None]) -> None:
-        fn()
+        # Work comes from outside (a command, a scanned line). A bug it trips must not
+        # stop the loop that watches every door: log it with its traceback and go on.
+        # The failed job's transaction was rolled back, so no half change remains.
+        try:
+            fn()
+        except Exception:
+            log.exception("job %r failed; the locker carries on", fn)
 
     def run_forever(self) -> None:
         notify("READY=1")

@@ -141,7 +141,7 @@ class Service:
         )
         return [{"number": r["number"], "size": r["size"]} for r in rows]
 
-    def _new_code(self, tx: Transaction, order_pk: int, kind: str, digits: int) -> str:
+    def new_code(self, tx: Transaction, order_pk: int, kind: str, digits: int) -> str:
         """A fresh code, unique among live codes, stored only as its keyed hash."""
         while True:
             code = new_code(digits)
@@ -153,17 +153,20 @@ class Service:
                 )
                 return code
 
-    def _kill_codes(self, tx: Transaction, order_pk: int, kind: str | None = None) -> None:
+    def kill_codes(self, tx: Transaction, order_pk: int, kind: str | None = None) -> None:
         if kind is None:
             tx.q("DELETE FROM codes WHERE order_pk=?", (order_pk,))
         else:
             tx.q("DELETE FROM codes WHERE order_pk=? AND kind=?", (order_pk, kind))
 
-    def _set_state(self, tx: Transaction, order_pk: int, state: OrderState, at: float) -> None:
+    def set_state(
+        self, tx: Transaction, order_pk: int, state: OrderState, at: float, stage: str = ""
+    ) -> None:
+        """Move an order to `state`, keeping the time of the stage in its history."""
         tx.q("UPDATE orders SET state=? WHERE pk=?", (state.value, order_pk))
-        tx.stage(order_pk, state.value, at)
+        tx.stage(order_pk, stage or state.value, at)
 
-    def _free(self, tx: Transaction, order_pk: int) -> None:
+    def free(self, tx: Transaction, order_pk: int) -> None:
         tx.q("UPDATE compartments SET order_pk=NULL WHERE order_pk=?", (order_pk,))
 
     def emit(self, tx: Transaction, type_: str, fields: Mapping[str, Any], at: float) -> None:
@@ -277,7 +280,7 @@ class Service:
                     (order_pk, slot.number, slot.size),
                 )
             tx.stage(order_pk, OrderState.RESERVED.value, now)
-            deposit_code = self._new_code(
+            deposit_code = self.new_code(
                 tx, order_pk, "deposit", self.config.rules.deposit_code_digits
             )
             numbers = ",".join(str(s.number) for s in chosen)
@@ -296,7 +299,7 @@ class Service:
             "state": order["state"],
         }
 
-    def _order_or_fail(self, tx: Transaction, order_id: str) -> Any:
+    def order_or_fail(self, tx: Transaction, order_id: str) -> Any:
         order = self.order_row(tx, order_id)
         if order is None:
             raise CommandError(ErrorCode.UNKNOWN_ORDER, f"no order {order_id} in this locker")
@@ -309,19 +312,19 @@ class Service:
     def cancel(self, order_id: str, reason: str, actor: str = "platform") -> dict[str, Any]:
         now = self.now()
         with self.store.transaction() as tx:
-            order = self._order_or_fail(tx, order_id)
+            order = self.order_or_fail(tx, order_id)
             pk, state = order["pk"], order["state"]
             if state == OrderState.RESERVED and not self.doors.any_door_opened(tx, pk):
-                self._set_state(tx, pk, OrderState.CANCELLED, now)
+                self.set_state(tx, pk, OrderState.CANCELLED, now)
                 tx.q("UPDATE orders SET end_reason=? WHERE pk=?", (reason, pk))
-                self._kill_codes(tx, pk)
-                self._free(tx, pk)
+                self.kill_codes(tx, pk)
+                self.free(tx, pk)
                 self.doors.abandon_order(tx, pk)
             elif state in (OrderState.RESERVED, OrderState.LOADED):
                 # Goods may be inside: staff must take them out with the deposit code.
-                self._set_state(tx, pk, OrderState.CANCELLED, now)
+                self.set_state(tx, pk, OrderState.CANCELLED, now)
                 tx.q("UPDATE orders SET end_reason=? WHERE pk=?", (reason, pk))
-                self._kill_codes(tx, pk, "pickup")
+                self.kill_codes(tx, pk, "pickup")
                 self.doors.abandon_order(tx, pk)
                 self.doors.reset_phase(tx, pk)
             tx.audit(now, actor, "cancel", order_id, detail=reason[:200])
@@ -334,7 +337,7 @@ class Service:
         if pickup_until <= now:
             raise CommandError(ErrorCode.INVALID_PAYLOAD, "pickup_until: must be in the future")
         with self.store.transaction() as tx:
-            order = self._order_or_fail(tx, order_id)
+            order = self.order_or_fail(tx, order_id)
             if order["state"] != OrderState.LOADED:
                 raise CommandError(
                     ErrorCode.ORDER_NOT_LOADED,
@@ -352,15 +355,15 @@ class Service:
     def reissue_code(self, order_id: str, actor: str = "platform") -> dict[str, Any]:
         now = self.now()
         with self.store.transaction() as tx:
-            order = self._order_or_fail(tx, order_id)
+            order = self.order_or_fail(tx, order_id)
             if order["state"] != OrderState.LOADED:
                 raise CommandError(
                     ErrorCode.ORDER_NOT_LOADED,
                     f"order {order_id} is {order['state']}; a pickup code exists only once"
                     " the order is loaded",
                 )
-            self._kill_codes(tx, order["pk"], "pickup")
-            code = self._new_code(tx, order["pk"], "pickup", self.config.rules.pickup_code_digits)
+            self.kill_codes(tx, order["pk"], "pickup")
+            code = self.new_code(tx, order["pk"], "pickup", self.config.rules.pickup_code_digits)
             qr = qr_text(self.locker_id, "pickup", code)
             tx.stage(order["pk"], "code_reissued", now)
             tx.audit(now, actor, "reissue_code", order_id)

@@ -98,7 +98,15 @@ def test_demo_then_lockerctl_shows_the_history(tmp_path: Path) -> None:
         [*ctl, "history", "SO-DEMO-1"], capture_output=True, text=True, check=False, timeout=30
     )
     stages = [line.split()[1] for line in hist.stdout.splitlines()]
-    assert stages == ["reserved", "loaded", "opened", "closed", "collected"]
+    assert stages == [
+        "reserved",
+        "deposit_opened",
+        "deposit_closed",
+        "deposited",
+        "opened",
+        "closed",
+        "collected",
+    ]
     events = subprocess.run(
         [*ctl, "events"], capture_output=True, text=True, check=False, timeout=30
     )

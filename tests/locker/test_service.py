@@ -61,7 +61,15 @@ def test_reserve_deposit_pickup_end_to_end(locker: Locker) -> None:
     # the code is dead after collection, and using it counts as a wrong code
     assert locker.code(pickup_code).outcome == "wrong"
     stages = [s["stage"] for s in locker.service.history("SO-1")]
-    assert stages == ["reserved", "loaded", "opened", "closed", "collected"]
+    assert stages == [
+        "reserved",
+        "deposit_opened",
+        "deposit_closed",
+        "deposited",
+        "opened",
+        "closed",
+        "collected",
+    ]
 
 
 def test_pickup_needs_every_compartment_seen_open_and_closed(locker: Locker) -> None:

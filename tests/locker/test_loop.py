@@ -1,0 +1,61 @@
+"""The daemon loop: posted work, board polls with backoff, and survival of a failing job."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+from conftest import Locker
+
+from locker.model import Method
+
+
+def test_work_posted_from_another_thread_runs_on_the_loop(locker: Locker) -> None:
+    seen: list[str] = []
+    t = threading.Thread(
+        target=lambda: locker.loop.post(lambda: seen.append(threading.current_thread().name))
+    )
+    t.start()
+    t.join()
+    locker.loop.run_once(0.0)
+    assert seen == [threading.current_thread().name]
+
+
+def test_a_failing_job_is_logged_and_the_loop_carries_on(
+    locker: Locker, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("bug in a handler")
+
+    results = []
+    locker.loop.post(broken)
+    locker.loop.post(lambda: results.append(locker.service.enter_code("123", Method.KEYPAD)))
+    with caplog.at_level(logging.ERROR):
+        locker.loop.run_once(0.0)
+    assert "bug in a handler" in caplog.text
+    assert results and results[0].outcome == "wrong"
+
+
+def test_a_dead_board_is_polled_with_capped_backoff(locker: Locker) -> None:
+    locker.board.offline = True
+    locker.clock.advance(0.1)
+    locker.loop.poll_boards()
+    assert len(locker.events("fault")) == 1
+    reads = 0
+    real = locker.board.read_doors
+
+    def counting() -> object:
+        nonlocal reads
+        reads += 1
+        return real()
+
+    locker.board.read_doors = counting  # type: ignore[method-assign]
+    for _ in range(100):  # ten seconds of 100 ms turns
+        locker.clock.advance(0.1)
+        locker.loop.poll_boards()
+    assert 5 <= reads <= 15  # backing off (not 100 reads), but never more than 2 s apart
+    locker.board.offline = False
+    locker.clock.advance(2.0)
+    locker.loop.poll_boards()
+    assert len(locker.events("fault_cleared")) == 1
