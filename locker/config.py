@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,15 @@ class BoardConfig:
     address: int = 0
     channels: int = 0  # 0 = the driver's default
     door_close_s: float = 5.0  # sim driver: an unlocked door closes by itself after this
-    options: Mapping[str, object] = field(default_factory=dict)
+    hook_sense: str = "normal"  # kerong: "normal" (bit 1 = locked) or "inverted" (NO/NC wiring)
+    pulse_ms: int = 500  # modbus flash / gpio relay on-time
+    timeout_ms: int = 100  # reply time-out per request (serial drivers)
+    retries: int = 2  # transport retries per request before the board counts as failing
+    lock_pins: tuple[int, ...] = ()  # gpio: BCM pin of each channel's relay (channel 1 first)
+    door_pins: tuple[int, ...] = ()  # gpio: BCM pin of each channel's reed switch
+    active_high: bool = True  # gpio: relay energised by a high output
+    door_open_high: bool = True  # gpio: reed switch input reads high when the door is open
+    debounce_ms: int = 20  # gpio: reed switch debounce
 
 
 @dataclass(frozen=True)
@@ -423,7 +431,7 @@ def _table_list(path: Path, name: str, value: object) -> list[object]:
 
 
 def _boards(path: Path, value: object) -> tuple[BoardConfig, ...]:
-    known = tuple(n for n in _names(BoardConfig) if n != "options")
+    known = _names(BoardConfig)
     boards: list[BoardConfig] = []
     for i, raw in enumerate(_table_list(path, "boards", value), start=1):
         r = _Reader(path, f"[[boards]] #{i}", raw)
@@ -442,6 +450,17 @@ def _boards(path: Path, value: object) -> tuple[BoardConfig, ...]:
         baud = r.get_int("baud", BoardConfig.baud)
         if baud not in BAUDS:
             raise r.fail("baud", f"{baud} is not a standard rate ({', '.join(map(str, BAUDS))})")
+        hook_sense = r.get_str("hook_sense", "normal")
+        if hook_sense not in ("normal", "inverted"):
+            raise r.fail("hook_sense", f'"{hook_sense}" is not one of normal, inverted')
+        lock_pins, door_pins = _pins(r, "lock_pins"), _pins(r, "door_pins")
+        if driver == "gpio":
+            if not lock_pins:
+                raise r.fail("lock_pins", "required for driver gpio (one BCM pin per channel)")
+            if len(door_pins) != len(lock_pins):
+                raise r.fail("door_pins", f"needs one pin per lock ({len(lock_pins)})")
+            if len(set(lock_pins + door_pins)) != len(lock_pins + door_pins):
+                raise r.fail("door_pins", "a pin is used twice")
         boards.append(
             BoardConfig(
                 name=name,
@@ -451,9 +470,27 @@ def _boards(path: Path, value: object) -> tuple[BoardConfig, ...]:
                 address=r.get_int("address", 0, 0, 247),
                 channels=r.get_int("channels", 0, 0, 256),
                 door_close_s=r.get_float("door_close_s", BoardConfig.door_close_s, lo=0, hi=3600),
+                hook_sense=hook_sense,
+                pulse_ms=r.get_int("pulse_ms", BoardConfig.pulse_ms, 100, 5000),
+                timeout_ms=r.get_int("timeout_ms", BoardConfig.timeout_ms, 10, 5000),
+                retries=r.get_int("retries", BoardConfig.retries, 0, 10),
+                lock_pins=lock_pins,
+                door_pins=door_pins,
+                active_high=r.get_bool("active_high", True),
+                door_open_high=r.get_bool("door_open_high", True),
+                debounce_ms=r.get_int("debounce_ms", BoardConfig.debounce_ms, 0, 1000),
             )
         )
     return tuple(boards)
+
+
+def _pins(r: _Reader, key: str) -> tuple[int, ...]:
+    value = r.data.get(key, [])
+    if not isinstance(value, list) or not all(
+        isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 27 for p in value
+    ):
+        raise r.fail(key, "expected a list of BCM pin numbers 0-27")
+    return tuple(value)
 
 
 def _range(r: _Reader, key: str) -> range:
