@@ -1,8 +1,15 @@
-"""Board drivers by their configuration name (`[[boards]] driver = ...`)."""
+"""Board drivers by their configuration name (`[[boards]] driver = ...`).
+
+Drivers are imported only when a configuration names them, so a cabinet with
+Kerong boards never loads pymodbus or gpiozero, and a missing optional
+library is reported as a clear error instead of a crash at import.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
+from typing import cast
 
 from drivers.sim import DEFAULT_CHANNELS, SimBoard
 from locker.boards import Board
@@ -20,14 +27,28 @@ def _sim(cfg: BoardConfig) -> Board:
     return SimBoard(cfg.name, cfg.channels or DEFAULT_CHANNELS, cfg.door_close_s)
 
 
-DRIVERS: dict[str, BoardFactory] = {"sim": _sim}
+# name -> (module, factory function); "sim" is in-process and always there.
+DRIVERS: dict[str, tuple[str, str]] = {
+    "kerong-cu48": ("drivers.kerong", "make_cu48"),
+    "kerong-cu16": ("drivers.kerong", "make_cu16"),
+    "modbus-relay": ("drivers.modbus_relay", "make_modbus_relay"),
+    "gpio": ("drivers.gpio", "make_gpio"),
+}
 
 
 def make_board(cfg: BoardConfig) -> Board:
-    factory = DRIVERS.get(cfg.driver)
-    if factory is None:
+    if cfg.driver == "sim":
+        return _sim(cfg)
+    entry = DRIVERS.get(cfg.driver)
+    if entry is None:
         raise DriverError(
-            f"board {cfg.name}: driver {cfg.driver!r} is not available in this release"
-            f" (available: {', '.join(sorted(DRIVERS))})"
+            f"board {cfg.name}: no driver {cfg.driver!r}"
+            f" (available: sim, {', '.join(sorted(DRIVERS))})"
         )
+    module_name, factory_name = entry
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DriverError(f"board {cfg.name}: driver {cfg.driver} cannot load: {exc}") from exc
+    factory = cast(BoardFactory, getattr(module, factory_name))
     return factory(cfg)

@@ -87,6 +87,7 @@ class Service:
         self.by_channel = {(c.board, c.channel): c.number for c in self.compartments.values()}
         self.online: dict[str, bool] = {b.name: True for b in config.boards}
         self.reply_listeners: list[ReplyListener] = []
+        self.devices_down: set[str] = set()
         self.doors = DoorTracker(self)
         self.entry = CodeEntry(self)
         self.lifecycle = Lifecycle(self)
@@ -505,6 +506,36 @@ class Service:
                 },
                 now,
             )
+
+    def device_failed(self, component: str, detail: str) -> None:
+        """A device other than a board (the scanner, the camera) stopped working: once."""
+        if component in self.devices_down:
+            return
+        now = self.now()
+        with self.store.transaction() as tx:
+            tx.audit(now, "system", "device_offline", detail=f"{component}: {detail}"[:200])
+            self.emit(
+                tx,
+                "fault",
+                {"component": component, "detail": detail[:200], "compartments": []},
+                now,
+            )
+        self.devices_down.add(component)
+
+    def device_ok(self, component: str) -> None:
+        """The device works again."""
+        if component not in self.devices_down:
+            return
+        now = self.now()
+        with self.store.transaction() as tx:
+            tx.audit(now, "system", "device_online", detail=component)
+            self.emit(
+                tx,
+                "fault_cleared",
+                {"component": component, "detail": "working again", "compartments": []},
+                now,
+            )
+        self.devices_down.discard(component)
 
     def doors_read(self, board: str, doors: Mapping[int, bool]) -> None:
         """A poll of one board succeeded: hand every changed door to the tracker."""

@@ -327,3 +327,16 @@ def test_live_codes_are_unique(locker: Locker, monkeypatch: object) -> None:
         mp.undo()
     assert first == "1234567890"
     assert second == "0000000042"
+
+
+def test_a_sensor_stuck_open_never_blocks_an_unlock(locker: Locker) -> None:
+    _, code = locker.deposit()
+    locker.board.stuck[3] = True  # broken sensor cable: always reads open
+    locker.advance(10)
+    locker.board.unlocks.clear()
+    assert locker.code(code).outcome == "opened"
+    assert [ch for _, ch in locker.board.unlocks] == [3]
+    row = locker.store.db.execute(
+        "SELECT seen_open_at FROM opening_doors ORDER BY opening_id DESC LIMIT 1"
+    ).fetchone()
+    assert row["seen_open_at"] is not None  # the reading after the pulse counts as opened
