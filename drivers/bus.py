@@ -9,6 +9,8 @@ back. It keeps the last frames exchanged and attaches them to every error.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import threading
 import time
@@ -68,10 +70,8 @@ class SerialBus:
 
     def _drop(self) -> None:
         if self._port is not None:
-            try:
+            with contextlib.suppress(OSError, serial.SerialException):
                 self._port.close()
-            except (OSError, serial.SerialException):
-                pass
             self._port = None
 
     def _ensure_open(self) -> serial.Serial:
@@ -115,7 +115,7 @@ class SerialBus:
                         self.exchanges += 1
                         return b""
                     deadline = time.monotonic() + s.timeout_s + len(request) * self.char_s
-                    reply = read_reply(lambda n: self._read(port, n, deadline))
+                    reply = read_reply(functools.partial(self._read, port, deadline=deadline))
                     self._last_io = time.monotonic()
                     self._note("<", reply)
                     self.exchanges += 1
@@ -131,7 +131,7 @@ class SerialBus:
                 self._note("!", problem.encode()[:60])
             raise BoardError(board, problem, tuple(self.frames))
 
-    def _read(self, port: serial.Serial, n: int, deadline: float) -> bytes:
+    def _read(self, port: serial.Serial, n: int, *, deadline: float) -> bytes:
         data = b""
         while len(data) < n:
             left = deadline - time.monotonic()

@@ -9,6 +9,7 @@ split into pieces with pauses, and the whole device off the bus.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -67,10 +68,8 @@ class PtyDevice:
         self._stop.set()
         self._thread.join(timeout=2)
         for fd in (self.master, self._slave):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def _run(self) -> None:
         buffer = b""
