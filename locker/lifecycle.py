@@ -20,6 +20,7 @@ class Lifecycle:
 
     def __init__(self, svc: Service) -> None:
         self.svc = svc
+        self._next_prune = 0.0
 
     # -- phases completed by the doors -------------------------------------------------
 
@@ -166,3 +167,10 @@ class Lifecycle:
                     now,
                 )
             self.svc.doors.tick(tx, now)
+        if now >= self._next_prune:
+            # Past the broker's session expiry a command cannot be delivered again.
+            self._next_prune = now + HOUR
+            keep = max(
+                self.svc.config.mqtt.session_expiry_s, self.svc.config.mqtt.command_max_age_s
+            )
+            self.svc.store.prune_replies(now - keep)

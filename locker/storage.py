@@ -11,6 +11,7 @@ registered with `after_commit` and runs after the outermost COMMIT.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
@@ -27,7 +28,7 @@ from locker.errors import LockerError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Migrations, in order; index i takes the schema from version i to i + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -149,6 +150,10 @@ MIGRATIONS: tuple[str, ...] = (
         errors INTEGER NOT NULL DEFAULT 0,
         detail TEXT NOT NULL DEFAULT ''
     );
+    """,
+    # 2: stored replies are pruned by age once the platform can no longer re-deliver them.
+    """
+    CREATE INDEX commands_by_time ON commands(received_at);
     """,
 )
 
@@ -333,10 +338,17 @@ class Store:
         self.db.execute("COMMIT")
         after, self.after = self.after, []
         events, self.pending_events = self.pending_events, []
-        for fn in after:
-            fn()
-        for listener in self.on_commit:
-            listener(events)
+        # The change is durable now; every follow-up runs even if one of them fails
+        # (one board's error must not keep the next compartment's unlock from going out).
+        follow_ups: list[Callable[[], None]] = [
+            *after,
+            *(functools.partial(listener, events) for listener in self.on_commit),
+        ]
+        for fn in follow_ups:
+            try:
+                fn()
+            except Exception:
+                log.exception("after-commit work %r failed", fn)
 
     # -- reading the outbox (the MQTT pump and tools) --------------------------------
 
@@ -377,6 +389,12 @@ class Store:
             raw = self.codebook.unseal(raw)
         reply: dict[str, Any] = json.loads(raw)
         return row["state"], reply
+
+    def prune_replies(self, older_than: float) -> int:
+        """Forget stored replies received before `older_than` (epoch seconds)."""
+        with self.transaction() as tx:
+            cur = tx.q("DELETE FROM commands WHERE received_at < ? AND state='done'", (older_than,))
+            return cur.rowcount
 
     def outbox_depth(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

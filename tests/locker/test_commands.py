@@ -239,3 +239,19 @@ def test_sync_returns_the_snapshot_without_secrets(locker: Locker) -> None:
     }
     text = json.dumps(snap)
     assert code not in text and result["deposit_code"] not in text and "SO-1" not in text
+
+
+def test_stored_replies_are_pruned_after_the_session_expiry(locker: Locker) -> None:
+    payload = json.dumps(
+        {
+            "command_id": "old-1",
+            "sent_at": rfc3339(locker.clock.now()),
+            "order_id": "SO-9",
+            "items": [{"sku": "1", "qty": 1, "size": "S"}],
+        }
+    )
+    assert locker.commands.handle("reserve", payload)["ok"]
+    locker.advance(7 * 86400 + 3601)
+    assert locker.store.stored_reply("old-1") is None
+    # delivered again that late, it is stale: refused, not executed a second time
+    assert err(locker.commands.handle("reserve", payload)) == "COMMAND_EXPIRED"

@@ -90,3 +90,38 @@ def test_events_with_codes_are_sealed_at_rest(tmp_path: Path) -> None:
     assert raw[1][0] == 0
     assert store.events()[0].fields["pickup_code"] == "73519946"
     store.close()
+
+
+def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
+    from locker.storage import MIGRATIONS
+
+    path = tmp_path / "l.db"
+    con = sqlite3.connect(path)
+    for statement in MIGRATIONS[0].split(";"):
+        if statement.strip():
+            con.execute(statement)
+    con.execute("PRAGMA user_version=1")
+    con.execute("INSERT INTO audit (at, actor, action) VALUES (1, 'system', 'start')")
+    con.commit()
+    con.close()
+    store = Store(path, BOOK)
+    assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert store.db.execute("SELECT action FROM audit").fetchone()[0] == "start"  # data kept
+    indexes = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "commands_by_time" in indexes
+    store.close()
+
+
+def test_an_after_commit_failure_does_not_skip_the_others(tmp_path: Path) -> None:
+    store = Store(tmp_path / "l.db", BOOK)
+    ran: list[int] = []
+
+    def broken() -> None:
+        raise OSError("serial port gone")
+
+    with store.transaction() as tx:
+        tx.after_commit(lambda: ran.append(1))
+        tx.after_commit(broken)
+        tx.after_commit(lambda: ran.append(3))
+    assert ran == [1, 3]
+    store.close()
