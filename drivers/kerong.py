@@ -1,0 +1,216 @@
+"""Kerong KR-CU48 and KR-CU16 lock boards over RS-485.
+
+Codecs are pure functions (tested against the vendor's worked examples in
+PROTOCOLS.md); the boards move bytes through the shared `SerialBus`, which
+owns flushing, gaps, retries and the frame history.
+
+CU48: request `02 ADDR LOCK CMD 03 SUM`; status reply of 12 bytes; unlock has
+no reply (the door sensor confirms it). CU16: request `02 ADDR CMD 03 SUM`
+with ADDR = board << 4 | lock; status and unlock both answer 9 bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from drivers.bus import BusSettings, FrameError, SerialBus, bus_for
+from locker.boards import BoardError
+from locker.config import BoardConfig
+
+STX, ETX = 0x02, 0x03
+CU48_STATUS, CU48_UNLOCK, CU48_REPLY = 0x50, 0x51, 0x65
+CU48_ALL_LOCKS, CU48_BROADCAST = 0x30, 0x0A
+CU48_LOCKS, CU48_REPLY_LEN = 48, 12
+CU16_STATUS, CU16_UNLOCK, CU16_REPLY = 0x30, 0x31, 0x35
+CU16_LOCKS, CU16_REPLY_LEN = 16, 9
+
+Reader = Callable[[int], bytes]
+
+
+def sum8(data: bytes) -> int:
+    """Low byte of the arithmetic sum (the boards' checksum)."""
+    return sum(data) & 0xFF
+
+
+def _frame(body: bytes) -> bytes:
+    return body + bytes([sum8(body)])
+
+
+def _bits(data: bytes, count: int) -> tuple[bool, ...]:
+    """LSB-first bits of `data`: bit 0 of byte 0 is lock 1."""
+    return tuple(bool(data[i // 8] >> (i % 8) & 1) for i in range(count))
+
+
+# -- CU48 -------------------------------------------------------------------------------
+
+
+def cu48_status_request(address: int) -> bytes:
+    return _frame(bytes([STX, address, 0x00, CU48_STATUS, ETX]))
+
+
+def cu48_unlock_request(address: int, lock: int | None) -> bytes:
+    """Unlock lock 1..48, or every lock of the board with `lock=None`."""
+    if lock is None:
+        code = CU48_ALL_LOCKS
+    elif 1 <= lock <= CU48_LOCKS:
+        code = lock - 1
+    else:
+        raise ValueError(f"CU48 lock {lock} out of range 1-{CU48_LOCKS}")
+    return _frame(bytes([STX, address, code, CU48_UNLOCK, ETX]))
+
+
+def _check(reply: bytes, length: int, address: int, command: int, address_at: int) -> None:
+    if len(reply) != length:
+        raise FrameError(f"reply of {len(reply)} bytes, expected {length}")
+    if reply[0] != STX or reply[-2] != ETX:
+        raise FrameError("reply not framed by STX/ETX")
+    if sum8(reply[:-1]) != reply[-1]:
+        raise FrameError(f"checksum {reply[-1]:02x}, computed {sum8(reply[:-1]):02x}")
+    if reply[address_at] != address:
+        raise FrameError(f"reply from address {reply[address_at]:#04x}, asked {address:#04x}")
+    if reply[address_at + 1 + (1 if length == CU48_REPLY_LEN else 0)] != command:
+        raise FrameError("reply carries an unexpected command byte")
+
+
+def decode_cu48_status(reply: bytes, address: int) -> tuple[bool, ...]:
+    """The 48 hook bits of a status reply; True = hook engaged (locked)."""
+    _check(reply, CU48_REPLY_LEN, address, CU48_REPLY, 1)
+    return _bits(reply[4:10], CU48_LOCKS)
+
+
+# -- CU16 -------------------------------------------------------------------------------
+
+
+def _cu16_address(board: int, lock: int) -> int:
+    if not 0 <= board <= 0x0F:
+        raise ValueError(f"CU16 board {board} out of range 0-15")
+    if not 1 <= lock <= CU16_LOCKS:
+        raise ValueError(f"CU16 lock {lock} out of range 1-{CU16_LOCKS}")
+    return board << 4 | (lock - 1)
+
+
+def cu16_status_request(board: int) -> bytes:
+    return _frame(bytes([STX, _cu16_address(board, 1), CU16_STATUS, ETX]))
+
+
+def cu16_unlock_request(board: int, lock: int) -> bytes:
+    return _frame(bytes([STX, _cu16_address(board, lock), CU16_UNLOCK, ETX]))
+
+
+def decode_cu16_reply(reply: bytes, board: int) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
+    """(hook bits, infrared bits) of a status or unlock reply; hook True = locked."""
+    if len(reply) != CU16_REPLY_LEN:
+        raise FrameError(f"reply of {len(reply)} bytes, expected {CU16_REPLY_LEN}")
+    if reply[0] != STX or reply[-2] != ETX:
+        raise FrameError("reply not framed by STX/ETX")
+    if sum8(reply[:-1]) != reply[-1]:
+        raise FrameError(f"checksum {reply[-1]:02x}, computed {sum8(reply[:-1]):02x}")
+    if reply[1] >> 4 != board:
+        raise FrameError(f"reply from board {reply[1] >> 4}, asked {board}")
+    if reply[2] != CU16_REPLY:
+        raise FrameError("reply carries an unexpected command byte")
+    return _bits(reply[3:5], CU16_LOCKS), _bits(reply[5:7], CU16_LOCKS)
+
+
+# -- framing a reply off the wire -------------------------------------------------------
+
+
+def fixed_reply(length: int) -> Callable[[Reader], bytes]:
+    """Read a reply of a known length, skipping noise before the STX."""
+
+    def read_reply(read: Reader) -> bytes:
+        data = read(1)
+        while data and data[0] != STX:
+            data = read(1)
+        if not data:
+            raise FrameError("no reply")
+        data += read(length - 1)
+        if len(data) < length:
+            raise FrameError(f"reply cut short after {len(data)} of {length} bytes")
+        return data
+
+    return read_reply
+
+
+# -- the boards -------------------------------------------------------------------------
+
+
+class _KerongBoard:
+    locks = 0
+
+    def __init__(self, cfg: BoardConfig, bus: SerialBus) -> None:
+        self._name = cfg.name
+        self.address = cfg.address
+        self.channels = cfg.channels or self.locks
+        if self.channels > self.locks:
+            raise BoardError(cfg.name, f"has at most {self.locks} channels, not {self.channels}")
+        self.inverted = cfg.hook_sense == "inverted"
+        self.bus = bus
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _channel(self, channel: int) -> int:
+        if not 1 <= channel <= self.channels:
+            raise BoardError(self._name, f"no channel {channel} (1-{self.channels})")
+        return channel
+
+    def _doors(self, hooks: tuple[bool, ...]) -> Mapping[int, bool]:
+        # Hook engaged = locked = door shut; the wiring (NO/NC) may invert the bit.
+        return {ch: hooks[ch - 1] == self.inverted for ch in range(1, self.channels + 1)}
+
+    def close(self) -> None:
+        """Boards share their bus; `drivers.bus.forget_bus(port)` closes it."""
+
+
+class KerongCU48Board(_KerongBoard):
+    """One CU48 board (48 locks) at an address 0x00-0x09 on a bus."""
+
+    locks = CU48_LOCKS
+
+    def read_doors(self) -> Mapping[int, bool]:
+        reply = self.bus.exchange(self._name, cu48_status_request(self.address), self._read_status)
+        return self._doors(decode_cu48_status(reply, self.address))
+
+    def _read_status(self, read: Reader) -> bytes:
+        reply = fixed_reply(CU48_REPLY_LEN)(read)
+        decode_cu48_status(reply, self.address)  # a bad frame is retried by the bus
+        return reply
+
+    def unlock(self, channel: int) -> None:
+        request = cu48_unlock_request(self.address, self._channel(channel))
+        self.bus.exchange(self._name, request, None)  # the CU48 does not answer an unlock
+
+
+class KerongCU16Board(_KerongBoard):
+    """One CU16 board (16 locks); its number 0-15 is the high nibble of the address byte."""
+
+    locks = CU16_LOCKS
+
+    def _read_reply(self, read: Reader) -> bytes:
+        reply = fixed_reply(CU16_REPLY_LEN)(read)
+        decode_cu16_reply(reply, self.address)
+        return reply
+
+    def read_doors(self) -> Mapping[int, bool]:
+        reply = self.bus.exchange(self._name, cu16_status_request(self.address), self._read_reply)
+        return self._doors(decode_cu16_reply(reply, self.address)[0])
+
+    def unlock(self, channel: int) -> None:
+        request = cu16_unlock_request(self.address, self._channel(channel))
+        self.bus.exchange(self._name, request, self._read_reply)
+
+
+def _settings(cfg: BoardConfig) -> BusSettings:
+    return BusSettings(
+        port=cfg.port, baud=cfg.baud, timeout_s=cfg.timeout_ms / 1000, retries=cfg.retries
+    )
+
+
+def make_cu48(cfg: BoardConfig) -> KerongCU48Board:
+    return KerongCU48Board(cfg, bus_for(_settings(cfg)))
+
+
+def make_cu16(cfg: BoardConfig) -> KerongCU16Board:
+    return KerongCU16Board(cfg, bus_for(_settings(cfg)))
