@@ -13,12 +13,14 @@ from pathlib import Path
 from types import FrameType
 
 from drivers.registry import make_board
+from drivers.scanner import SerialScanner
 from locker.boards import Board
 from locker.clock import Clock, SystemClock
 from locker.codes import CodeBook, load_or_create_key
 from locker.config import Config, load_config
 from locker.errors import LockerError
 from locker.loop import Loop
+from locker.model import Method
 from locker.service import Service
 from locker.storage import Store
 
@@ -37,11 +39,37 @@ class Locker:
     boards: Mapping[str, Board]
     service: Service
     loop: Loop
+    scanner: SerialScanner | None = None
+
+    def start_inputs(self) -> None:
+        """Start the threads that feed the loop (the scanner)."""
+        if self.scanner is not None:
+            self.scanner.start()
 
     def close(self) -> None:
+        if self.scanner is not None:
+            self.scanner.stop()
         for board in self.boards.values():
             board.close()
         self.store.close()
+
+
+def _scanner(config: Config, service: Service, loop: Loop) -> SerialScanner | None:
+    if config.scanner.driver != "serial":
+        return None
+
+    def code(text: str) -> None:
+        result = service.enter_code(text, Method.SCANNER)
+        # Never the code itself in a log line: only what the screen would say.
+        log.info("scanner: %s (%s)", result.outcome, result.message)
+
+    return SerialScanner(
+        config.scanner.port,
+        config.scanner.baud,
+        lambda text: loop.post(lambda: code(text)),
+        on_offline=lambda detail: loop.post(lambda: service.device_failed("scanner", detail)),
+        on_online=lambda: loop.post(lambda: service.device_ok("scanner")),
+    )
 
 
 def build(
@@ -56,7 +84,8 @@ def build(
         boards = {b.name: make_board(b) for b in config.boards}
     service = Service(config, store, boards, clock or SystemClock())
     service.start()
-    return Locker(config, store, boards, service, Loop(service, boards))
+    loop = Loop(service, boards)
+    return Locker(config, store, boards, service, loop, _scanner(config, service, loop))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         VERSION,
     )
     try:
+        locker.start_inputs()
         locker.loop.run_forever()
     finally:
         locker.close()

@@ -1,0 +1,156 @@
+"""Driver figures over real ptys against the byte-level simulator (printed, never asserted).
+
+- poll cycle of two CU48 boards (96 doors) at 19200 baud vs the wire-time floor;
+- door-change detection: a door flips in the simulator -> the service's state shows it,
+  with the real loop polling every poll_ms; p50/p99;
+- software overhead from a code accepted to the first unlock byte on the wire, p50/p99
+  over >= 1,000 unlocks (the time the sim device receives it minus the request's own
+  wire time);
+- one unlock costs one request on the bus.
+
+Run: .venv/bin/python bench/bench_drivers.py
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from drivers.bus import forget_bus  # noqa: E402
+from drivers.kerong import make_cu48  # noqa: E402
+from drivers.sim import SimBoard  # noqa: E402
+from locker.clock import SystemClock, rfc3339  # noqa: E402
+from locker.commands import CommandProcessor  # noqa: E402
+from locker.config import load_config  # noqa: E402
+from locker.daemon import build  # noqa: E402
+from locker.model import Method  # noqa: E402
+from simulator.kerong import KerongSim  # noqa: E402
+
+
+def pct(values: list[float], p: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(len(values) * p))]
+
+
+def ms(v: float) -> str:
+    return f"{v * 1000:.2f} ms"
+
+
+def main() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="locker-bench-"))
+    sims = {0: SimBoard("a0", 48, door_close_s=0), 1: SimBoard("a1", 48, door_close_s=0)}
+    device = KerongSim("cu48", sims, baud=19200)
+    config_path = tmp / "locker.toml"
+    config_path.write_text(
+        f'[locker]\nid = "bench"\ndata_dir = "{tmp / "data"}"\n'
+        f'[[boards]]\nname = "a0"\ndriver = "kerong-cu48"\nport = "{device.path}"\naddress = 0\n'
+        f'[[boards]]\nname = "a1"\ndriver = "kerong-cu48"\nport = "{device.path}"\naddress = 1\n'
+        '[[compartments]]\nnumbers = "1-48"\nchannels = "1-48"\nboard = "a0"\nsize = "S"\n'
+        '[[compartments]]\nnumbers = "49-96"\nchannels = "1-48"\nboard = "a1"\nsize = "S"\n'
+    )
+    config = load_config(config_path)
+    try:
+        # 1. poll cycle
+        boards = [make_cu48(config.board("a0")), make_cu48(config.board("a1"))]
+        cycles = []
+        for _ in range(300):
+            t = time.perf_counter()
+            for b in boards:
+                b.read_doors()
+            cycles.append(time.perf_counter() - t)
+        floor = 2 * (6 + 12) * 10 / 19200
+        print(
+            f"poll cycle, 2 x CU48 (96 doors) at 19200 baud: p50 {ms(statistics.median(cycles))},"
+            f" p99 {ms(pct(cycles, 0.99))}; wire-time floor {ms(floor)}"
+            f" ({statistics.median(cycles) / floor:.2f}x)"
+        )
+
+        # 2 + 3. the real service and loop on these boards
+        locker = build(config, SystemClock())
+        loop = locker.loop
+        stop = threading.Event()
+
+        def run_loop() -> None:
+            while not stop.is_set():
+                loop.run_once(0.005)
+
+        # detection latency: flip a door, wait until the service's state shows it
+        runner = threading.Thread(target=run_loop)
+        runner.start()
+        lat = []
+        for i in range(200):
+            ch = 1 + i % 48
+            time.sleep(0.013 * (i % 8))  # land at different points of the poll cycle
+            t = time.perf_counter()
+            sims[0].open_door(ch) if i % 2 == 0 else sims[0].close_door(ch)
+            want = "open" if i % 2 == 0 else "closed"
+            while (
+                locker.service.doors.door.get(ch, None) is None
+                or locker.service.doors.door[ch].value != want
+            ):
+                time.sleep(0.0005)
+            lat.append(time.perf_counter() - t)
+            if i % 2 == 1:
+                time.sleep(0.001)
+        print(
+            f"door change -> state in the daemon (poll_ms {config.doors.poll_ms}):"
+            f" p50 {ms(statistics.median(lat))}, p99 {ms(pct(lat, 0.99))}"
+        )
+        stop.set()
+        runner.join()
+        for ch in range(1, 49):
+            sims[0].close_door(ch)
+
+        # code accepted -> unlock frame received by the board
+        commands = CommandProcessor(locker.service)
+        item = [{"sku": "1", "qty": 1, "fresh": False, "size": "S"}]
+        overhead, per_unlock = [], []
+        wire = 6 * 10 / 19200
+        n = 0
+        while len(overhead) < 1000:
+            n += 1
+            payload = {
+                "command_id": f"b{n}",
+                "sent_at": rfc3339(time.time()),
+                "order_id": f"B{n}",
+                "items": item,
+            }
+            reply = commands.handle("reserve", json.dumps(payload))
+            assert reply is not None and reply["ok"], reply
+            code = reply["result"]["deposit_code"]
+            before = len(device.received)
+            t = time.perf_counter()
+            result = locker.service.enter_code(code, Method.KEYPAD)
+            assert result.outcome == "opened"
+            while len(device.received) == before:
+                time.sleep(0.0001)
+            overhead.append(time.perf_counter() - t - wire)
+            per_unlock.append(len(device.received) - before)
+            # release the compartment: the door seen open and closed again
+            for _ in range(3):
+                loop.run_once(0.0)
+            number = result.compartments[0]
+            sims[0 if number <= 48 else 1].close_door(1 + (number - 1) % 48)
+            for _ in range(3):
+                loop.run_once(0.0)
+        print(
+            f"code accepted -> unlock frame at the board, {len(overhead)} unlocks:"
+            f" p50 {ms(statistics.median(overhead))}, p99 {ms(pct(overhead, 0.99))}"
+            f" (software; the frame's own {ms(wire)} of wire time removed)"
+        )
+        print(f"requests on the bus per unlock: {statistics.mean(per_unlock):.2f}")
+        locker.close()
+    finally:
+        forget_bus(device.path)
+        device.close()
+
+
+if __name__ == "__main__":
+    main()
