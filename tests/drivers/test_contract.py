@@ -85,8 +85,9 @@ def _pty_world(driver: str, channels: int) -> Iterator[World]:
 
 
 def _gpio_world() -> Iterator[World]:
-    from drivers.gpio import GpioBoard
     from gpiozero.pins.mock import MockFactory
+
+    from drivers.gpio import GpioBoard
 
     factory = MockFactory()
     locks, doors = (5, 6, 13, 19), (12, 16, 20, 21)
@@ -146,6 +147,7 @@ WORLDS: dict[str, Callable[[], Iterator[World]]] = {
     "sim": _sim_world,
     "kerong-cu48": lambda: _pty_world("kerong-cu48", 48),
     "kerong-cu16": lambda: _pty_world("kerong-cu16", 16),
+    "gpio": _gpio_world,
 }
 if os.environ.get("LOCKER_TEST_PORT"):
     WORLDS["real"] = _real_world
