@@ -41,7 +41,7 @@ lint: deps
 	$(BIN)/ruff format --check .
 
 typecheck: deps
-	$(BIN)/mypy --strict locker/
+	$(BIN)/mypy --strict locker/ drivers/ simulator/
 
 pytest: deps
 	$(BIN)/pytest

@@ -147,6 +147,7 @@ WORLDS: dict[str, Callable[[], Iterator[World]]] = {
     "sim": _sim_world,
     "kerong-cu48": lambda: _pty_world("kerong-cu48", 48),
     "kerong-cu16": lambda: _pty_world("kerong-cu16", 16),
+    "modbus-relay": lambda: _pty_world("modbus-relay", 8),
     "gpio": _gpio_world,
 }
 if os.environ.get("LOCKER_TEST_PORT"):

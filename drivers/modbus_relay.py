@@ -1,0 +1,168 @@
+"""Modbus RTU relay boards used as lockers (Waveshare "Modbus RTU Relay" style), via pymodbus.
+
+Coils are the lock relays, discrete inputs the door sensors. An unlock is the
+board-timed pulse ("flash": FC05 to coil 0x0200 + channel with the duration in
+100 ms steps), never on-wait-off from here: a crash between "on" and "off"
+would leave a lock energised. One pymodbus client per serial port serves every
+slave id on it, one request at a time, with the RTU silent interval kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from pymodbus.client import ModbusSerialClient
+from pymodbus.exceptions import ModbusException
+from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
+
+from locker.boards import BoardError
+from locker.config import BoardConfig
+
+log = logging.getLogger(__name__)
+
+FLASH_BASE = 0x0200
+DEFAULT_CHANNELS = 8
+FRAMES_KEPT = 20
+T = TypeVar("T")
+
+
+class FlashRequest(ModbusPDU):
+    """FC05 with a duration instead of 0xFF00/0x0000: the board times the pulse itself."""
+
+    function_code = 5
+    rtu_frame_size = 8
+
+    def __init__(self, address: int = 0, steps: int = 0, dev_id: int = 1) -> None:
+        super().__init__(dev_id=dev_id, address=address)
+        self.steps = steps
+
+    def encode(self) -> bytes:
+        return struct.pack(">HH", self.address, self.steps)
+
+    def decode(self, data: bytes) -> None:
+        self.address, self.steps = struct.unpack(">HH", data[:4])
+
+
+class ModbusLine:
+    """One serial port with its pymodbus client, shared by the boards on it."""
+
+    def __init__(self, port: str, baud: int, timeout_s: float, retries: int) -> None:
+        self.port = port
+        self.baud = baud
+        self.retries = retries
+        self.frames: deque[str] = deque(maxlen=FRAMES_KEPT)
+        self.exchanges = 0
+        self.errors = 0
+        # The silent interval: 3.5 characters at <= 19200 baud, 1.75 ms above.
+        self.gap_s = 3.5 * 11 / baud if baud <= 19200 else 0.00175
+        self._lock = threading.Lock()
+        self._last_io = 0.0
+        self.client = ModbusSerialClient(
+            port,
+            framer=FramerType.RTU,
+            baudrate=baud,
+            timeout=timeout_s,
+            retries=0,  # our own retries, with backoff, below
+            trace_packet=self._trace,
+        )
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        self.frames.append(f"{time.time():.3f} {'>' if sending else '<'} {data.hex(' ')}")
+        return data
+
+    def close(self) -> None:
+        with self._lock:
+            self.client.close()  # type: ignore[no-untyped-call]
+
+    def call(self, board: str, fn: Callable[[ModbusSerialClient], T]) -> T:
+        """Run one request with retries; BoardError (with the last frames) when it fails."""
+        problem = ""
+        with self._lock:
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    time.sleep(min(0.5, 0.02 * 2 ** (attempt - 1)))
+                wait = self._last_io + self.gap_s - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                try:
+                    if not self.client.connected and not self.client.connect():
+                        raise ModbusException(f"cannot open {self.port}")
+                    result = fn(self.client)
+                    self._last_io = time.monotonic()
+                    self.exchanges += 1
+                    return result
+                except (ModbusException, OSError) as exc:
+                    self._last_io = time.monotonic()
+                    problem = str(exc) or type(exc).__name__
+                    if isinstance(exc, OSError):
+                        self.client.close()  # type: ignore[no-untyped-call]  # reopen next time
+                self.errors += 1
+            raise BoardError(board, problem, tuple(self.frames))
+
+
+class ModbusRelayBoard:
+    """One relay board (one slave id) used as a lock board."""
+
+    def __init__(self, cfg: BoardConfig, line: ModbusLine) -> None:
+        self._name = cfg.name
+        self.slave = cfg.address
+        self.channels = cfg.channels or DEFAULT_CHANNELS
+        self.steps = max(1, round(cfg.pulse_ms / 100))
+        self.open_level = cfg.door_open_high
+        self.line = line
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def read_doors(self) -> Mapping[int, bool]:
+        def read(client: ModbusSerialClient) -> list[bool]:
+            rr = client.read_discrete_inputs(0, count=self.channels, device_id=self.slave)
+            if rr.isError():
+                raise ModbusException(f"exception reply {rr}")
+            return list(rr.bits[: self.channels])
+
+        bits = self.line.call(self._name, read)
+        return {ch: bits[ch - 1] == self.open_level for ch in range(1, self.channels + 1)}
+
+    def unlock(self, channel: int) -> None:
+        if not 1 <= channel <= self.channels:
+            raise BoardError(self._name, f"no channel {channel} (1-{self.channels})")
+        address = FLASH_BASE + channel - 1
+
+        def flash(client: ModbusSerialClient) -> None:
+            rr = client.execute(False, FlashRequest(address, self.steps, dev_id=self.slave))
+            if rr.isError() or rr.address != address:
+                raise ModbusException(f"flash of coil {address:#06x} not echoed: {rr}")
+
+        self.line.call(self._name, flash)
+
+    def close(self) -> None:
+        """The line is shared; `forget_client(port)` closes it."""
+
+
+_lines: dict[str, ModbusLine] = {}
+_lines_lock = threading.Lock()
+
+
+def make_modbus_relay(cfg: BoardConfig) -> ModbusRelayBoard:
+    with _lines_lock:
+        line = _lines.get(cfg.port)
+        if line is None:
+            line = ModbusLine(cfg.port, cfg.baud, cfg.timeout_ms / 1000, cfg.retries)
+            _lines[cfg.port] = line
+    return ModbusRelayBoard(cfg, line)
+
+
+def forget_client(port: str) -> None:
+    with _lines_lock:
+        line = _lines.pop(port, None)
+    if line is not None:
+        line.close()
