@@ -36,6 +36,10 @@ HELP = """commands (N = compartment number, B = board name):
   help | quit"""
 
 
+class ConsoleError(Exception):
+    """A command the console cannot carry out (shown to the technician, who carries on)."""
+
+
 @dataclass
 class SimCompartment:
     number: int
@@ -137,12 +141,12 @@ class Cabinet:
         for bus in self.buses:
             if board in bus.boards:
                 return bus
-        raise KeyError(f"no board {board} (boards: {', '.join(self.sims)})")
+        raise ConsoleError(f"no board {board} (boards: {', '.join(self.sims)})")
 
     def _compartment(self, text: str) -> SimCompartment:
         comp = self.compartments.get(int(text))
         if comp is None:
-            raise KeyError(f"no compartment {text} (1-{len(self.compartments)})")
+            raise ConsoleError(f"no compartment {text} (1-{len(self.compartments)})")
         return comp
 
     def status(self) -> str:
@@ -171,8 +175,10 @@ class Cabinet:
 
     def run(self, line: str) -> str:
         """Carry out one console command; returns what to show."""
+        if line.strip().startswith("#"):
+            return ""
         words = shlex.split(line)
-        if not words or words[0].startswith("#"):
+        if not words:
             return ""
         cmd, args = words[0], words[1:]
         if cmd == "help":
@@ -212,22 +218,22 @@ class Cabinet:
             elif kind == "bad-checksum":
                 faults.bad_checksum = int(args[2]) if len(args) > 2 else 1
             else:
-                raise KeyError(f"unknown fault {kind}")
+                raise ConsoleError(f"unknown fault {kind}")
             return f"fault {kind} on the bus of {args[0]}"
         if cmd == "scan":
             if self.scanner is None:
-                raise KeyError("no scanner in this cabinet")
+                raise ConsoleError("no scanner in this cabinet")
             self.scanner.scan(" ".join(args))
             return "scanned"
         if cmd in ("unplug-scanner", "plug-scanner"):
             if self.scanner is None:
-                raise KeyError("no scanner in this cabinet")
+                raise ConsoleError("no scanner in this cabinet")
             (self.scanner.unplug if cmd == "unplug-scanner" else self.scanner.plug)()
             return f"scanner {'unplugged' if cmd == 'unplug-scanner' else 'back'}"
         if cmd == "sleep":
             time.sleep(float(args[0]))
             return ""
-        raise KeyError(f"unknown command {cmd!r}; type help")
+        raise ConsoleError(f"unknown command {cmd!r}; type help")
 
 
 def run_console(cabinet: Cabinet, lines: Iterable[str], out: TextIO, prompt: bool) -> None:
@@ -239,7 +245,7 @@ def run_console(cabinet: Cabinet, lines: Iterable[str], out: TextIO, prompt: boo
             break
         try:
             shown = cabinet.run(line)
-        except (KeyError, IndexError, ValueError) as exc:
+        except (ConsoleError, IndexError, ValueError) as exc:
             shown = f"error: {exc}"
         if shown:
             out.write(shown + "\n")
