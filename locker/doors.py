@@ -311,6 +311,7 @@ class DoorTracker:
         self, tx: Transaction, number: int, kind: str, order_id: str | None, now: float
     ) -> None:
         """A `door_alarm` event (forced, left_open, jammed), audited."""
+        log.warning("door alarm: compartment %d %s", number, kind)
         tx.audit(now, "system", f"door_{kind}", order_id, number)
         fields: dict[str, Any] = {"compartment": number, "kind": kind}
         if order_id:
