@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import termios
 import threading
 import time
 from collections import deque
@@ -123,7 +124,7 @@ class SerialBus:
                 except FrameError as exc:
                     problem = str(exc)
                     self._last_io = time.monotonic()
-                except (OSError, serial.SerialException) as exc:
+                except (OSError, serial.SerialException, termios.error) as exc:
                     # The adapter vanished (unplugged, reset): reopen on the next try.
                     problem = f"port {s.port}: {exc}"
                     self._drop()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import termios
 import threading
 import time
 from collections import deque
@@ -98,10 +99,10 @@ class ModbusLine:
                     self._last_io = time.monotonic()
                     self.exchanges += 1
                     return result
-                except (ModbusException, OSError) as exc:
+                except (ModbusException, OSError, termios.error) as exc:
                     self._last_io = time.monotonic()
                     problem = str(exc) or type(exc).__name__
-                    if isinstance(exc, OSError):
+                    if not isinstance(exc, ModbusException):
                         self.client.close()  # type: ignore[no-untyped-call]  # reopen next time
                 self.errors += 1
             raise BoardError(board, problem, tuple(self.frames))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import termios
 import threading
 from collections.abc import Callable
 
@@ -129,7 +130,7 @@ class SerialScanner:
             self._came_online()
             try:
                 self._read(dev)
-            except (OSError, serial.SerialException) as exc:
+            except (OSError, serial.SerialException, termios.error) as exc:
                 self._went_offline(f"{self.port}: {exc}")
             finally:
                 with contextlib.suppress(OSError, serial.SerialException):

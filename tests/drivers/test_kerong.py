@@ -182,3 +182,28 @@ def test_cu16_over_the_wire() -> None:
     finally:
         forget_bus(device.path)
         device.close()
+
+
+def test_a_usb_adapter_that_vanishes_and_returns_is_picked_up_again(tmp_path: object) -> None:
+    from pathlib import Path
+
+    link = Path(str(tmp_path)) / "ttyUSB0"
+    sim = SimBoard("k0", 48, door_close_s=0)
+    first = KerongSim("cu48", {0: sim})
+    link.symlink_to(first.path)
+    board = make_cu48(BoardConfig(name="b0", driver="kerong-cu48", port=str(link), retries=1))
+    try:
+        assert not any(board.read_doors().values())
+        first.close()  # unplugged: the device node is gone
+        link.unlink()
+        with pytest.raises(BoardError):
+            board.read_doors()
+        second = KerongSim("cu48", {0: sim})  # plugged back, a new node behind the same name
+        link.symlink_to(second.path)
+        try:
+            sim.open_door(9)
+            assert board.read_doors()[9] is True
+        finally:
+            second.close()
+    finally:
+        forget_bus(str(link))
