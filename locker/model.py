@@ -30,8 +30,6 @@ class OrderState(StrEnum):
     RETRIEVED = "retrieved"
 
 
-# An order in one of these states holds its compartments.
-HOLDING_STATES = (OrderState.RESERVED, OrderState.LOADED, OrderState.EXPIRED, OrderState.CANCELLED)
 # "Active reservation" in the contract's ORDER_EXISTS sense.
 ACTIVE_STATES = (OrderState.RESERVED, OrderState.LOADED)
 
@@ -50,8 +48,6 @@ class Method(StrEnum):
     CAMERA = "camera"
     REMOTE = "remote"
 
-
-TERMINALS = (Method.KEYPAD, Method.SCANNER, Method.CAMERA)
 
 
 class Purpose(StrEnum):

@@ -340,3 +340,18 @@ def test_a_sensor_stuck_open_never_blocks_an_unlock(locker: Locker) -> None:
         "SELECT seen_open_at FROM opening_doors ORDER BY opening_id DESC LIMIT 1"
     ).fetchone()
     assert row["seen_open_at"] is not None  # the reading after the pulse counts as opened
+
+
+def test_technician_test_open_is_logged_and_not_an_alarm(locker: Locker) -> None:
+    locker.service.maintenance_open(6, "technician:li")
+    locker.poll()
+    assert locker.board.is_open(6)
+    locker.board.close_door(6)
+    locker.poll()
+    assert locker.events() == []  # no alarm, no order event
+    row = locker.store.db.execute(
+        "SELECT actor, action, compartment FROM audit WHERE action='maintenance_open'"
+    ).fetchone()
+    assert tuple(row) == ("technician:li", "maintenance_open", 6)
+    state = locker.store.db.execute("SELECT state FROM openings").fetchone()["state"]
+    assert state == "done"
