@@ -41,7 +41,7 @@ lint: deps
 	$(BIN)/ruff format --check .
 
 typecheck: deps
-	$(BIN)/mypy --strict locker/ drivers/ simulator/
+	$(BIN)/mypy --strict locker/ drivers/ simulator/ mqtt/
 
 pytest: deps
 	$(BIN)/pytest

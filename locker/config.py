@@ -35,6 +35,7 @@ class LockerSection:
 
 @dataclass(frozen=True)
 class MqttSection:
+    enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 1883
     topic_prefix: str = "lockers"
@@ -338,6 +339,7 @@ def _mqtt(r: _Reader, base: Path) -> MqttSection:
     if not host:
         raise r.fail("host", "must not be empty")
     return MqttSection(
+        enabled=r.get_bool("enabled", d.enabled),
         host=host,
         port=r.get_int("port", d.port, 1, 65535),
         topic_prefix=prefix,

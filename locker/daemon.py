@@ -23,6 +23,7 @@ from locker.loop import Loop
 from locker.model import Method
 from locker.service import Service
 from locker.storage import Store
+from mqtt.link import PlatformLink
 
 log = logging.getLogger("lockerd")
 
@@ -40,13 +41,18 @@ class Locker:
     service: Service
     loop: Loop
     scanner: SerialScanner | None = None
+    link: PlatformLink | None = None
 
     def start_inputs(self) -> None:
-        """Start the threads that feed the loop (the scanner)."""
+        """Start the threads that feed the loop (the scanner, the platform link)."""
         if self.scanner is not None:
             self.scanner.start()
+        if self.link is not None:
+            self.link.start()
 
     def close(self) -> None:
+        if self.link is not None:
+            self.link.stop()
         if self.scanner is not None:
             self.scanner.stop()
         for board in self.boards.values():
@@ -85,7 +91,11 @@ def build(
     service = Service(config, store, boards, clock or SystemClock())
     service.start()
     loop = Loop(service, boards)
-    return Locker(config, store, boards, service, loop, _scanner(config, service, loop))
+    link = None
+    if config.mqtt.enabled:
+        link = PlatformLink(service, config.mqtt, loop.post)
+        loop.tickers.append(link.tick)
+    return Locker(config, store, boards, service, loop, _scanner(config, service, loop), link)
 
 
 def main(argv: list[str] | None = None) -> int:

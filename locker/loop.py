@@ -38,6 +38,8 @@ class Loop:
         self.poll_s = service.config.doors.poll_ms / 1000
         self._polls = [_BoardPoll(b) for b in boards.values()]
         self._work: queue.Queue[Callable[[], None]] = queue.Queue()
+        # Periodic work of adapters (the MQTT link's state and heartbeat), every turn.
+        self.tickers: list[Callable[[], None]] = []
         self._stop = False
         self._watchdog = watchdog_interval_s()
         self._watchdog_due = 0.0
@@ -86,6 +88,8 @@ class Loop:
                 self._run(fn)
         self.poll_boards()
         self.service.tick()
+        for ticker in self.tickers:
+            self._run(ticker)
         if self._watchdog is not None and time.monotonic() >= self._watchdog_due:
             notify("WATCHDOG=1")  # real time: the watchdog is about this process being alive
             self._watchdog_due = time.monotonic() + self._watchdog

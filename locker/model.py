@@ -49,7 +49,6 @@ class Method(StrEnum):
     REMOTE = "remote"
 
 
-
 class Purpose(StrEnum):
     """Why doors are being opened."""
 
@@ -80,6 +79,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "RATE_LIMITED"
     # Added by this project (the contract allows additions):
     ORDER_NOT_LOADED = "ORDER_NOT_LOADED"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
 class CommandError(LockerError):

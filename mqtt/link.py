@@ -1,0 +1,277 @@
+"""The platform link: paho-mqtt (MQTT 5) as a thin adapter around the service.
+
+paho's network thread only receives and acknowledges; everything that reads
+or changes state is posted to the daemon's loop. The outbox pump publishes
+stored events in `seq` order with QoS 1, a bounded number in flight, and
+deletes an event only when the broker's PUBACK for it arrives — so an event
+survives disconnects, restarts and power cuts until the broker has it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from locker.clock import rfc3339
+from locker.commands import CommandProcessor, Reply, error_reply
+from locker.config import MqttSection
+from locker.errors import LockerError
+from locker.model import ErrorCode
+from locker.service import Service
+from mqtt.topics import Topics
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+WINDOW = 100  # events in flight at once
+STATE_DEBOUNCE_S = 1.0
+
+Post = Callable[[Callable[[], None]], None]
+
+
+class LinkError(LockerError):
+    """The MQTT settings cannot be used (a missing password or CA file)."""
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class PlatformLink:
+    """Connects the locker to the platform's broker, to the letter of contract v1."""
+
+    def __init__(self, service: Service, settings: MqttSection, post: Post) -> None:
+        self.svc = service
+        self.settings = settings
+        self.post = post
+        self.topics = Topics(settings.topic_prefix, service.locker_id)
+        self.commands = CommandProcessor(service)
+        self.started = time.monotonic()
+        self.connected = False
+        self._inflight: dict[int, int] = {}  # paho mid -> seq
+        self._cursor = 0  # highest seq handed to paho in this connection
+        self._state_dirty = True
+        self._state_at = 0.0
+        self._state_last: str = ""
+        self._heartbeat_at = 0.0
+        self._responses: dict[str, tuple[str, bytes | None]] = {}
+        self.client = self._make_client()
+        service.store.on_commit.append(self._committed)
+        service.reply_listeners.append(self._late_reply)
+
+    # -- the client ------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        s = self.settings
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"locker-{self.svc.locker_id}",
+            protocol=mqtt.MQTTv5,
+        )
+        if s.username:
+            password = None
+            if s.password_file:
+                try:
+                    password = Path(s.password_file).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise LinkError(f"[mqtt] password_file: {exc}") from exc
+            client.username_pw_set(s.username, password)
+        if s.tls:
+            try:
+                client.tls_set(ca_certs=s.ca_file or None, tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            except (OSError, ssl.SSLError) as exc:
+                raise LinkError(f"[mqtt] ca_file: {exc}") from exc
+        client.will_set(self.topics.status, _json({"online": False}), qos=1, retain=True)
+        client.max_inflight_messages_set(WINDOW)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_publish = self._on_publish
+        client.on_socket_open = self._on_socket_open
+        return client
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self.settings.session_expiry_s
+        self.client.connect_async(
+            self.settings.host,
+            self.settings.port,
+            keepalive=30,
+            clean_start=False,
+            properties=props,
+        )
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        """A clean goodbye: the retained status says offline (no Last Will on a clean stop)."""
+        if self.connected:
+            info = self.client.publish(
+                self.topics.status, _json({"online": False}), qos=1, retain=True
+            )
+            info.wait_for_publish(timeout=2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    @staticmethod
+    def _on_socket_open(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # A request/reply over MQTT stalls ~40 ms on Nagle + delayed ACK without this.
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    # -- paho's thread: hand everything to the loop ----------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.warning("broker refused the connection: %s", reason)
+            return
+        client.subscribe(self.topics.commands, qos=1)
+        self.post(self._connected)
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        self.post(self._disconnected)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        name = self.topics.command_name(msg.topic)
+        if name is None:
+            return
+        props = getattr(msg, "properties", None)
+        response = getattr(props, "ResponseTopic", None) if props else None
+        correlation = getattr(props, "CorrelationData", None) if props else None
+        payload = bytes(msg.payload)
+        self.post(lambda: self._command(name, payload, response, correlation))
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
+    ) -> None:
+        self.post(lambda: self._acked(mid))
+
+    # -- the loop's side -------------------------------------------------------------
+
+    def _connected(self) -> None:
+        log.info("connected to %s:%d", self.settings.host, self.settings.port)
+        self.connected = True
+        self._publish(
+            self.topics.status,
+            {"online": True, "version": VERSION, "since": rfc3339(self.svc.now())},
+            retain=True,
+        )
+        # Anything not acknowledged goes again, in seq order; duplicates are harmless
+        # (the platform de-duplicates by event_id), losses are not.
+        self._inflight.clear()
+        self._cursor = 0
+        self._state_dirty = True
+        self._state_last = ""  # the retained state is published again on every connect
+        self.pump()
+
+    def _disconnected(self) -> None:
+        if self.connected:
+            log.warning("disconnected from the broker; reconnecting")
+        self.connected = False
+
+    def _command(
+        self, name: str, payload: bytes, response: str | None, correlation: bytes | None
+    ) -> None:
+        try:
+            reply = self.commands.handle(name, payload)
+        except Exception as exc:  # a bug must still get an answer, and not kill the loop
+            log.exception("command %s failed", name)
+            reply = error_reply(None, ErrorCode.INTERNAL_ERROR, str(exc)[:200])
+        if reply is None:  # answered later (a remote open waits for the door)
+            try:
+                command_id = json.loads(payload)["command_id"]
+            except (ValueError, KeyError, TypeError):
+                return
+            if response:
+                self._responses[command_id] = (response, correlation)
+            return
+        self._send_reply(reply, response, correlation)
+
+    def _late_reply(self, command_id: str, reply: dict[str, Any]) -> None:
+        response, correlation = self._responses.pop(command_id, (None, None))
+        self._send_reply(reply, response, correlation)
+
+    def _send_reply(self, reply: Reply, response: str | None, correlation: bytes | None) -> None:
+        self._publish(self.topics.reply, reply)
+        if response:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            if correlation is not None:
+                props.CorrelationData = correlation
+            self.client.publish(response, _json(reply), qos=1, properties=props)
+
+    def _publish(self, topic: str, payload: Any, retain: bool = False, qos: int = 1) -> None:
+        self.client.publish(topic, _json(payload), qos=qos, retain=retain)
+
+    def _acked(self, mid: int) -> None:
+        seq = self._inflight.pop(mid, None)
+        if seq is not None:
+            self.svc.store.delete_event(seq)
+            self.pump()
+
+    def _committed(self, types: list[str]) -> None:
+        self._state_dirty = True
+        if types:
+            self.pump()
+
+    def pump(self) -> None:
+        """Hand the next stored events to paho, in seq order, within the window."""
+        if not self.connected:
+            return
+        room = WINDOW - len(self._inflight)
+        if room <= 0:
+            return
+        for ev in self.svc.store.events(after_seq=self._cursor, limit=room):
+            info = self.client.publish(
+                self.topics.event(ev.type), _json(ev.payload(self.svc.locker_id)), qos=1
+            )
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                return  # the connection dropped: the next connect starts over
+            self._inflight[info.mid] = ev.seq
+            self._cursor = ev.seq
+
+    def tick(self) -> None:
+        """Called every loop turn: debounced state, heartbeat."""
+        if not self.connected:
+            return
+        now = time.monotonic()
+        if self._state_dirty and now - self._state_at >= STATE_DEBOUNCE_S:
+            self._state_dirty = False
+            snapshot = self.svc.snapshot()
+            content = json.dumps(snapshot["compartments"]) + json.dumps(snapshot["free"])
+            if content != self._state_last:  # a commit that changed no compartment
+                self._state_last = content
+                self._state_at = now
+                self._publish(self.topics.state, snapshot, retain=True)
+        if now - self._heartbeat_at >= self.settings.heartbeat_s:
+            self._heartbeat_at = now
+            self._publish(self.topics.heartbeat, self.heartbeat(), qos=0)
+
+    def heartbeat(self) -> dict[str, Any]:
+        with self.svc.store.transaction() as tx:
+            boards = [
+                {"name": r["name"], "online": bool(r["online"]), "errors": r["errors"]}
+                for r in tx.q("SELECT name, online, errors FROM boards ORDER BY name")
+            ]
+        return {
+            "at": rfc3339(self.svc.now()),
+            "uptime_s": int(time.monotonic() - self.started),
+            "boards": boards,
+            "outbox": self.svc.store.outbox_depth(),
+            "version": VERSION,
+        }

@@ -1,0 +1,271 @@
+"""The platform link against a real Mosquitto: commands, replies, events, status, outages."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from broker import Broker
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from drivers.sim import SimBoard
+from locker.clock import SystemClock, rfc3339
+from locker.config import load_config
+from locker.daemon import Locker, build
+from locker.model import Method
+
+BIN = Path(sys.executable).parent
+
+
+class Platform:
+    """What the platform does: publish commands, collect replies and events."""
+
+    def __init__(self, port: int, locker_id: str = "mq-1") -> None:
+        self.locker_id = locker_id
+        self.messages: queue.Queue[tuple[str, dict[str, Any], bool]] = queue.Queue()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"platform-{uuid.uuid4()}", protocol=mqtt.MQTTv5
+        )
+        self.client.on_message = self._got
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(f"lockers/{locker_id}/#", qos=1)
+        self.client.loop_start()
+        time.sleep(0.2)
+
+    def _got(self, client: Any, userdata: Any, m: mqtt.MQTTMessage) -> None:
+        if "/cmd/" in m.topic:
+            return  # our own commands
+        self.messages.put((m.topic, json.loads(m.payload), bool(m.retain)))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def send(self, name: str, payload: bytes | dict[str, Any], props: Any = None) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.client.publish(
+            f"lockers/{self.locker_id}/cmd/{name}", data, qos=1, properties=props
+        ).wait_for_publish(5)
+
+    def command(self, name: str, **fields: Any) -> dict[str, Any]:
+        command_id = str(uuid.uuid4())
+        self.send(name, {"command_id": command_id, "sent_at": rfc3339(time.time()), **fields})
+        return self.wait("reply", lambda p: p.get("command_id") == command_id)
+
+    def wait(self, suffix: str, match: Any = lambda p: True, timeout: float = 10) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {suffix} message")
+            topic, payload, _ = self.messages.get(timeout=left)
+            if topic.endswith(suffix) and match(payload):
+                return payload
+
+
+class Rig:
+    """The locker's build() and loop in a thread, connected to the broker."""
+
+    def __init__(self, folder: Path, port: int) -> None:
+        folder.mkdir(exist_ok=True)
+        self.config_path = folder / "locker.toml"
+        self.config_path.write_text(
+            f'[locker]\nid = "mq-1"\ndata_dir = "{folder / "data"}"\n'
+            f"[mqtt]\nport = {port}\nheartbeat_s = 1\n"
+            '[[boards]]\nname = "b0"\ndriver = "sim"\n'
+            '[[compartments]]\nnumbers = "1-8"\nchannels = "1-8"\nboard = "b0"\nsize = "S"\n'
+        )
+        self.board = SimBoard("b0", 48, door_close_s=0.05)
+        self.locker: Locker = build(
+            load_config(self.config_path), SystemClock(), {"b0": self.board}
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+        self.locker.start_inputs()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.locker.loop.run_once(0.01)
+
+    def call(self, fn: Any) -> Any:
+        done, box = threading.Event(), []
+        self.locker.loop.post(lambda: (box.append(fn()), done.set()))
+        assert done.wait(10)
+        return box[0]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.locker.close()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(tmp_path)
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def rig(tmp_path: Path, broker: Broker) -> Iterator[Rig]:
+    r = Rig(tmp_path / "locker", broker.port)
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def platform(broker: Broker) -> Iterator[Platform]:
+    p = Platform(broker.port)
+    yield p
+    p.close()
+
+
+def wait_connected(rig: Rig) -> None:
+    deadline = time.monotonic() + 10
+    while not (rig.locker.link and rig.locker.link.connected):
+        assert time.monotonic() < deadline, "locker did not connect"
+        time.sleep(0.02)
+
+
+def test_status_state_and_a_reserve_round_trip(rig: Rig, platform: Platform) -> None:
+    wait_connected(rig)
+    status = platform.wait("/status", lambda p: p.get("online"))
+    assert status["version"] and status["since"].endswith("Z")
+    state = platform.wait("/state")
+    assert state["free"] == {"S": 8} and len(state["compartments"]) == 8
+    reply = platform.command(
+        "reserve", order_id="SO-1", items=[{"sku": "1", "qty": 1, "size": "S"}]
+    )
+    assert reply["ok"] and len(reply["result"]["deposit_code"]) == 10
+    state = platform.wait("/state", lambda p: p["free"] == {"S": 7})
+    assert "SO-1" not in json.dumps(state)
+    hb = platform.wait("/heartbeat")
+    assert hb["boards"] == [{"name": "b0", "online": True, "errors": 0}]
+
+
+def test_reply_on_the_response_topic_with_correlation_data(rig: Rig, platform: Platform) -> None:
+    wait_connected(rig)
+    platform.client.subscribe("platform/replies/7", qos=1)
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = "platform/replies/7"
+    props.CorrelationData = b"corr-7"
+    got: queue.Queue[tuple[bytes, dict[str, Any]]] = queue.Queue()
+    platform.client.message_callback_add(
+        "platform/replies/7",
+        lambda c, u, m: got.put((m.properties.CorrelationData, json.loads(m.payload))),
+    )
+    platform.send("sync", {"command_id": "s-1", "sent_at": rfc3339(time.time())}, props)
+    correlation, reply = got.get(timeout=10)
+    assert correlation == b"corr-7" and reply["command_id"] == "s-1" and reply["ok"]
+
+
+def test_bad_commands_get_error_replies_and_duplicates_act_once(
+    rig: Rig,
+    platform: Platform,
+) -> None:
+    wait_connected(rig)
+    platform.send("reserve", b"\xff not json")
+    reply = platform.wait("reply", lambda p: p["command_id"] is None)
+    assert reply["error"]["code"] == "INVALID_PAYLOAD"
+    assert platform.command("teleport")["error"]["code"] == "UNKNOWN_COMMAND"
+    payload = {
+        "command_id": "dup-1",
+        "sent_at": rfc3339(time.time()),
+        "order_id": "SO-D",
+        "items": [{"sku": "1", "qty": 1, "size": "S"}],
+    }
+    platform.send("reserve", payload)
+    first = platform.wait("reply", lambda p: p["command_id"] == "dup-1")
+    platform.send("reserve", payload)
+    second = platform.wait("reply", lambda p: p["command_id"] == "dup-1")
+    assert first == second
+    snapshot = rig.call(rig.locker.service.snapshot)
+    assert snapshot["free"] == {"S": 7}
+
+
+def test_events_survive_a_broker_outage_in_seq_order(
+    rig: Rig,
+    platform: Platform,
+    broker: Broker,
+) -> None:
+    wait_connected(rig)
+    broker.stop()
+    svc = rig.locker.service
+    for i in range(3):  # the locker keeps serving while the broker is down
+        order_id = f"SO-O{i}"
+        reply = rig.call(
+            lambda o=order_id: rig.locker.link.commands.handle(  # type: ignore[union-attr]
+                "reserve",
+                json.dumps(
+                    {
+                        "command_id": f"c-{o}",
+                        "sent_at": rfc3339(time.time()),
+                        "order_id": o,
+                        "items": [{"sku": "1", "qty": 1, "size": "S"}],
+                    }
+                ),
+            )
+        )
+        rig.call(lambda r=reply: svc.enter_code(r["result"]["deposit_code"], Method.KEYPAD))
+    deadline = time.monotonic() + 10
+    while True:  # each door opens and closes by itself: deposited
+        stored = rig.call(lambda: rig.locker.store.events(limit=100))
+        if [e.type for e in stored].count("deposited") == 3:
+            break
+        assert time.monotonic() < deadline, [e.type for e in stored]
+        time.sleep(0.05)
+    platform.close()
+    broker.start()
+    p2 = Platform(broker.port)
+    try:
+        got = [p2.wait("/event/deposited") for _ in range(3)]
+        assert [e["seq"] for e in got] == sorted(e.seq for e in stored if e.type == "deposited")
+        assert [e["event_id"] for e in got] == [e.event_id for e in stored if e.type == "deposited"]
+        deadline = time.monotonic() + 5
+        while rig.call(rig.locker.store.outbox_depth):
+            assert time.monotonic() < deadline, "outbox not drained after PUBACKs"
+            time.sleep(0.05)
+    finally:
+        p2.close()
+
+
+def test_last_will_when_the_daemon_is_killed(tmp_path: Path, broker: Broker) -> None:
+    folder = tmp_path / "proc"
+    folder.mkdir()
+    config = folder / "locker.toml"
+    config.write_text(
+        f'[locker]\nid = "mq-1"\ndata_dir = "{folder / "data"}"\n[mqtt]\nport = {broker.port}\n'
+        '[[boards]]\nname = "b0"\ndriver = "sim"\n'
+        '[[compartments]]\nnumbers = "1-4"\nchannels = "1-4"\nboard = "b0"\nsize = "S"\n'
+    )
+    proc = subprocess.Popen([BIN / "lockerd", "--config", str(config)], stderr=subprocess.DEVNULL)
+    try:
+        platform = Platform(broker.port)
+        platform.wait("/status", lambda p: p.get("online") is True)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        offline = platform.wait("/status", lambda p: p.get("online") is False, timeout=90)
+        assert offline == {"online": False}
+        platform.close()
+        late = Platform(broker.port)  # the retained status tells a newcomer too
+        topic, payload, retained = late.messages.get(timeout=10)
+        while not topic.endswith("/status"):
+            topic, payload, retained = late.messages.get(timeout=10)
+        assert payload == {"online": False} and retained
+        late.close()
+    finally:
+        proc.kill()
