@@ -269,3 +269,15 @@ def test_last_will_when_the_daemon_is_killed(tmp_path: Path, broker: Broker) -> 
         late.close()
     finally:
         proc.kill()
+
+
+def test_remote_open_is_answered_once_the_door_is_seen_open(rig: Rig, platform: Platform) -> None:
+    wait_connected(rig)
+    reply = platform.command("open", compartment=4, reason="customer at the desk", operator="cs-1")
+    assert reply["ok"] and reply["result"] == {"compartment": 4, "door": "opened"}
+    stale = {"command_id": "late-1", "sent_at": rfc3339(time.time() - 3600), "compartment": 5}
+    platform.send("open", stale)
+    assert platform.wait("reply", lambda p: p["command_id"] == "late-1")["error"]["code"] == (
+        "COMMAND_EXPIRED"
+    )
+    assert [ch for _, ch in rig.board.unlocks] == [4]  # the stale open never fired
