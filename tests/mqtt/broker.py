@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -24,7 +25,10 @@ class Broker:
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {folder}/\nset_tcp_nodelay true\n{extra}"
+            f"persistence_location {folder}/\nset_tcp_nodelay true\n"
+            # Started as root (CI), mosquitto would drop to its own user, which cannot
+            # read the test's private temporary folder; as anyone else this is a no-op.
+            f"user {getpass.getuser()}\n{extra}"
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
