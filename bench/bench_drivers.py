@@ -14,6 +14,7 @@ Run: .venv/bin/python bench/bench_drivers.py
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -159,4 +160,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.ERROR)  # the figures, not the alarms the bench provokes
     main()

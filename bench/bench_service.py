@@ -12,6 +12,7 @@ Run: .venv/bin/python bench/bench_service.py
 from __future__ import annotations
 
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -103,4 +104,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.ERROR)  # the figures, not the alarms the bench provokes
     main()

@@ -85,10 +85,17 @@ class DoorTracker:
             self.deadline[key] = self.svc.clock.monotonic()  # retry on the next tick
             self.svc.board_failed(comp.board, exc)
             return
+        for listener in self.svc.unlock_listeners:
+            listener(comp.board)
         if self.door.get(number) == Door.OPEN:
             # The sensor already read open (a broken sensor, a door left ajar): it must
             # not block the unlock, and the next reading counts as "seen open".
             del self.door[number]
+
+    def boards_confirming(self) -> set[str]:
+        """Boards with an unlock waiting to be seen by its door sensor."""
+        comps = self.svc.compartments
+        return {comps[number].board for _, number in self.deadline}
 
     def recover(self, tx: Transaction) -> None:
         """After a restart: watch the doors of unfinished intents, never re-send them."""

@@ -21,12 +21,16 @@ from locker.service import Service
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 2.0
+# While an unlock waits to be confirmed by its door sensor, its board is read this
+# often: the confirmation (and the remote open's reply) should not wait a whole poll.
+CONFIRM_POLL_S = 0.02
 
 
 @dataclass
 class _BoardPoll:
     board: Board
-    due: float = 0.0
+    last: float = -1e9  # when it was last read
+    backoff_until: float = 0.0
     failures: int = 0
 
 
@@ -41,6 +45,8 @@ class Loop:
         # Periodic work of adapters (the MQTT link's state and heartbeat), every turn.
         self.tickers: list[Callable[[], None]] = []
         self._stop = False
+        self._by_name = {p.board.name: p for p in self._polls}
+        service.unlock_listeners.append(self._expedite)
         self._watchdog = watchdog_interval_s()
         self._watchdog_due = 0.0
 
@@ -54,22 +60,40 @@ class Loop:
     def _halt(self) -> None:
         self._stop = True
 
+    def _expedite(self, board: str) -> None:
+        """Read this board at the next turn: an unlock pulse just went out."""
+        p = self._by_name.get(board)
+        if p is not None and not p.failures:
+            p.last = -1e9
+
+    def _due(self, p: _BoardPoll, confirming: set[str]) -> float:
+        if p.failures:
+            return p.backoff_until
+        interval = CONFIRM_POLL_S if p.board.name in confirming else self.poll_s
+        return p.last + min(interval, self.poll_s)
+
+    def next_due(self) -> float:
+        """When the next board read is due (monotonic time)."""
+        confirming = self.service.doors.boards_confirming()
+        return min((self._due(p, confirming) for p in self._polls), default=float("inf"))
+
     def poll_boards(self, force: bool = False) -> None:
         """Read every board whose poll is due (every board with `force`)."""
         now = self.service.clock.monotonic()
+        confirming = self.service.doors.boards_confirming()
         for p in self._polls:
-            if now < p.due and not force:
+            if now < self._due(p, confirming) and not force:
                 continue
+            p.last = now
             try:
                 doors = p.board.read_doors()
             except BoardError as exc:
                 p.failures += 1
                 # Capped backoff: a dead bus is not hammered, a revived one is seen quickly.
-                p.due = now + min(MAX_BACKOFF_S, self.poll_s * 2 ** min(p.failures, 6))
+                p.backoff_until = now + min(MAX_BACKOFF_S, self.poll_s * 2 ** min(p.failures, 6))
                 self.service.board_failed(p.board.name, exc)
                 continue
             p.failures = 0
-            p.due = now + self.poll_s
             self.service.doors_read(p.board.name, doors)
 
     def run_once(self, timeout: float) -> None:
@@ -106,8 +130,7 @@ class Loop:
     def run_forever(self) -> None:
         notify("READY=1")
         clock = self.service.clock
-        next_poll = clock.monotonic()
         while not self._stop:
-            self.run_once(max(0.0, next_poll - clock.monotonic()))
-            next_poll = max(next_poll + self.poll_s, clock.monotonic())
+            wait = min(self.next_due() - clock.monotonic(), self.poll_s)
+            self.run_once(max(0.0, wait))
         notify("STOPPING=1")

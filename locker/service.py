@@ -88,6 +88,8 @@ class Service:
         self.online: dict[str, bool] = {b.name: True for b in config.boards}
         self.reply_listeners: list[ReplyListener] = []
         self.devices_down: set[str] = set()
+        # Told the board name after each unlock pulse (the loop reads that board next).
+        self.unlock_listeners: list[Callable[[str], None]] = []
         self.doors = DoorTracker(self)
         self.entry = CodeEntry(self)
         self.lifecycle = Lifecycle(self)

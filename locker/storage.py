@@ -370,10 +370,10 @@ class Store:
             )
         return out
 
-    def delete_event(self, seq: int) -> None:
-        """Called when the broker acknowledged the event (PUBACK)."""
+    def delete_events(self, seqs: list[int]) -> None:
+        """Forget events the broker acknowledged (PUBACK), in one transaction."""
         with self.transaction() as tx:
-            tx.q("DELETE FROM outbox WHERE seq = ?", (seq,))
+            tx.db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
     def stored_reply(self, command_id: str) -> tuple[str, dict[str, Any] | None] | None:
         """(state, reply) of a command seen before, or None for a new one."""

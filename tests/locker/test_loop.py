@@ -59,3 +59,24 @@ def test_a_dead_board_is_polled_with_capped_backoff(locker: Locker) -> None:
     locker.clock.advance(2.0)
     locker.loop.poll_boards()
     assert len(locker.events("fault_cleared")) == 1
+
+
+def test_a_board_is_read_quickly_while_an_unlock_awaits_its_door(locker: Locker) -> None:
+    reads = 0
+    real = locker.board.read_doors
+
+    def counting() -> object:
+        nonlocal reads
+        reads += 1
+        return real()
+
+    locker.board.read_doors = counting  # type: ignore[method-assign]
+    locker.clock.advance(0.02)
+    locker.loop.poll_boards()
+    assert reads == 0  # at rest: every poll_ms (100 ms)
+    locker.board.jammed.add(5)  # the door will not open: the unlock stays unconfirmed
+    assert locker.command("open", compartment=5, reason="r", operator="o") is None
+    for _ in range(5):
+        locker.clock.advance(0.02)
+        locker.loop.poll_boards()
+    assert reads == 5  # every 20 ms while confirming

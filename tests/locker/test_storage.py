@@ -40,8 +40,7 @@ def test_seq_never_repeats_even_after_the_outbox_drains_and_restarts(tmp_path: P
     for i in range(3):
         with store.transaction() as tx:
             seqs.append(tx.emit("e", {"i": i}, 0.0))
-    for ev in store.events():
-        store.delete_event(ev.seq)
+    store.delete_events([ev.seq for ev in store.events()])
     assert store.outbox_depth() == 0
     store.close()
     store = Store(path, BOOK)
