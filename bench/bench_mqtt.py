@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import socket
 import statistics
 import sys
 import tempfile
@@ -59,8 +60,6 @@ class Platform:
             CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4()}", protocol=mqtt.MQTTv5
         )
         if nodelay:
-            import socket
-
             self.c.on_socket_open = lambda c, u, s: s.setsockopt(
                 socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
             )
@@ -98,7 +97,7 @@ class Platform:
 
 def run(nodelay: bool, drain: bool) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="locker-bench-mqtt-"))
-    broker = Broker(tmp, extra="" if nodelay else "")
+    broker = Broker(tmp)
     if not nodelay:
         broker.conf.write_text(broker.conf.read_text().replace("set_tcp_nodelay true", ""))
         broker.stop()
