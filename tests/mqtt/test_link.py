@@ -281,3 +281,49 @@ def test_remote_open_is_answered_once_the_door_is_seen_open(rig: Rig, platform: 
         "COMMAND_EXPIRED"
     )
     assert [ch for _, ch in rig.board.unlocks] == [4]  # the stale open never fired
+
+
+@pytest.mark.slow
+def test_sigkill_between_commit_and_puback(tmp_path: Path, broker: Broker) -> None:
+    """An event committed but never acknowledged is published after a restart, unchanged."""
+    from drivers.bus import forget_bus
+    from locker.codes import CodeBook, load_or_create_key
+    from locker.storage import Store
+    from simulator.console import Cabinet
+
+    cab = Cabinet(tmp_path / "cab", cu48=1, scanner=False)
+    text = cab.config_path.read_text().replace('id = "sim-locker"', 'id = "mq-1"')
+    cab.config_path.write_text(text + f"\n[mqtt]\nport = {broker.port}\n")
+    config = load_config(cab.config_path)
+    broker.stop()  # no PUBACK can come
+    proc = subprocess.Popen(
+        [BIN / "lockerd", "--config", str(cab.config_path)], stderr=subprocess.DEVNULL
+    )
+    try:
+        time.sleep(1.0)
+        cab.run("force 3")
+        db = config.locker.data_dir / "locker.db"
+        deadline = time.monotonic() + 10
+        stored: list[Any] = []
+        while not stored:
+            assert time.monotonic() < deadline, "the forced door was not recorded"
+            time.sleep(0.1)
+            store = Store(db, CodeBook.from_key(load_or_create_key(config.key_path)))
+            stored = [e for e in store.events() if e.type == "door_alarm"]
+            store.close()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        broker.start()
+        platform = Platform(broker.port)
+        proc = subprocess.Popen(
+            [BIN / "lockerd", "--config", str(cab.config_path)], stderr=subprocess.DEVNULL
+        )
+        got = platform.wait("/event/door_alarm", timeout=20)
+        assert (got["event_id"], got["seq"]) == (stored[0].event_id, stored[0].seq)
+        assert got["compartment"] == 3 and got["kind"] == "forced"
+        platform.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        forget_bus(config.boards[0].port)
+        cab.close()
