@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 test: deps lint typecheck pytest
 
 demo: deps
-	$(BIN)/locker-sim demo --config config/example.toml
+	$(BIN)/locker-sim stack
 
 deps: system-deps $(STAMP)
 

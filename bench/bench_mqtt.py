@@ -27,10 +27,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "mqtt"))
 
 import paho.mqtt.client as mqtt  # noqa: E402
-from broker import Broker  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from drivers.bus import forget_bus  # noqa: E402
@@ -39,6 +37,7 @@ from locker.clock import SystemClock, rfc3339  # noqa: E402
 from locker.config import load_config  # noqa: E402
 from locker.daemon import build  # noqa: E402
 from mqtt.link import PlatformLink  # noqa: E402
+from simulator.broker import Broker  # noqa: E402
 from simulator.kerong import KerongSim  # noqa: E402
 
 

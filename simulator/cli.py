@@ -20,6 +20,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="use the config's data_dir instead of a fresh temporary one",
     )
+    p_stack = sub.add_parser(
+        "stack",
+        help="a local Mosquitto, simulated boards, lockerd and the platform: one whole order",
+    )
+    p_stack.add_argument("--dir", help="where to keep the files (default: a temporary folder)")
+    p_platform = sub.add_parser("platform", help="the platform simulator (reserve orders)")
+    p_platform.add_argument("--host", default="127.0.0.1")
+    p_platform.add_argument("--port", type=int, default=1883)
+    p_platform.add_argument("--prefix", default="lockers")
+    p_platform.add_argument("--locker", required=True, help="locker id to reserve at")
+    p_platform.add_argument("--orders", type=int, default=1)
+    p_platform.add_argument(
+        "--follow", action="store_true", help="then keep printing events and confirming receipts"
+    )
     p_boards = sub.add_parser(
         "boards",
         help="simulated lock boards and scanner on ptys, with a console to act on them",
@@ -39,6 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cmd == "demo":
         return demo.run(args.config, keep_data=args.keep_data)
+    if args.cmd == "stack":
+        from simulator.stack import run_stack  # noqa: PLC0415
+
+        return run_stack(args.dir)
+    if args.cmd == "platform":
+        return _platform(args)
     if args.cmd == "boards":
         # Imported here: the demo needs none of the byte-level simulators.
         from simulator.console import main_boards  # noqa: PLC0415
@@ -53,6 +73,29 @@ def main(argv: list[str] | None = None) -> int:
             args.scenario,
         )
     return 2
+
+
+def _platform(args: argparse.Namespace) -> int:
+    import time  # noqa: PLC0415
+
+    from simulator.platform import PlatformSim  # noqa: PLC0415
+
+    sim = PlatformSim(args.host, args.port, args.prefix)
+    try:
+        for i in range(args.orders):
+            order_id = f"SO-{time.strftime('%Y%m%d-%H%M%S')}-{i:03d}"
+            sim.reserve(
+                args.locker,
+                order_id,
+                [{"sku": "6901234567890", "name": "Tea", "qty": 1, "fresh": False, "size": "S"}],
+            )
+        while args.follow:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.close()
+    return 0
 
 
 if __name__ == "__main__":

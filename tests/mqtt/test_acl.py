@@ -12,8 +12,9 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from broker import Broker
 from paho.mqtt.enums import CallbackAPIVersion
+
+from simulator.broker import Broker
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 ACL = ROOT / "config" / "mosquitto" / "locker-acl"

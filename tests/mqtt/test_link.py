@@ -16,7 +16,6 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from broker import Broker
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -26,6 +25,7 @@ from locker.clock import SystemClock, rfc3339
 from locker.config import load_config
 from locker.daemon import Locker, build
 from locker.model import Method
+from simulator.broker import Broker
 
 BIN = Path(sys.executable).parent
 

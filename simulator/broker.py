@@ -1,4 +1,4 @@
-"""A real Mosquitto for tests: started on a free port, stopped and restarted on demand."""
+"""A local Mosquitto on a free port (the demo and the tests): started, stopped, restarted."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ def free_port() -> int:
 
 
 class Broker:
+    """A private Mosquitto, its config and persistence in `folder`."""
+
     def __init__(self, folder: Path, extra: str = "") -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.exe = exe

@@ -1,0 +1,100 @@
+"""`locker-sim stack` (what `make demo` runs): the whole system on one machine.
+
+A private Mosquitto, a simulated cabinet (Kerong CU48 board and a serial
+scanner on ptys), the real `lockerd` process, and the platform simulator;
+then one order from reservation to confirmed receipt: the platform reserves,
+the staff scan the deposit QR, the door opens and closes, the platform hears
+`deposited` and sends the shopper a pickup code, the shopper scans it, the
+door opens and closes, and the platform confirms receipt on `picked_up`.
+"""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from simulator.broker import Broker
+from simulator.console import Cabinet
+from simulator.platform import PlatformSim
+
+BIN = Path(sys.executable).parent
+
+
+def _say(text: str) -> None:
+    bold, reset = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
+    print(f"\n{bold}== {text}{reset}", flush=True)
+
+
+def run_stack(folder: str | None = None, door_close_s: float = 1.5) -> int:
+    base = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="locker-stack-"))
+    base.mkdir(parents=True, exist_ok=True)
+    _say(f"a local Mosquitto, a simulated cabinet and lockerd (files in {base})")
+    broker = Broker(base)
+    cabinet = Cabinet(
+        base / "cabinet", cu48=1, scanner=True, door_close_s=door_close_s, locker_id="store-001-a"
+    )
+    cabinet.config_path.write_text(
+        cabinet.config_path.read_text() + f"\n[mqtt]\nport = {broker.port}\n"
+    )
+    log = (base / "lockerd.log").open("w")
+    daemon = subprocess.Popen(
+        [BIN / "lockerd", "--config", str(cabinet.config_path)], stderr=log, stdout=log
+    )
+    platform = None
+    try:
+        print(f"mosquitto on 127.0.0.1:{broker.port}; lockerd --config {cabinet.config_path}")
+        platform = PlatformSim(port=broker.port, out=lambda s: print(f"  {s}", flush=True))
+        locker_id = "store-001-a"
+        deadline = time.monotonic() + 20
+        while True:  # the daemon is up when it answers
+            try:
+                if platform.command(locker_id, "sync", timeout=1)["ok"]:
+                    break
+            except queue.Empty:  # no reply yet: the daemon is still starting
+                if time.monotonic() > deadline or daemon.poll() is not None:
+                    print("lockerd did not come up; see", base / "lockerd.log")
+                    return 1
+
+        _say("the platform sends an order with fresh milk: it goes to the service desk")
+        platform.reserve(
+            locker_id,
+            "SO-STACK-0",
+            [{"sku": "6900000000001", "name": "Milk 1L", "qty": 1, "fresh": True, "size": "S"}],
+        )
+
+        _say("the platform reserves a compartment for a small order")
+        reply = platform.reserve(
+            locker_id,
+            "SO-STACK-1",
+            [{"sku": "6901234567890", "name": "Tea 250g", "qty": 2, "fresh": False, "size": "S"}],
+        )
+        deposit = reply["result"]["deposit_code"]
+
+        _say("store staff scan the deposit QR at the locker; the door opens, they load and close")
+        cabinet.run(f"scan locker:{locker_id}:deposit:{deposit}")
+        deposited = platform.wait_event("deposited", "SO-STACK-1")
+
+        _say("the shopper scans the pickup QR from their phone; the door opens, then closes")
+        cabinet.run(f"scan {deposited['pickup_qr']}")
+        platform.wait_event("picked_up", "SO-STACK-1")
+
+        _say("the order's history in the locker (lockerctl history SO-STACK-1)")
+        subprocess.run(
+            [BIN / "lockerctl", "--config", str(cabinet.config_path), "history", "SO-STACK-1"],
+            check=False,
+        )
+        confirmed = "SO-STACK-1" in platform.confirmed
+        print(f"\nreceipt confirmed by the platform: {'yes' if confirmed else 'NO'}")
+        return 0 if confirmed else 1
+    finally:
+        if platform is not None:
+            platform.close()
+        daemon.terminate()
+        daemon.wait(20)
+        log.close()
+        cabinet.close()
+        broker.stop()
