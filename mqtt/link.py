@@ -25,11 +25,18 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from locker.clock import rfc3339
-from locker.commands import CommandProcessor, Reply, error_reply
+from locker.commands import (
+    MAX_COMMAND_ID,
+    MAX_PAYLOAD,
+    CommandProcessor,
+    Reply,
+    error_reply,
+)
 from locker.config import MqttSection
 from locker.errors import LockerError
 from locker.model import ErrorCode
 from locker.service import Service
+from mqtt.schemas import command_problem
 from mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -171,11 +178,7 @@ class PlatformLink:
     def _connected(self) -> None:
         log.info("connected to %s:%d", self.settings.host, self.settings.port)
         self.connected = True
-        self._publish(
-            self.topics.status,
-            {"online": True, "version": VERSION, "since": rfc3339(self.svc.now())},
-            retain=True,
-        )
+        self._publish(self.topics.status, self.birth(), retain=True)
         # Anything not acknowledged goes again, in seq order; duplicates are harmless
         # (the platform de-duplicates by event_id), losses are not.
         self._inflight.clear()
@@ -193,7 +196,7 @@ class PlatformLink:
         self, name: str, payload: bytes, response: str | None, correlation: bytes | None
     ) -> None:
         try:
-            reply = self.commands.handle(name, payload)
+            reply = self._schema_refusal(name, payload) or self.commands.handle(name, payload)
         except Exception as exc:  # a bug must still get an answer, and not kill the loop
             log.exception("command %s failed", name)
             reply = error_reply(None, ErrorCode.INTERNAL_ERROR, str(exc)[:200])
@@ -206,6 +209,23 @@ class PlatformLink:
                 self._responses[command_id] = (response, correlation)
             return
         self._send_reply(reply, response, correlation)
+
+    @staticmethod
+    def _schema_refusal(name: str, payload: bytes) -> Reply | None:
+        """INVALID_PAYLOAD naming the field, for a command its schema refuses."""
+        try:
+            data = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
+            return None  # the command processor answers unreadable payloads
+        if not isinstance(data, dict) or len(payload) > MAX_PAYLOAD:
+            return None
+        problem = command_problem(name, data)
+        if problem is None:
+            return None
+        command_id = data.get("command_id")
+        if not isinstance(command_id, str) or not 0 < len(command_id) <= MAX_COMMAND_ID:
+            command_id = None
+        return error_reply(command_id, ErrorCode.INVALID_PAYLOAD, problem)
 
     def _late_reply(self, command_id: str, reply: dict[str, Any]) -> None:
         response, correlation = self._responses.pop(command_id, (None, None))
@@ -273,6 +293,10 @@ class PlatformLink:
         if now - self._heartbeat_at >= self.settings.heartbeat_s:
             self._heartbeat_at = now
             self._publish(self.topics.heartbeat, self.heartbeat(), qos=0)
+
+    def birth(self) -> dict[str, Any]:
+        """The retained `status` while online (the Last Will replaces it)."""
+        return {"online": True, "version": VERSION, "since": rfc3339(self.svc.now())}
 
     def heartbeat(self) -> dict[str, Any]:
         with self.svc.store.transaction() as tx:

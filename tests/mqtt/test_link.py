@@ -327,3 +327,14 @@ def test_sigkill_between_commit_and_puback(tmp_path: Path, broker: Broker) -> No
         proc.wait(20)
         forget_bus(config.boards[0].port)
         cab.close()
+
+
+def test_a_command_its_schema_refuses_is_answered_naming_the_field(
+    rig: Rig, platform: Platform
+) -> None:
+    wait_connected(rig)
+    reply = platform.command(
+        "reserve", order_id="SO-S", items=[{"sku": "1", "qty": 0, "size": "S"}]
+    )
+    assert reply["error"]["code"] == "INVALID_PAYLOAD"
+    assert reply["error"]["message"].startswith("items[0].qty")
