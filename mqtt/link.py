@@ -195,11 +195,7 @@ class PlatformLink:
     def _command(
         self, name: str, payload: bytes, response: str | None, correlation: bytes | None
     ) -> None:
-        try:
-            reply = self._schema_refusal(name, payload) or self.commands.handle(name, payload)
-        except Exception as exc:  # a bug must still get an answer, and not kill the loop
-            log.exception("command %s failed", name)
-            reply = error_reply(None, ErrorCode.INTERNAL_ERROR, str(exc)[:200])
+        reply = self.answer(name, payload)
         if reply is None:  # answered later (a remote open waits for the door)
             try:
                 command_id = json.loads(payload)["command_id"]
@@ -209,6 +205,14 @@ class PlatformLink:
                 self._responses[command_id] = (response, correlation)
             return
         self._send_reply(reply, response, correlation)
+
+    def answer(self, name: str, payload: bytes) -> Reply | None:
+        """The reply to one command as received (None: it comes when the door moves)."""
+        try:
+            return self._schema_refusal(name, payload) or self.commands.handle(name, payload)
+        except Exception as exc:  # a bug must still get an answer, and not kill the loop
+            log.exception("command %s failed", name)
+            return error_reply(None, ErrorCode.INTERNAL_ERROR, str(exc)[:200])
 
     @staticmethod
     def _schema_refusal(name: str, payload: bytes) -> Reply | None:

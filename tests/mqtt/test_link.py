@@ -338,3 +338,35 @@ def test_a_command_its_schema_refuses_is_answered_naming_the_field(
     )
     assert reply["error"]["code"] == "INVALID_PAYLOAD"
     assert reply["error"]["message"].startswith("items[0].qty")
+
+
+def test_every_command_and_its_errors_through_the_broker(rig: Rig, platform: Platform) -> None:
+    wait_connected(rig)
+    item = {"sku": "1", "qty": 1, "size": "S"}
+
+    def code(name: str, **fields: Any) -> str:
+        reply = platform.command(name, **fields)
+        return "OK" if reply["ok"] else str(reply["error"]["code"])
+
+    assert code("reserve", order_id="F", items=[{**item, "fresh": True}]) == "FRESH_NOT_ALLOWED"
+    assert code("reserve", order_id="M", items=[{**item, "qty": 5}]) == "TOO_MANY_ITEMS"
+    assert code("reserve", order_id="X", items=[{**item, "size": "XL"}]) == "OVERSIZE"
+    assert code("reserve", order_id="P", items=[item], parcels=[{"size": "S"}] * 3) == (
+        "TOO_MANY_PARCELS"
+    )
+    assert code("reserve", order_id="A", items=[item]) == "OK"
+    assert code("reserve", order_id="A", items=[item]) == "ORDER_EXISTS"
+    for i in range(7):
+        assert code("reserve", order_id=f"B{i}", items=[item]) == "OK"
+    assert code("reserve", order_id="C", items=[item]) == "NO_COMPARTMENT_AVAILABLE"
+    assert code("cancel", order_id="nobody", reason="r") == "UNKNOWN_ORDER"
+    assert code("cancel", order_id="B6", reason="r") == "OK"
+    later = rfc3339(time.time() + 3600)
+    assert code("extend", order_id="A", pickup_until=later) == "ORDER_NOT_LOADED"
+    assert code("reissue_code", order_id="A") == "ORDER_NOT_LOADED"
+    assert code("set_service", compartment=8, in_service=False, reason="r") == "OK"
+    assert code("set_service", compartment=99, in_service=False, reason="r") == (
+        "UNKNOWN_COMPARTMENT"
+    )
+    assert code("open", compartment=99, reason="r", operator="o") == "UNKNOWN_COMPARTMENT"
+    assert code("sync") == "OK"
