@@ -14,7 +14,10 @@ STAMP := $(VENV)/.installed
 
 test: deps lint typecheck pytest
 
+# First the example configuration and one order in one process, then the whole
+# system: Mosquitto, simulated boards and scanner, lockerd and the platform.
 demo: deps
+	$(BIN)/locker-sim demo --config config/example.toml
 	$(BIN)/locker-sim stack
 
 deps: system-deps $(STAMP)
