@@ -59,22 +59,23 @@ def cu48_unlock_request(address: int, lock: int | None) -> bytes:
     return _frame(bytes([STX, address, code, CU48_UNLOCK, ETX]))
 
 
-def _check(reply: bytes, length: int, address: int, command: int, address_at: int) -> None:
+def _check_frame(reply: bytes, length: int) -> None:
+    """Length, STX/ETX framing and checksum: what every Kerong reply shares."""
     if len(reply) != length:
         raise FrameError(f"reply of {len(reply)} bytes, expected {length}")
     if reply[0] != STX or reply[-2] != ETX:
         raise FrameError("reply not framed by STX/ETX")
     if sum8(reply[:-1]) != reply[-1]:
         raise FrameError(f"checksum {reply[-1]:02x}, computed {sum8(reply[:-1]):02x}")
-    if reply[address_at] != address:
-        raise FrameError(f"reply from address {reply[address_at]:#04x}, asked {address:#04x}")
-    if reply[address_at + 1 + (1 if length == CU48_REPLY_LEN else 0)] != command:
-        raise FrameError("reply carries an unexpected command byte")
 
 
 def decode_cu48_status(reply: bytes, address: int) -> tuple[bool, ...]:
     """The 48 hook bits of a status reply; True = hook engaged (locked)."""
-    _check(reply, CU48_REPLY_LEN, address, CU48_REPLY, 1)
+    _check_frame(reply, CU48_REPLY_LEN)
+    if reply[1] != address:
+        raise FrameError(f"reply from address {reply[1]:#04x}, asked {address:#04x}")
+    if reply[3] != CU48_REPLY:  # byte 2 is to be ignored (vendor document)
+        raise FrameError("reply carries an unexpected command byte")
     return _bits(reply[4:10], CU48_LOCKS)
 
 
@@ -99,12 +100,7 @@ def cu16_unlock_request(board: int, lock: int) -> bytes:
 
 def decode_cu16_reply(reply: bytes, board: int) -> tuple[tuple[bool, ...], tuple[bool, ...]]:
     """(hook bits, infrared bits) of a status or unlock reply; hook True = locked."""
-    if len(reply) != CU16_REPLY_LEN:
-        raise FrameError(f"reply of {len(reply)} bytes, expected {CU16_REPLY_LEN}")
-    if reply[0] != STX or reply[-2] != ETX:
-        raise FrameError("reply not framed by STX/ETX")
-    if sum8(reply[:-1]) != reply[-1]:
-        raise FrameError(f"checksum {reply[-1]:02x}, computed {sum8(reply[:-1]):02x}")
+    _check_frame(reply, CU16_REPLY_LEN)
     if reply[1] >> 4 != board:
         raise FrameError(f"reply from board {reply[1] >> 4}, asked {board}")
     if reply[2] != CU16_REPLY:
