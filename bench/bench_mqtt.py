@@ -108,7 +108,8 @@ def run(nodelay: bool, drain: bool) -> None:
         f"[mqtt]\nport = {broker.port}\n"
         f'[[boards]]\nname = "k0"\ndriver = "kerong-cu48"\nport = "{device.path}"\nbaud = 9600\n'
         '[[compartments]]\nnumbers = "1-48"\nchannels = "1-48"\nboard = "k0"\nsize = "S"\n'
-        "[rules]\nreserve_hours = 1\n[security]\nremote_open_per_hour = 3600\n"
+        '[api]\nsocket = "api.sock"\n[rules]\nreserve_hours = 1\n'
+        "[security]\nremote_open_per_hour = 3600\n"
     )
     config = load_config(tmp / "locker.toml")
     locker = build(config, SystemClock())

@@ -306,7 +306,9 @@ def parse_config(data: Mapping[str, object], path: Path) -> Config:
     scanner = _scanner(_Reader(path, "[scanner]", data.get("scanner", {})))
     api_r = _Reader(path, "[api]", data.get("api", {}))
     api_r.check_keys(_names(ApiSection))
-    api = ApiSection(socket=api_r.get_str("socket", ApiSection.socket) or ApiSection.socket)
+    api = ApiSection(
+        socket=_resolve(base, api_r.get_str("socket", ApiSection.socket) or ApiSection.socket)
+    )
     return Config(path, locker, mqtt, rules, doors, security, boards, compartments, scanner, api)
 
 

@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from drivers.registry import make_board
 from drivers.scanner import SerialScanner
+from locker.api import LocalApi
 from locker.boards import Board
 from locker.clock import Clock, SystemClock
 from locker.codes import CodeBook, load_or_create_key
@@ -42,15 +44,43 @@ class Locker:
     loop: Loop
     scanner: SerialScanner | None = None
     link: PlatformLink | None = None
+    api: LocalApi | None = None
 
     def start_inputs(self) -> None:
-        """Start the threads that feed the loop (the scanner, the platform link)."""
+        """Start the threads that feed the loop (scanner, platform link, local API)."""
         if self.scanner is not None:
             self.scanner.start()
         if self.link is not None:
             self.link.start()
+        try:
+            self.api = LocalApi(self.service, self.config.api.socket, self.loop.post, self.health)
+        except OSError as exc:
+            # The locker serves the platform and the scanner without it; the kiosk waits.
+            log.error("local API not available on %s: %s", self.config.api.socket, exc)
+
+    def health(self) -> dict[str, Any]:
+        """What the maintenance screen shows: boards, platform link, outbox, version."""
+        with self.store.read() as tx:
+            boards = [
+                {
+                    "name": r["name"],
+                    "online": bool(r["online"]),
+                    "errors": r["errors"],
+                    "detail": r["detail"],
+                }
+                for r in tx.q("SELECT name, online, errors, detail FROM boards ORDER BY name")
+            ]
+        return {
+            "boards": boards,
+            "mqtt_connected": bool(self.link and self.link.connected),
+            "outbox": self.store.outbox_depth(),
+            "scanner_online": bool(self.scanner and self.scanner.online),
+            "version": VERSION,
+        }
 
     def close(self) -> None:
+        if self.api is not None:
+            self.api.close()
         if self.link is not None:
             self.link.stop()
         if self.scanner is not None:

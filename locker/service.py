@@ -199,7 +199,7 @@ class Service:
 
     def snapshot(self) -> dict[str, Any]:
         """The contract's `state` payload: no codes, no customer data."""
-        with self.store.transaction() as tx:
+        with self.store.read() as tx:
             rows = self._compartment_rows(tx)
         free = {s: 0 for s in SIZES if any(c.size == s for c in self.compartments.values())}
         out = []
@@ -553,7 +553,7 @@ class Service:
 
     def history(self, order_id: str) -> list[dict[str, Any]]:
         """Every stage of every order with this id, oldest first (for `lockerctl history`)."""
-        with self.store.transaction() as tx:
+        with self.store.read() as tx:
             rows = tx.q(
                 "SELECT s.order_pk, s.stage, s.at, s.detail FROM order_stages s"
                 " JOIN orders o ON o.pk = s.order_pk WHERE o.order_id=? ORDER BY s.id",

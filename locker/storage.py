@@ -17,7 +17,7 @@ import logging
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -306,8 +306,12 @@ class Store:
                 self.db.execute("ROLLBACK")
                 raise
 
+    def read(self) -> AbstractContextManager[Transaction]:
+        """A transaction for reading only: commit listeners are not told of it."""
+        return self.transaction(notify=False)
+
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self, notify: bool = True) -> Iterator[Transaction]:
         """A transaction, or a savepoint inside the one already open."""
         tx = Transaction(self)
         if self._depth:
@@ -326,6 +330,7 @@ class Store:
             return
         self.db.execute("BEGIN IMMEDIATE")
         self._depth = 1
+        changes = self.db.total_changes
         try:
             yield tx
         except BaseException:
@@ -340,9 +345,13 @@ class Store:
         events, self.pending_events = self.pending_events, []
         # The change is durable now; every follow-up runs even if one of them fails
         # (one board's error must not keep the next compartment's unlock from going out).
+        # Listeners hear of transactions that changed something (not of timers that
+        # found nothing due, nor of reads).
+        wrote = self.db.total_changes != changes
+        listeners = self.on_commit if (notify and wrote) or events else []
         follow_ups: list[Callable[[], None]] = [
             *after,
-            *(functools.partial(listener, events) for listener in self.on_commit),
+            *(functools.partial(listener, events) for listener in listeners),
         ]
         for fn in follow_ups:
             try:

@@ -129,6 +129,7 @@ class Cabinet:
             + "\n".join(comps_toml)
             + "\n"
             + scanner_toml
+            + f'\n[api]\nsocket = "{folder / "api.sock"}"\n'
         )
 
     def close(self) -> None:

@@ -18,6 +18,9 @@ CONFIG = """
 id = "t-1"
 data_dir = "data"
 
+[api]
+socket = "api.sock"
+
 [[boards]]
 name = "b0"
 driver = "sim"

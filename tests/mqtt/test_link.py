@@ -85,7 +85,7 @@ class Rig:
         self.config_path.write_text(
             f'[locker]\nid = "mq-1"\ndata_dir = "{folder / "data"}"\n'
             f"[mqtt]\nport = {port}\nheartbeat_s = 1\n"
-            '[[boards]]\nname = "b0"\ndriver = "sim"\n'
+            '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n'
             '[[compartments]]\nnumbers = "1-8"\nchannels = "1-8"\nboard = "b0"\nsize = "S"\n'
         )
         self.board = SimBoard("b0", 48, door_close_s=0.05)
@@ -259,7 +259,7 @@ def test_last_will_when_the_daemon_is_killed(tmp_path: Path, broker: Broker) -> 
     config = folder / "locker.toml"
     config.write_text(
         f'[locker]\nid = "mq-1"\ndata_dir = "{folder / "data"}"\n[mqtt]\nport = {broker.port}\n'
-        '[[boards]]\nname = "b0"\ndriver = "sim"\n'
+        '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n'
         '[[compartments]]\nnumbers = "1-4"\nchannels = "1-4"\nboard = "b0"\nsize = "S"\n'
     )
     proc = subprocess.Popen([BIN / "lockerd", "--config", str(config)], stderr=subprocess.DEVNULL)

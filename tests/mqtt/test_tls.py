@@ -117,7 +117,7 @@ def test_locker_over_tls_with_a_password_file(
         f'[locker]\nid = "tls-1"\ndata_dir = "{folder / "data"}"\n'
         f'[mqtt]\nhost = "localhost"\nport = {broker.port}\nusername = "tls-1"\n'
         f'password_file = "{secret}"\ntls = true\nca_file = "{ca}"\n'
-        '[[boards]]\nname = "b0"\ndriver = "sim"\n'
+        '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n'
         '[[compartments]]\nnumbers = "1-4"\nchannels = "1-4"\nboard = "b0"\nsize = "S"\n'
     )
     locker = build(

@@ -1,0 +1,205 @@
+"""The local API: JSON lines on a Unix socket, for the kiosk and `lockerctl`.
+
+One request a line, `{"id": ..., "op": ..., ...}`, one reply a line with the
+same `id`; `{"op": "subscribe"}` turns the connection into a stream of
+`{"stream": "state", ...}` lines, one per change. Every request runs on the
+daemon's loop (the only owner of state); the API threads only read and write
+lines. A line that is not a request gets an error line and the connection
+carries on; nothing a client sends can stop the daemon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from locker.model import Method
+from locker.service import Service
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 64 * 1024
+Post = Callable[[Callable[[], None]], None]
+Health = Callable[[], dict[str, Any]]
+
+
+class ApiError(Exception):
+    """A request the API refuses; the message goes back to the client."""
+
+
+class LocalApi:
+    """Serves the local socket; `close()` stops it."""
+
+    def __init__(self, service: Service, path: str, post: Post, health: Health) -> None:
+        self.svc = service
+        self.path = path
+        self.post = post
+        self.health = health
+        self._subscribers: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(path)
+        os.chmod(path, 0o660)  # the daemon's user and the kiosk's group, nobody else
+        self._server.listen(8)
+        self._server.settimeout(0.2)
+        self._threads: list[threading.Thread] = []
+        self._accepter = threading.Thread(target=self._accept, name="api", daemon=True)
+        self._accepter.start()
+        service.store.on_commit.append(self._changed)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._accepter.join(timeout=2)
+        self._server.close()
+        with self._lock:
+            for conn in self._subscribers:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+        for t in self._threads:
+            t.join(timeout=2)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    # -- connections -------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            t = threading.Thread(target=self._serve, args=(conn,), name="api-client", daemon=True)
+            self._threads = [x for x in self._threads if x.is_alive()] + [t]
+            t.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(0.2)
+        buffer = b""
+        try:
+            while not self._stop.is_set():
+                try:
+                    chunk = conn.recv(4096)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    return
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        self._send(conn, self._request(conn, line))
+                if len(buffer) > MAX_LINE:
+                    buffer = b""
+                    self._send(conn, {"id": None, "ok": False, "error": "line too long"})
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                if conn in self._subscribers:
+                    self._subscribers.remove(conn)
+            conn.close()
+
+    def _send(self, conn: socket.socket, message: dict[str, Any]) -> None:
+        data = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        conn.sendall(data)
+
+    # -- requests ----------------------------------------------------------------------
+
+    def _request(self, conn: socket.socket, line: bytes) -> dict[str, Any]:
+        try:
+            req = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            return {"id": None, "ok": False, "error": "not a JSON request line"}
+        if not isinstance(req, dict):
+            return {"id": None, "ok": False, "error": "a request is a JSON object"}
+        rid = req.get("id")
+        try:
+            op = req.get("op")
+            if op == "subscribe":
+                with self._lock:
+                    self._subscribers.append(conn)
+                return {"id": rid, "ok": True, "result": self._on_loop(self.svc.snapshot)}
+            handler = OPS.get(op) if isinstance(op, str) else None
+            if handler is None:
+                raise ApiError(f"unknown op {op!r}; known: subscribe, {', '.join(sorted(OPS))}")
+            result = self._on_loop(lambda: handler(self, req))
+            return {"id": rid, "ok": True, "result": result}
+        except ApiError as exc:
+            return {"id": rid, "ok": False, "error": str(exc)}
+
+    def _on_loop(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` on the daemon's loop and wait for its result."""
+        future: Future[Any] = Future()
+
+        def job() -> None:
+            try:
+                future.set_result(fn())
+            except ApiError as exc:
+                future.set_exception(exc)
+            except Exception as exc:  # reported to the client; the loop logs nothing lost
+                log.exception("local API request failed")
+                future.set_exception(ApiError(f"internal error: {exc}"[:200]))
+
+        self.post(job)
+        return future.result(timeout=30)
+
+    def _changed(self, types: list[str]) -> None:
+        # On the loop thread, after a commit: tell every subscriber what changed.
+        with self._lock:
+            subscribers = list(self._subscribers)
+        if not subscribers:
+            return
+        message = {"stream": "state", "events": types, "state": self.svc.snapshot()}
+        for conn in subscribers:
+            try:
+                self._send(conn, message)
+            except OSError:
+                with self._lock:
+                    if conn in self._subscribers:
+                        self._subscribers.remove(conn)
+
+
+def _code(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+    text, method = req.get("text"), req.get("method", "keypad")
+    if not isinstance(text, str):
+        raise ApiError("text: expected the code as a string")
+    if method not in ("keypad", "scanner", "camera"):
+        raise ApiError("method: expected keypad, scanner or camera")
+    r = api.svc.enter_code(text, Method(method))
+    return {
+        "outcome": r.outcome,
+        "message": r.message,
+        "purpose": r.purpose,
+        "compartments": list(r.compartments),
+        "attempts_left": r.attempts_left,
+        "wait_s": r.wait_s,
+    }
+
+
+def _history(api: LocalApi, req: dict[str, Any]) -> Any:
+    order_id = req.get("order_id")
+    if not isinstance(order_id, str):
+        raise ApiError("order_id: expected a string")
+    return api.svc.history(order_id)
+
+
+OPS: dict[str, Callable[[LocalApi, dict[str, Any]], Any]] = {
+    "code": _code,
+    "snapshot": lambda api, req: api.svc.snapshot(),
+    "history": _history,
+    "health": lambda api, req: api.health(),
+}

@@ -1,0 +1,135 @@
+"""The local API over its real Unix socket, with the daemon's loop running."""
+
+from __future__ import annotations
+
+import json
+import socket
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drivers.sim import SimBoard
+from locker.clock import SystemClock, rfc3339
+from locker.commands import CommandProcessor
+from locker.config import load_config
+from locker.daemon import Locker, build
+
+
+class Client:
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("rb")
+
+    def raw(self, data: bytes) -> dict[str, Any]:
+        self.sock.sendall(data)
+        return self.read()
+
+    def read(self) -> dict[str, Any]:
+        line = self.file.readline()
+        assert line, "connection closed"
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def ask(self, **req: Any) -> dict[str, Any]:
+        return self.raw(json.dumps(req).encode() + b"\n")
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Locker]:
+    (tmp_path / "locker.toml").write_text(
+        '[locker]\nid = "api-1"\ndata_dir = "data"\n[mqtt]\nenabled = false\n'
+        '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n'
+        '[[compartments]]\nnumbers = "1-4"\nchannels = "1-4"\nboard = "b0"\nsize = "S"\n'
+    )
+    locker = build(
+        load_config(tmp_path / "locker.toml"),
+        SystemClock(),
+        {"b0": SimBoard("b0", 8, door_close_s=0.1)},
+    )
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            locker.loop.run_once(0.01)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    locker.start_inputs()
+    yield locker
+    stop.set()
+    runner.join(5)
+    locker.close()
+
+
+def test_socket_mode_and_garbage_then_requests(daemon: Locker) -> None:
+    path = daemon.config.api.socket
+    assert stat.S_IMODE(Path(path).stat().st_mode) == 0o660
+    c = Client(path)
+    try:
+        assert c.raw(b"\xff\xfe garbage\n") == {
+            "id": None,
+            "ok": False,
+            "error": "not a JSON request line",
+        }
+        assert c.raw(b"[1,2]\n")["error"] == "a request is a JSON object"
+        bad = c.ask(id=1, op="explode")
+        assert bad["id"] == 1 and "unknown op 'explode'" in bad["error"]
+        # the same connection carries on
+        wrong = c.ask(id=2, op="code", text="12345678", method="keypad")
+        assert wrong["ok"] and wrong["result"]["outcome"] == "wrong"
+        assert wrong["result"]["attempts_left"] == 4
+        assert c.ask(id=3, op="code", text=5)["error"].startswith("text:")
+        health = c.ask(id=4, op="health")["result"]
+        assert health["boards"][0]["name"] == "b0" and health["mqtt_connected"] is False
+        snap = c.ask(id=5, op="snapshot")["result"]
+        assert snap["free"] == {"S": 4}
+    finally:
+        c.close()
+
+
+def test_subscribers_get_a_stream_of_state_changes(daemon: Locker) -> None:
+    watcher, kiosk = Client(daemon.config.api.socket), Client(daemon.config.api.socket)
+    try:
+        first = watcher.ask(id="w", op="subscribe")
+        assert first["ok"] and first["result"]["locker_id"] == "api-1"
+        done = threading.Event()
+        reply: list[Any] = []
+
+        def reserve() -> None:  # the platform, on the loop as the MQTT link would be
+            payload = {
+                "command_id": "r1",
+                "sent_at": rfc3339(daemon.service.now()),
+                "order_id": "SO-A",
+                "items": [{"sku": "1", "qty": 1, "size": "S"}],
+            }
+            reply.append(CommandProcessor(daemon.service).handle("reserve", json.dumps(payload)))
+            done.set()
+
+        daemon.loop.post(reserve)
+        assert done.wait(5)
+        code = reply[0]["result"]["deposit_code"]
+        opened = kiosk.ask(id=1, op="code", text=code, method="keypad")["result"]
+        assert opened["outcome"] == "opened" and opened["compartments"] == [1]
+        doors = set()
+        for _ in range(20):  # the door opens, then closes by itself: the stream shows both
+            msg = watcher.read()
+            assert msg["stream"] == "state"
+            doors.add(msg["state"]["compartments"][0]["door"])
+            if "deposited" in msg["events"]:
+                break
+        assert {"open", "closed"} <= doors
+        history = kiosk.ask(id=2, op="history", order_id="SO-A")["result"]
+        assert [h["stage"] for h in history][-1] == "deposited"
+    finally:
+        watcher.close()
+        kiosk.close()
