@@ -303,7 +303,7 @@ class PlatformLink:
         return {"online": True, "version": VERSION, "since": rfc3339(self.svc.now())}
 
     def heartbeat(self) -> dict[str, Any]:
-        with self.svc.store.transaction() as tx:
+        with self.svc.store.read() as tx:
             boards = [
                 {"name": r["name"], "online": bool(r["online"]), "errors": r["errors"]}
                 for r in tx.q("SELECT name, online, errors FROM boards ORDER BY name")
