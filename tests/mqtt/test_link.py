@@ -85,6 +85,7 @@ class Rig:
         self.config_path.write_text(
             f'[locker]\nid = "mq-1"\ndata_dir = "{folder / "data"}"\n'
             f"[mqtt]\nport = {port}\nheartbeat_s = 1\n"
+            "[doors]\nopen_confirm_s = 0.2\n[security]\nremote_open_per_hour = 3\n"
             '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n'
             '[[compartments]]\nnumbers = "1-8"\nchannels = "1-8"\nboard = "b0"\nsize = "S"\n'
         )
@@ -380,3 +381,32 @@ def test_every_command_and_its_errors_through_the_broker(rig: Rig, platform: Pla
     )
     assert code("open", compartment=99, reason="r", operator="o") == "UNKNOWN_COMPARTMENT"
     assert code("sync") == "OK"
+
+
+def test_the_door_and_order_errors_through_the_broker(rig: Rig, platform: Platform) -> None:
+    wait_connected(rig)
+    svc = rig.locker.service
+    reply = platform.command(
+        "reserve", order_id="SO-C", items=[{"sku": "1", "qty": 1, "size": "S"}]
+    )
+    number = reply["result"]["compartments"][0]["number"]
+    rig.call(lambda: svc.enter_code(reply["result"]["deposit_code"], Method.KEYPAD))
+    deposited = platform.wait("/event/deposited")
+    rig.call(lambda: svc.enter_code(deposited["pickup_code"], Method.KEYPAD))
+    platform.wait("/event/picked_up")
+    assert platform.command("cancel", order_id="SO-C", reason="r")["error"]["code"] == (
+        "ALREADY_COLLECTED"
+    )
+    rig.board.jammed.add(number)
+    jammed = platform.command("open", compartment=number, reason="r", operator="o")
+    assert jammed["error"]["code"] == "DOOR_JAMMED"
+    rig.board.offline = True
+    platform.wait("/event/fault", lambda p: p["component"] == "board:b0")
+    offline = platform.command("open", compartment=2, reason="r", operator="o")
+    assert offline["error"]["code"] == "BOARD_OFFLINE"
+    rig.board.offline = False
+    platform.wait("/event/fault_cleared", lambda p: p["component"] == "board:b0")
+    assert platform.command("open", compartment=3, reason="r", operator="o")["ok"]
+    assert platform.command("open", compartment=4, reason="r", operator="o")["ok"]
+    limited = platform.command("open", compartment=5, reason="r", operator="o")
+    assert limited["error"]["code"] == "RATE_LIMITED"  # 3 an hour in this rig
