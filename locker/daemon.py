@@ -13,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from drivers.camera import CameraScanner, FolderSource
 from drivers.registry import make_board
 from drivers.scanner import SerialScanner
 from locker.api import LocalApi
@@ -43,6 +44,7 @@ class Locker:
     service: Service
     loop: Loop
     scanner: SerialScanner | None = None
+    camera: CameraScanner | None = None
     link: PlatformLink | None = None
     api: LocalApi | None = None
 
@@ -50,6 +52,8 @@ class Locker:
         """Start the threads that feed the loop (scanner, platform link, local API)."""
         if self.scanner is not None:
             self.scanner.start()
+        if self.camera is not None:
+            self.camera.start()
         if self.link is not None:
             self.link.start()
         try:
@@ -85,9 +89,28 @@ class Locker:
             self.link.stop()
         if self.scanner is not None:
             self.scanner.stop()
+        if self.camera is not None:
+            self.camera.stop()
         for board in self.boards.values():
             board.close()
         self.store.close()
+
+
+def _camera(config: Config, service: Service, loop: Loop) -> CameraScanner | None:
+    if config.scanner.driver != "camera":
+        return None
+    if not config.scanner.port.startswith("folder:"):
+        log.error(
+            "camera %r: only folder:PATH sources are supported in this release", config.scanner.port
+        )
+        return None
+
+    def code(text: str) -> None:
+        result = service.enter_code(text, Method.CAMERA)
+        log.info("camera: %s (%s)", result.outcome, result.message)
+
+    source = FolderSource(Path(config.scanner.port.removeprefix("folder:")))
+    return CameraScanner(source, lambda text: loop.post(lambda: code(text)))
 
 
 def _scanner(config: Config, service: Service, loop: Loop) -> SerialScanner | None:
@@ -125,7 +148,16 @@ def build(
     if config.mqtt.enabled:
         link = PlatformLink(service, config.mqtt, loop.post)
         loop.tickers.append(link.tick)
-    return Locker(config, store, boards, service, loop, _scanner(config, service, loop), link)
+    return Locker(
+        config,
+        store,
+        boards,
+        service,
+        loop,
+        _scanner(config, service, loop),
+        _camera(config, service, loop),
+        link,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,121 @@
+"""The camera scanner: frames in, QR codes out (pyzbar), fed to the same code path.
+
+Frames come from a `FrameSource`: OpenCV's camera when it is installed, or a
+folder of image files (the tests, and a bench without a camera). A code seen
+in consecutive frames is handed over once, not again until it has been out of
+sight for `repeat_after_s` — a phone held in front of the lens must not count
+as a row of wrong attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+from PIL import Image
+from pyzbar import pyzbar
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+class FrameSource(Protocol):
+    def frames(self) -> Iterator[Image.Image | None]:
+        """Frames as they come; None when no new frame is ready."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class FolderSource:
+    """Every image file dropped into a folder is one frame (then it is removed)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def frames(self) -> Iterator[Image.Image | None]:
+        while True:
+            files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                yield None
+                continue
+            for path in files:
+                try:
+                    with Image.open(path) as img:
+                        frame = img.convert("L")
+                except OSError as exc:
+                    log.warning("camera: unreadable frame %s: %s", path.name, exc)
+                    frame = None
+                path.unlink(missing_ok=True)
+                yield frame
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def decode(frame: Image.Image) -> list[str]:
+    """The text of every QR or barcode in the frame (ASCII only; anything else is noise)."""
+    out = []
+    for symbol in pyzbar.decode(frame.convert("L")):
+        try:
+            out.append(symbol.data.decode("ascii"))
+        except UnicodeDecodeError:
+            log.warning("camera: a code that is not ASCII text was ignored")
+    return out
+
+
+class CameraScanner:
+    """Reads frames in a thread of its own and hands each new code to `on_code` once."""
+
+    def __init__(
+        self,
+        source: FrameSource,
+        on_code: Callable[[str], None],
+        repeat_after_s: float = 3.0,
+        idle_s: float = 0.05,
+    ) -> None:
+        self.source = source
+        self.on_code = on_code
+        self.repeat_after_s = repeat_after_s
+        self.idle_s = idle_s
+        self._last_seen: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.source.close()
+
+    def _run(self) -> None:
+        for frame in self.source.frames():
+            if self._stop.is_set():
+                return
+            if frame is None:
+                self._stop.wait(self.idle_s)
+                continue
+            self.feed(frame, time.monotonic())
+
+    def feed(self, frame: Image.Image, now: float) -> list[str]:
+        """Decode one frame; returns (and hands over) the codes that are new."""
+        fresh = []
+        for text in decode(frame):
+            last = self._last_seen.get(text)
+            self._last_seen[text] = now
+            if last is not None and now - last < self.repeat_after_s:
+                continue  # the same code still in front of the lens
+            fresh.append(text)
+            try:
+                self.on_code(text)
+            except Exception:  # the consumer's bug must not stop the camera
+                log.exception("camera: handing over a code failed")
+        return fresh
