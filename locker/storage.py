@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import logging
 import sqlite3
 import uuid
@@ -265,6 +266,10 @@ class Store:
     def __init__(self, path: Path, codebook: CodeBook) -> None:
         self.path = path
         self.codebook = codebook
+        if not path.exists():
+            # Created private before SQLite opens it: it holds sealed codes and hashes
+            # (its -wal and -shm files take the same mode).
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves.
             self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)

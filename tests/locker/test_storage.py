@@ -15,6 +15,7 @@ BOOK = CodeBook.from_key(b"t" * 32)
 
 def test_pragmas_and_schema_version(tmp_path: Path) -> None:
     store = Store(tmp_path / "l.db", BOOK)
+    assert (tmp_path / "l.db").stat().st_mode & 0o077 == 0  # private to the daemon
     db = store.db
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
