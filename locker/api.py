@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from locker.model import Method
+from locker.pin import read_pin_hash
 from locker.service import Service
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,56 @@ def _history(api: LocalApi, req: dict[str, Any]) -> Any:
     return api.svc.history(order_id)
 
 
+def _technician(api: LocalApi, req: dict[str, Any]) -> None:
+    """Maintenance actions need the technician PIN (hashed on disk, wrong ones throttled)."""
+    pin = req.get("pin")
+    if not isinstance(pin, str):
+        raise ApiError("pin: the technician PIN is required for this action")
+    refused = api.svc.entry.check_pin(pin, read_pin_hash(api.svc.config.pin_path))
+    if refused is not None:
+        raise ApiError(refused.message)
+
+
+def _compartment(api: LocalApi, req: dict[str, Any]) -> int:
+    number = req.get("compartment")
+    if (
+        isinstance(number, bool)
+        or not isinstance(number, int)
+        or (number not in api.svc.compartments)
+    ):
+        raise ApiError(f"compartment: this locker has no compartment {number!r}")
+    return number
+
+
+def _test_open(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+    _technician(api, req)
+    number = _compartment(api, req)
+    api.svc.maintenance_open(number, "technician")
+    return {"compartment": number}
+
+
+def _open_all(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+    _technician(api, req)
+    numbers = sorted(api.svc.compartments)
+    for number in numbers:  # each one logged; only here and in lockerctl, never remotely
+        api.svc.maintenance_open(number, "technician:open_all")
+    return {"compartments": numbers}
+
+
+def _set_service(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+    _technician(api, req)
+    number = _compartment(api, req)
+    in_service = req.get("in_service")
+    if not isinstance(in_service, bool):
+        raise ApiError("in_service: expected true or false")
+    reason = req.get("reason") if isinstance(req.get("reason"), str) else "maintenance"
+    return api.svc.set_service(number, in_service, str(reason), actor="technician")
+
+
 OPS: dict[str, Callable[[LocalApi, dict[str, Any]], Any]] = {
+    "test_open": _test_open,
+    "open_all": _open_all,
+    "set_service": _set_service,
     "code": _code,
     "snapshot": lambda api, req: api.svc.snapshot(),
     "history": _history,

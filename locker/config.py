@@ -76,6 +76,7 @@ class SecuritySection:
     throttle_max_s: float = 900
     throttle_reset_s: float = 900
     key_file: str = ""  # "" = {data_dir}/locker.key
+    pin_file: str = ""  # "" = {data_dir}/technician.pin
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,12 @@ class Config:
             if b.name == name:
                 return b
         raise KeyError(name)
+
+    @property
+    def pin_path(self) -> Path:
+        if self.security.pin_file:
+            return Path(self.security.pin_file)
+        return self.locker.data_dir / "technician.pin"
 
     @property
     def key_path(self) -> Path:
@@ -405,6 +412,7 @@ def _security(r: _Reader, base: Path) -> SecuritySection:
             "throttle_reset_s", d.throttle_reset_s, positive=True, hi=7 * 86400
         ),
         key_file=_resolve(base, r.get_str("key_file", d.key_file)),
+        pin_file=_resolve(base, r.get_str("pin_file", d.pin_file)),
     )
     if sec.throttle_max_s < sec.throttle_base_s:
         raise r.fail("throttle_max_s", f"must be at least throttle_base_s ({sec.throttle_base_s})")

@@ -7,7 +7,9 @@ the daemon). It never prints a code: fields that carry one are masked.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import socket
 import sys
 from typing import Any
 
@@ -16,6 +18,7 @@ from locker.codes import CodeBook, load_or_create_key
 from locker.config import load_config
 from locker.daemon import DEFAULT_CONFIG
 from locker.errors import LockerError
+from locker.pin import write_pin
 from locker.storage import SECRET_FIELDS, Store
 
 
@@ -102,6 +105,60 @@ def cmd_status(store: Store) -> int:
     return 0
 
 
+def _ask_api(socket_path: str, request: dict[str, Any]) -> dict[str, Any]:
+    """One request to the running daemon over its local API."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        try:
+            sock.connect(socket_path)
+        except OSError as exc:
+            raise LockerError(f"{socket_path}: lockerd is not answering ({exc})") from exc
+        sock.sendall(json.dumps({"id": 1, **request}).encode() + b"\n")
+        with sock.makefile("rb") as f:
+            line = f.readline()
+    if not line:
+        raise LockerError("lockerd closed the connection")
+    reply: dict[str, Any] = json.loads(line)
+    return reply
+
+
+def _read_pin(from_stdin: bool, prompt: str = "technician PIN: ") -> str:
+    if from_stdin:
+        return sys.stdin.readline().strip()
+    return getpass.getpass(prompt)
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.cmd == "set-pin":
+        pin = _read_pin(args.pin_stdin, "new technician PIN: ")
+        if not args.pin_stdin and getpass.getpass("again: ") != pin:
+            print("lockerctl: the two PINs differ", file=sys.stderr)
+            return 1
+        write_pin(config.pin_path, pin)
+        print(f"technician PIN stored (hashed) in {config.pin_path}")
+        return 0
+    pin = _read_pin(args.pin_stdin)
+    request: dict[str, Any] = {"pin": pin}
+    if args.cmd == "open":
+        request.update(op="test_open", compartment=args.compartment)
+    elif args.cmd == "open-all":
+        request.update(op="open_all")
+    else:
+        request.update(
+            op="set_service",
+            compartment=args.compartment,
+            in_service=args.state == "on",
+            reason=args.reason,
+        )
+    reply = _ask_api(config.api.socket, request)
+    if not reply.get("ok"):
+        print(f"lockerctl: {reply.get('error')}", file=sys.stderr)
+        return 1
+    print(json.dumps(reply["result"], ensure_ascii=False))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lockerctl", description="Pickup locker maintenance")
     parser.add_argument("--config", default=DEFAULT_CONFIG)
@@ -113,7 +170,23 @@ def main(argv: list[str] | None = None) -> int:
     p_audit = sub.add_parser("audit", help="who did what, when")
     p_audit.add_argument("--limit", type=int, default=50)
     sub.add_parser("status", help="compartments, boards and the outbox")
+    p_pin = sub.add_parser("set-pin", help="set the technician PIN (stored hashed)")
+    p_open = sub.add_parser("open", help="test-open one compartment (technician PIN)")
+    p_open.add_argument("compartment", type=int)
+    p_all = sub.add_parser("open-all", help="open every compartment (technician PIN; logged)")
+    p_svc = sub.add_parser("service", help="take a compartment out of service or back in")
+    p_svc.add_argument("compartment", type=int)
+    p_svc.add_argument("state", choices=["on", "off"])
+    p_svc.add_argument("--reason", default="maintenance")
+    for p in (p_pin, p_open, p_all, p_svc):
+        p.add_argument("--pin-stdin", action="store_true", help="read the PIN from stdin")
     args = parser.parse_args(argv)
+    if args.cmd in ("set-pin", "open", "open-all", "service"):
+        try:
+            return _maintenance(args)
+        except LockerError as exc:
+            print(f"lockerctl: {exc}", file=sys.stderr)
+            return 2
     try:
         store, locker_id = _open(args.config)
     except LockerError as exc:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from locker.codes import CodeFormatError, parse_code_input
 from locker.model import Method, OrderState, Purpose
+from locker.pin import check_pin
 from locker.storage import Transaction
 from locker.throttle import (
     ThrottleState,
@@ -51,7 +52,7 @@ class CodeEntry:
         terminal = method.value
         now = self.svc.now()
         with self.svc.store.transaction() as tx:
-            state = self._throttle_state(tx, terminal)
+            state = self.throttle_state(tx, terminal)
             wait = wait_s(state, now)
             if wait > 0:
                 return CodeResult(
@@ -74,7 +75,7 @@ class CodeEntry:
                 or (parsed.kind is not None and parsed.kind != row["kind"])
             ):
                 return self._wrong(tx, terminal, state, now, "wrong code")
-            self._save_throttle(tx, terminal, record_success(state))
+            self.save_throttle(tx, terminal, record_success(state))
             order = tx.one("SELECT * FROM orders WHERE pk=?", (row["order_pk"],))
             assert order is not None
             return self._use_code(tx, order, row["kind"], method, now)
@@ -149,13 +150,13 @@ class CodeEntry:
             compartments=tuple(numbers),
         )
 
-    def _throttle_state(self, tx: Transaction, terminal: str) -> ThrottleState:
+    def throttle_state(self, tx: Transaction, terminal: str) -> ThrottleState:
         row = tx.one("SELECT * FROM throttle WHERE terminal=?", (terminal,))
         if row is None:
             return ThrottleState()
         return ThrottleState(row["failures"], row["locked_until"], row["last_failure_at"])
 
-    def _save_throttle(self, tx: Transaction, terminal: str, state: ThrottleState) -> None:
+    def save_throttle(self, tx: Transaction, terminal: str, state: ThrottleState) -> None:
         tx.q(
             "INSERT INTO throttle (terminal, failures, locked_until, last_failure_at)"
             " VALUES (?,?,?,?) ON CONFLICT(terminal) DO UPDATE SET failures=excluded.failures,"
@@ -163,11 +164,32 @@ class CodeEntry:
             (terminal, state.failures, state.locked_until, state.last_failure_at),
         )
 
+    def check_pin(self, pin: str, stored: str | None) -> CodeResult | None:
+        """None when the technician PIN is right; else what the screen should say."""
+        terminal = "technician"
+        now = self.svc.now()
+        with self.svc.store.transaction() as tx:
+            state = self.throttle_state(tx, terminal)
+            wait = wait_s(state, now)
+            if wait > 0:
+                return CodeResult(
+                    "throttled",
+                    f"too many wrong PINs; try again in {int(wait + 0.999)} s",
+                    wait_s=wait,
+                )
+            if stored is None:
+                tx.audit(now, terminal, "pin_refused", detail="no technician PIN set")
+                return CodeResult("refused", "no technician PIN is set (lockerctl set-pin)")
+            if not check_pin(pin, stored):
+                return self._wrong(tx, terminal, state, now, "wrong PIN")
+            self.save_throttle(tx, terminal, record_success(state))
+            return None
+
     def _wrong(
         self, tx: Transaction, terminal: str, state: ThrottleState, now: float, why: str
     ) -> CodeResult:
         new_state, locked_for = record_failure(state, now, self.svc.policy)
-        self._save_throttle(tx, terminal, new_state)
+        self.save_throttle(tx, terminal, new_state)
         tx.audit(now, terminal, "wrong_code", detail=why)
         if locked_for:
             self.svc.emit(

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import logging
+import os
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Mapping

@@ -133,3 +133,60 @@ def test_subscribers_get_a_stream_of_state_changes(daemon: Locker) -> None:
     finally:
         watcher.close()
         kiosk.close()
+
+
+def test_maintenance_needs_the_technician_pin(daemon: Locker) -> None:
+    import subprocess
+    import sys
+
+    c = Client(daemon.config.api.socket)
+    try:
+        assert (
+            "pin: the technician PIN is required"
+            in c.ask(id=1, op="test_open", compartment=2)["error"]
+        )
+        assert (
+            "no technician PIN is set"
+            in c.ask(id=2, op="test_open", compartment=2, pin="000000")["error"]
+        )
+        ctl = [str(Path(sys.executable).parent / "lockerctl"), "--config", str(daemon.config.path)]
+        subprocess.run(
+            [*ctl, "set-pin", "--pin-stdin"],
+            input="24681357\n",
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+        for i in range(6):  # five free tries, then the terminal waits
+            wrong = c.ask(id=10 + i, op="test_open", compartment=2, pin="11111111")
+            assert "wrong PIN" in wrong["error"]
+        assert "try again in 30 s" in wrong["error"]
+        throttled = c.ask(id=20, op="test_open", compartment=2, pin="24681357")
+        assert "try again in" in throttled["error"]  # even the right PIN waits now
+        daemon.store.db.execute("DELETE FROM throttle WHERE terminal='technician'")
+        out = subprocess.run(
+            [*ctl, "open", "2", "--pin-stdin"],
+            input="24681357\n",
+            text=True,
+            check=False,
+            capture_output=True,
+        )
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == {"compartment": 2}
+        svc = subprocess.run(
+            [*ctl, "service", "3", "off", "--pin-stdin"],
+            input="24681357\n",
+            text=True,
+            check=False,
+            capture_output=True,
+        )
+        assert json.loads(svc.stdout) == {"compartment": 3, "in_service": False}
+        actors = {
+            r[0]
+            for r in daemon.store.db.execute(
+                "SELECT actor FROM audit WHERE action IN ('maintenance_open', 'out_of_service')"
+            )
+        }
+        assert actors == {"technician"}
+    finally:
+        c.close()
