@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := python3-venv python3-dev mosquitto mosquitto-clients libzbar0 socat xvfb \
+APT_PACKAGES := python3-venv python3-dev mosquitto mosquitto-clients libzbar0 socat xvfb libmtdev1 \
 	fonts-wqy-microhei
 STAMP := $(VENV)/.installed
 
