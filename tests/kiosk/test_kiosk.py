@@ -168,6 +168,38 @@ def test_shopper_types_a_code_and_the_door_opens(
         seen["opened"] = app.widgets["result"].text
         seen["door"] = board.is_open(1)
         shot("05-compartment-open")
+        app.toggle_language()  # back to Chinese
+
+    def to_keypad() -> None:
+        app.show("keypad")
+
+    def one_wrong_code() -> None:  # one screen change a frame, as a person's taps come
+        for digit in "99999999":
+            tap(app.widgets["keys"][digit])
+        tap(app.widgets["keys"]["ok"])
+
+    for _ in range(6):  # the first wrong code was typed above: six more lock the keypad
+        step(to_keypad)
+        step(one_wrong_code)
+
+    @step
+    def throttled_zh() -> None:
+        seen["throttled"] = app.widgets["result"].text
+        seen["throttled_screen"] = app.sm.current
+        shot("06-throttled-zh")
+
+    @step
+    def daemon_goes_away() -> None:
+        assert locker.api is not None
+        locker.api.close()  # lockerd restarting: its socket is gone
+        app.api.close()
+        app.check_daemon(0)
+
+    @step
+    def out_of_service() -> None:
+        seen["offline"] = app.widgets["offline"].text
+        seen["offline_screen"] = app.sm.current
+        shot("07-out-of-service-zh")
 
     def run_steps(_dt: float) -> None:
         if steps:
@@ -175,7 +207,7 @@ def test_shopper_types_a_code_and_the_door_opens(
         else:
             app.stop()
 
-    Clock.schedule_interval(run_steps, 0.4)
+    Clock.schedule_interval(run_steps, 0.3)
     app.run()
     assert seen["welcome_zh"] == "自助取货柜"
     assert seen["welcome_en"] == "Pickup locker"
