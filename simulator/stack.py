@@ -10,6 +10,7 @@ door opens and closes, and the platform confirms receipt on `picked_up`.
 
 from __future__ import annotations
 
+import os
 import queue
 import subprocess
 import sys
@@ -45,6 +46,11 @@ def run_stack(folder: str | None = None, door_close_s: float = 1.5) -> int:
         [BIN / "lockerd", "--config", str(cabinet.config_path)], stderr=log, stdout=log
     )
     platform = None
+    kiosk = None
+    if os.environ.get("DISPLAY"):  # a screen: show the shopper's side too
+        kiosk = subprocess.Popen(
+            [BIN / "locker-kiosk", "--config", str(cabinet.config_path)], stderr=log, stdout=log
+        )
     try:
         print(f"mosquitto on 127.0.0.1:{broker.port}; lockerd --config {cabinet.config_path}")
         platform = PlatformSim(port=broker.port, out=lambda s: print(f"  {s}", flush=True))
@@ -93,6 +99,9 @@ def run_stack(folder: str | None = None, door_close_s: float = 1.5) -> int:
     finally:
         if platform is not None:
             platform.close()
+        if kiosk is not None:
+            kiosk.terminate()
+            kiosk.wait(20)
         daemon.terminate()
         daemon.wait(20)
         log.close()
