@@ -52,14 +52,9 @@ class CodeEntry:
         terminal = method.value
         now = self.svc.now()
         with self.svc.store.transaction() as tx:
-            state = self.throttle_state(tx, terminal)
-            wait = wait_s(state, now)
-            if wait > 0:
-                return CodeResult(
-                    "throttled",
-                    f"too many wrong codes; try again in {int(wait + 0.999)} s",
-                    wait_s=wait,
-                )
+            state, waiting = self._throttled(tx, terminal, now, "codes")
+            if waiting is not None:
+                return waiting
             try:
                 parsed = parse_code_input(text, self.svc.locker_id)
             except CodeFormatError as exc:
@@ -164,19 +159,25 @@ class CodeEntry:
             (terminal, state.failures, state.locked_until, state.last_failure_at),
         )
 
+    def _throttled(
+        self, tx: Transaction, terminal: str, now: float, what: str
+    ) -> tuple[ThrottleState, CodeResult | None]:
+        """The terminal's throttle state, and what to show while it must still wait."""
+        state = self.throttle_state(tx, terminal)
+        wait = wait_s(state, now)
+        if wait <= 0:
+            return state, None
+        message = f"too many wrong {what}; try again in {int(wait + 0.999)} s"
+        return state, CodeResult("throttled", message, wait_s=wait)
+
     def check_pin(self, pin: str, stored: str | None) -> CodeResult | None:
         """None when the technician PIN is right; else what the screen should say."""
         terminal = "technician"
         now = self.svc.now()
         with self.svc.store.transaction() as tx:
-            state = self.throttle_state(tx, terminal)
-            wait = wait_s(state, now)
-            if wait > 0:
-                return CodeResult(
-                    "throttled",
-                    f"too many wrong PINs; try again in {int(wait + 0.999)} s",
-                    wait_s=wait,
-                )
+            state, waiting = self._throttled(tx, terminal, now, "PINs")
+            if waiting is not None:
+                return waiting
             if stored is None:
                 tx.audit(now, terminal, "pin_refused", detail="no technician PIN set")
                 return CodeResult("refused", "no technician PIN is set (lockerctl set-pin)")

@@ -150,3 +150,35 @@ def _no_leaked_threads() -> Iterator[None]:
         t.join(timeout=2)
     leaked = [t for t in leaked if t.is_alive()]
     assert not leaked, f"test leaked threads: {leaked}"
+
+
+class RunningDaemon:
+    """lockerd's own build() and loop, run in a thread as `lockerd` runs them (for tests that
+    also need to reach inside: the simulated board, the store)."""
+
+    def __init__(self, config_path: Path, boards: Mapping[str, Any] | None = None) -> None:
+        from locker.clock import SystemClock
+        from locker.config import load_config
+        from locker.daemon import build
+
+        self.locker = build(load_config(config_path), SystemClock(), boards)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="loop")
+        self._thread.start()
+        self.locker.start_inputs()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.locker.loop.run_once(0.01)
+
+    def call(self, fn: Any) -> Any:
+        """Run `fn` on the loop thread (where all state lives) and return its result."""
+        done, box = threading.Event(), []
+        self.locker.loop.post(lambda: (box.append(fn()), done.set()))
+        assert done.wait(10), "the loop did not run the job"
+        return box[0]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.locker.close()

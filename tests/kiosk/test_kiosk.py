@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import RunningDaemon
 
 from drivers.sim import SimBoard
-from locker.clock import SystemClock, rfc3339
+from locker.clock import rfc3339
 from locker.commands import CommandProcessor
-from locker.config import load_config
-from locker.daemon import Locker, build
+from locker.daemon import Locker
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
@@ -49,20 +49,9 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Locker, SimBoard]]:
         '[[compartments]]\nnumbers = "1-8"\nchannels = "1-8"\nboard = "b0"\nsize = "S"\n'
     )
     board = SimBoard("b0", 8, door_close_s=0)
-    locker = build(load_config(tmp_path / "locker.toml"), SystemClock(), {"b0": board})
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            locker.loop.run_once(0.01)
-
-    runner = threading.Thread(target=run)
-    runner.start()
-    locker.start_inputs()
-    yield locker, board
-    stop.set()
-    runner.join(5)
-    locker.close()
+    running = RunningDaemon(tmp_path / "locker.toml", {"b0": board})
+    yield running.locker, board
+    running.stop()
 
 
 def tap(widget: Any) -> None:

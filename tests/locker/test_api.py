@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import RunningDaemon
 
 from drivers.sim import SimBoard
-from locker.clock import SystemClock, rfc3339
+from locker.clock import rfc3339
 from locker.commands import CommandProcessor
-from locker.config import load_config
-from locker.daemon import Locker, build
+from locker.daemon import Locker
 
 
 class Client:
@@ -51,24 +51,9 @@ def daemon(tmp_path: Path) -> Iterator[Locker]:
         '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n'
         '[[compartments]]\nnumbers = "1-4"\nchannels = "1-4"\nboard = "b0"\nsize = "S"\n'
     )
-    locker = build(
-        load_config(tmp_path / "locker.toml"),
-        SystemClock(),
-        {"b0": SimBoard("b0", 8, door_close_s=0.1)},
-    )
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            locker.loop.run_once(0.01)
-
-    runner = threading.Thread(target=run)
-    runner.start()
-    locker.start_inputs()
-    yield locker
-    stop.set()
-    runner.join(5)
-    locker.close()
+    running = RunningDaemon(tmp_path / "locker.toml", {"b0": SimBoard("b0", 8, door_close_s=0.1)})
+    yield running.locker
+    running.stop()
 
 
 def test_socket_mode_and_garbage_then_requests(daemon: Locker) -> None:
