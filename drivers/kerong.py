@@ -11,6 +11,7 @@ with ADDR = board << 4 | lock; status and unlock both answer 9 bytes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 
 from drivers.bus import BusSettings, FrameError, SerialBus, bus_for
@@ -24,7 +25,11 @@ CU48_LOCKS, CU48_REPLY_LEN = 48, 12
 CU16_STATUS, CU16_UNLOCK, CU16_REPLY = 0x30, 0x31, 0x35
 CU16_LOCKS, CU16_REPLY_LEN = 16, 9
 
+CU48_MAX_ADDRESS, CU16_MAX_BOARD = 0x09, 0x0F
+
 Reader = Callable[[int], bytes]
+
+log = logging.getLogger(__name__)
 
 
 def sum8(data: bytes) -> int:
@@ -45,6 +50,7 @@ def _bits(data: bytes, count: int) -> tuple[bool, ...]:
 
 
 def cu48_status_request(address: int) -> bytes:
+    """Read the hooks of board `address` (0x0A: every board answers, in turn)."""
     return _frame(bytes([STX, address, 0x00, CU48_STATUS, ETX]))
 
 
@@ -91,10 +97,12 @@ def _cu16_address(board: int, lock: int) -> int:
 
 
 def cu16_status_request(board: int) -> bytes:
+    """Read the hooks and infrared sensors of board 0-15."""
     return _frame(bytes([STX, _cu16_address(board, 1), CU16_STATUS, ETX]))
 
 
 def cu16_unlock_request(board: int, lock: int) -> bytes:
+    """Unlock lock 1..16 of board 0-15; the board answers with its status."""
     return _frame(bytes([STX, _cu16_address(board, lock), CU16_UNLOCK, ETX]))
 
 
@@ -133,9 +141,17 @@ def fixed_reply(length: int) -> Callable[[Reader], bytes]:
 
 class _KerongBoard:
     locks = 0
+    max_address = 0
 
     def __init__(self, cfg: BoardConfig, bus: SerialBus) -> None:
         self._name = cfg.name
+        if not 0 <= cfg.address <= self.max_address:
+            # CU48 0x0A is the broadcast address: every board would answer a status request.
+            raise BoardError(
+                cfg.name,
+                f"address {cfg.address} out of range 0-{self.max_address}:"
+                " set the board's address selector and `address` in the config to match",
+            )
         self.address = cfg.address
         self.channels = cfg.channels or self.locks
         if self.channels > self.locks:
@@ -164,6 +180,7 @@ class KerongCU48Board(_KerongBoard):
     """One CU48 board (48 locks) at an address 0x00-0x09 on a bus."""
 
     locks = CU48_LOCKS
+    max_address = CU48_MAX_ADDRESS
 
     def read_doors(self) -> Mapping[int, bool]:
         reply = self.bus.exchange(self._name, cu48_status_request(self.address), self._read_status)
@@ -176,13 +193,16 @@ class KerongCU48Board(_KerongBoard):
 
     def unlock(self, channel: int) -> None:
         request = cu48_unlock_request(self.address, self._channel(channel))
-        self.bus.exchange(self._name, request, None)  # the CU48 does not answer an unlock
+        log.debug("%s: unlock channel %d", self._name, channel)
+        # The CU48 does not answer an unlock: the caller confirms by reading status.
+        self.bus.exchange(self._name, request, None)
 
 
 class KerongCU16Board(_KerongBoard):
     """One CU16 board (16 locks); its number 0-15 is the high nibble of the address byte."""
 
     locks = CU16_LOCKS
+    max_address = CU16_MAX_BOARD
 
     def _read_reply(self, read: Reader) -> bytes:
         reply = fixed_reply(CU16_REPLY_LEN)(read)
@@ -195,18 +215,35 @@ class KerongCU16Board(_KerongBoard):
 
     def unlock(self, channel: int) -> None:
         request = cu16_unlock_request(self.address, self._channel(channel))
+        log.debug("%s: unlock channel %d", self._name, channel)
+        # A lost reply makes the bus resend the unlock: a second pulse on a lock that is
+        # already open is harmless, a missed unlock is not.
         self.bus.exchange(self._name, request, self._read_reply)
 
 
-def _settings(cfg: BoardConfig) -> BusSettings:
-    return BusSettings(
+def _bus(cfg: BoardConfig) -> SerialBus:
+    wanted = BusSettings(
         port=cfg.port, baud=cfg.baud, timeout_s=cfg.timeout_ms / 1000, retries=cfg.retries
     )
+    bus = bus_for(wanted)
+    if bus.settings != wanted:
+        # The first board on a port sets the bus up; a mismatch is a config slip worth seeing.
+        log.warning(
+            "%s: port %s already runs at %d baud, timeout %.3f s, %d retries; using those",
+            cfg.name,
+            cfg.port,
+            bus.settings.baud,
+            bus.settings.timeout_s,
+            bus.settings.retries,
+        )
+    return bus
 
 
 def make_cu48(cfg: BoardConfig) -> KerongCU48Board:
-    return KerongCU48Board(cfg, bus_for(_settings(cfg)))
+    """A CU48 board on the port's shared bus (boards never close it; `forget_bus` does)."""
+    return KerongCU48Board(cfg, _bus(cfg))
 
 
 def make_cu16(cfg: BoardConfig) -> KerongCU16Board:
-    return KerongCU16Board(cfg, bus_for(_settings(cfg)))
+    """A CU16 board on the port's shared bus (boards never close it; `forget_bus` does)."""
+    return KerongCU16Board(cfg, _bus(cfg))

@@ -35,7 +35,11 @@ def _hook_bytes(sim: SimBoard, locks: int, inverted: bool) -> bytes:
 
 
 class KerongSim(PtyDevice):
-    """CU48 or CU16 boards behind one pty."""
+    """CU48 or CU16 boards (`kind` "cu48" or "cu16") at their addresses behind one pty.
+
+    `hook_inverted` reports the hook bits the other way round, as a board whose hook
+    switches are wired normally-closed does (the driver's `hook_sense = "inverted"`).
+    """
 
     def __init__(
         self,
@@ -53,18 +57,30 @@ class KerongSim(PtyDevice):
         super().__init__(self._respond, baud=baud, name=f"kerong-{kind}")
 
     def _respond(self, buffer: bytes) -> tuple[int, list[bytes]]:
-        # Resynchronise on STX: bytes before it are line noise.
-        start = buffer.find(bytes([STX]))
-        if start < 0:
-            return len(buffer), []
-        if len(buffer) - start < self.frame_len:
-            return start, []
-        frame = buffer[start : start + self.frame_len]
-        consumed = start + self.frame_len
-        if frame[-2] != ETX or sum8(frame[:-1]) != frame[-1]:
-            return start + 1, []  # not a frame here: look for the next STX
-        replies = self._cu48(frame) if self.kind == "cu48" else self._cu16(frame)
-        return consumed, replies
+        # The device only calls back when bytes arrive, so answer every whole frame now.
+        consumed = 0
+        replies: list[bytes] = []
+        while True:
+            used, frame = self._next_frame(buffer[consumed:])
+            consumed += used
+            if frame is None:
+                return consumed, replies
+            replies += self._cu48(frame) if self.kind == "cu48" else self._cu16(frame)
+
+    def _next_frame(self, buffer: bytes) -> tuple[int, bytes | None]:
+        """(bytes used, the next well-formed request or None if none is complete yet)."""
+        used = 0
+        while True:
+            # Resynchronise on STX: bytes before it are line noise.
+            start = buffer.find(bytes([STX]), used)
+            if start < 0:
+                return len(buffer), None
+            if len(buffer) - start < self.frame_len:
+                return start, None
+            frame = buffer[start : start + self.frame_len]
+            if frame[-2] == ETX and sum8(frame[:-1]) == frame[-1]:
+                return start + self.frame_len, frame
+            used = start + 1  # not a frame here (or a bad checksum): try the next STX
 
     def _cu48(self, frame: bytes) -> list[bytes]:
         address, lock, command = frame[1], frame[2], frame[3]
