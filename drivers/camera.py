@@ -1,7 +1,9 @@
 """The camera scanner: frames in, QR codes out (pyzbar), fed to the same code path.
 
-Frames come from a `FrameSource`: OpenCV's camera when it is installed, or a
-folder of image files (the tests, and a bench without a camera). A code seen
+Frames come from a `FrameSource`: a live camera through OpenCV (`opencv:0`, a
+USB camera) or picamera2 (`picamera2`, the Raspberry Pi camera) when that
+library is installed on the machine, or a folder of image files
+(`folder:PATH`: the tests, and a bench without a camera). A code seen
 in consecutive frames is handed over once, not again until it has been out of
 sight for `repeat_after_s` — a phone held in front of the lens must not count
 as a row of wrong attempts.
@@ -57,6 +59,77 @@ class FolderSource:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+class CameraUnavailable(Exception):
+    """The configured camera library or device is not there."""
+
+
+class OpenCVSource:
+    """A V4L2 camera through OpenCV (`opencv-python-headless`, installed by the site)."""
+
+    def __init__(self, device: int | str) -> None:
+        try:
+            # Optional, only on kiosks with a USB camera: imported when configured.
+            import cv2  # type: ignore[import-not-found]  # noqa: PLC0415
+        except ImportError as exc:
+            raise CameraUnavailable("OpenCV (python3-opencv) is not installed") from exc
+        self._cv2 = cv2
+        self._capture = cv2.VideoCapture(device)
+        if not self._capture.isOpened():
+            raise CameraUnavailable(f"camera {device!r} cannot be opened")
+
+    def frames(self) -> Iterator[Image.Image | None]:
+        while True:
+            ok, frame = self._capture.read()
+            if not ok:
+                yield None
+                continue
+            gray = self._cv2.cvtColor(frame, self._cv2.COLOR_BGR2GRAY)
+            yield Image.fromarray(gray)
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class Picamera2Source:
+    """The Raspberry Pi camera module through picamera2 (Raspberry Pi OS package)."""
+
+    def __init__(self) -> None:
+        try:
+            from picamera2 import Picamera2  # type: ignore[import-not-found]  # noqa: PLC0415
+        except ImportError as exc:
+            raise CameraUnavailable("picamera2 (python3-picamera2) is not installed") from exc
+        try:
+            self._camera = Picamera2()
+            # A small grey-level frame is plenty for a QR held 10-30 cm from the lens.
+            config = self._camera.create_video_configuration(main={"size": (640, 480)})
+            self._camera.configure(config)
+            self._camera.start()
+        except Exception as exc:  # the library raises plain RuntimeErrors for a missing camera
+            raise CameraUnavailable(f"Raspberry Pi camera: {exc}") from exc
+
+    def frames(self) -> Iterator[Image.Image | None]:
+        while True:
+            yield Image.fromarray(self._camera.capture_array("main")).convert("L")
+
+    def close(self) -> None:
+        self._camera.stop()
+        self._camera.close()
+
+
+def open_source(port: str) -> FrameSource:
+    """The frame source that `[scanner] port` names: folder:PATH, opencv:N, picamera2."""
+    kind, _, arg = port.partition(":")
+    if kind == "folder" and arg:
+        return FolderSource(Path(arg))
+    if kind == "opencv":
+        return OpenCVSource(int(arg) if arg.isdigit() else (arg or 0))
+    if kind == "picamera2":
+        return Picamera2Source()
+    raise CameraUnavailable(
+        f"camera source {port!r}: expected folder:PATH, opencv:DEVICE or picamera2"
+    )
 
 
 def decode(frame: Image.Image) -> list[str]:

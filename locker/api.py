@@ -2,7 +2,9 @@
 
 One request a line, `{"id": ..., "op": ..., ...}`, one reply a line with the
 same `id`; `{"op": "subscribe"}` turns the connection into a stream of
-`{"stream": "state", ...}` lines, one per change. Every request runs on the
+`{"stream": "state", ...}` lines, one per change, and `{"stream": "entry", ...}`
+lines with the result of each code the scanner or the camera handed in (so the
+screen shows the shopper what happened). Every request runs on the
 daemon's loop (the only owner of state); the API threads only read and write
 lines. A line that is not a request gets an error line and the connection
 carries on; nothing a client sends can stop the daemon.
@@ -11,17 +13,21 @@ carries on; nothing a client sends can stop the daemon.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import logging
 import os
+import secrets
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from locker.model import Method
+from locker.entry import CodeResult
+from locker.model import CommandError, Method
 from locker.pin import read_pin_hash
 from locker.service import Service
 
@@ -30,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_LINE = 64 * 1024
 Post = Callable[[Callable[[], None]], None]
 Health = Callable[[], dict[str, Any]]
+SESSION_S = 300.0  # a maintenance session ends after five minutes without a request
 
 
 class ApiError(Exception):
@@ -39,11 +46,22 @@ class ApiError(Exception):
 class LocalApi:
     """Serves the local socket; `close()` stops it."""
 
-    def __init__(self, service: Service, path: str, post: Post, health: Health) -> None:
+    def __init__(
+        self,
+        service: Service,
+        path: str,
+        post: Post,
+        health: Health,
+        diagnostics: Health | None = None,
+    ) -> None:
         self.svc = service
         self.path = path
         self.post = post
         self.health = health
+        self.diagnostics = diagnostics or health
+        # Maintenance sessions opened with the PIN: token -> monotonic expiry. In memory
+        # only: a restart of lockerd ends them, which is what a technician would expect.
+        self.sessions: dict[str, float] = {}
         self._subscribers: list[socket.socket] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -59,6 +77,7 @@ class LocalApi:
         self._accepter = threading.Thread(target=self._accept, name="api", daemon=True)
         self._accepter.start()
         service.store.on_commit.append(self._changed)
+        service.entry_listeners.append(self._entry)
 
     def close(self) -> None:
         self._stop.set()
@@ -151,6 +170,8 @@ class LocalApi:
                 future.set_result(fn())
             except ApiError as exc:
                 future.set_exception(exc)
+            except CommandError as exc:  # a use case refused: its code and message
+                future.set_exception(ApiError(f"{exc.code.value}: {exc.message}"))
             except Exception as exc:  # reported to the client; the loop logs nothing lost
                 log.exception("local API request failed")
                 future.set_exception(ApiError(f"internal error: {exc}"[:200]))
@@ -160,11 +181,17 @@ class LocalApi:
 
     def _changed(self, types: list[str]) -> None:
         # On the loop thread, after a commit: tell every subscriber what changed.
+        if self._subscribers:
+            self._broadcast({"stream": "state", "events": types, "state": self.svc.snapshot()})
+
+    def _entry(self, method: Method, result: CodeResult) -> None:
+        # On the loop thread: a code from the scanner or the camera, for the screen to show.
+        if self._subscribers:
+            self._broadcast({"stream": "entry", "method": method.value, **_result(result)})
+
+    def _broadcast(self, message: dict[str, Any]) -> None:
         with self._lock:
             subscribers = list(self._subscribers)
-        if not subscribers:
-            return
-        message = {"stream": "state", "events": types, "state": self.svc.snapshot()}
         for conn in subscribers:
             try:
                 self._send(conn, message)
@@ -180,7 +207,11 @@ def _code(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
         raise ApiError("text: expected the code as a string")
     if method not in ("keypad", "scanner", "camera"):
         raise ApiError("method: expected keypad, scanner or camera")
-    r = api.svc.enter_code(text, Method(method))
+    # The kiosk shows this reply itself: no stream line for it.
+    return _result(api.svc.enter_code(text, Method(method), notify=False))
+
+
+def _result(r: CodeResult) -> dict[str, Any]:
     return {
         "outcome": r.outcome,
         "message": r.message,
@@ -199,13 +230,55 @@ def _history(api: LocalApi, req: dict[str, Any]) -> Any:
 
 
 def _technician(api: LocalApi, req: dict[str, Any]) -> None:
-    """Maintenance actions need the technician PIN (hashed on disk, wrong ones throttled)."""
+    """Maintenance actions need the technician PIN (hashed on disk, wrong ones throttled),
+    or the token of a session opened with it (`login`)."""
+    token = req.get("token")
+    if isinstance(token, str):
+        now = time.monotonic()
+        for known, expires in list(api.sessions.items()):
+            if expires < now:
+                del api.sessions[known]
+            elif hmac.compare_digest(known, token):
+                api.sessions[known] = now + SESSION_S
+                return
+        raise ApiError("token: the maintenance session has ended; enter the PIN again")
     pin = req.get("pin")
     if not isinstance(pin, str):
         raise ApiError("pin: the technician PIN is required for this action")
     refused = api.svc.entry.check_pin(pin, read_pin_hash(api.svc.config.pin_path))
     if refused is not None:
         raise ApiError(refused.message)
+
+
+def _login(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(req.get("pin"), str):
+        raise ApiError("pin: the technician PIN is required to log in")
+    _technician(api, {"pin": req["pin"]})
+    token = secrets.token_hex(16)
+    api.sessions[token] = time.monotonic() + SESSION_S
+    api.svc.audit_action("technician", "maintenance_login")
+    return {"token": token, "expires_in_s": SESSION_S}
+
+
+def _logout(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+    token = req.get("token")
+    ended = isinstance(token, str) and api.sessions.pop(token, None) is not None
+    return {"ended": ended}
+
+
+def _diagnostics(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+    _technician(api, req)
+    return api.diagnostics()
+
+
+def _reissue(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+    """A new pickup code for a loaded order (the old one stops working, the platform is
+    told by `code_issued`): how a technician prints a QR for a customer at the locker."""
+    _technician(api, req)
+    order_id = req.get("order_id")
+    if not isinstance(order_id, str):
+        raise ApiError("order_id: expected a string")
+    return api.svc.reissue_code(order_id, actor="technician")
 
 
 def _compartment(api: LocalApi, req: dict[str, Any]) -> int:
@@ -245,6 +318,10 @@ def _set_service(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
 
 
 OPS: dict[str, Callable[[LocalApi, dict[str, Any]], Any]] = {
+    "login": _login,
+    "logout": _logout,
+    "diagnostics": _diagnostics,
+    "reissue_code": _reissue,
     "test_open": _test_open,
     "open_all": _open_all,
     "set_service": _set_service,

@@ -310,7 +310,7 @@ def parse_config(data: Mapping[str, object], path: Path) -> Config:
     security = _security(_Reader(path, "[security]", data.get("security", {})), base)
     boards = _boards(path, data.get("boards"))
     compartments = _compartments(path, data.get("compartments"), boards)
-    scanner = _scanner(_Reader(path, "[scanner]", data.get("scanner", {})))
+    scanner = _scanner(_Reader(path, "[scanner]", data.get("scanner", {})), base)
     api_r = _Reader(path, "[api]", data.get("api", {}))
     api_r.check_keys(_names(ApiSection))
     api = ApiSection(
@@ -419,7 +419,7 @@ def _security(r: _Reader, base: Path) -> SecuritySection:
     return sec
 
 
-def _scanner(r: _Reader) -> ScannerSection:
+def _scanner(r: _Reader, base: Path) -> ScannerSection:
     r.check_keys(_names(ScannerSection))
     d = ScannerSection()
     driver = r.get_str("driver", d.driver)
@@ -431,6 +431,14 @@ def _scanner(r: _Reader) -> ScannerSection:
     port = r.get_str("port", d.port)
     if driver == "serial" and not port:
         raise r.fail("port", "required for the serial scanner")
+    if driver == "camera" and not (
+        (port.startswith("folder:") and len(port) > 7)
+        or port.startswith("opencv:")
+        or port == "picamera2"
+    ):
+        raise r.fail("port", f'"{port}": the camera is folder:PATH, opencv:DEVICE or picamera2')
+    if driver == "camera" and port.startswith("folder:"):
+        port = "folder:" + _resolve(base, port.removeprefix("folder:"))
     return ScannerSection(driver=driver, port=port, baud=baud)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from drivers.camera import CameraScanner, FolderSource
+from drivers.camera import CameraScanner, CameraUnavailable, open_source
 from drivers.registry import make_board
 from drivers.scanner import SerialScanner
 from locker.api import LocalApi
@@ -57,7 +57,13 @@ class Locker:
         if self.link is not None:
             self.link.start()
         try:
-            self.api = LocalApi(self.service, self.config.api.socket, self.loop.post, self.health)
+            self.api = LocalApi(
+                self.service,
+                self.config.api.socket,
+                self.loop.post,
+                self.health,
+                self.diagnostics,
+            )
         except OSError as exc:
             # The locker serves the platform and the scanner without it; the kiosk waits.
             log.error("local API not available on %s: %s", self.config.api.socket, exc)
@@ -82,6 +88,45 @@ class Locker:
             "version": VERSION,
         }
 
+    def diagnostics(self) -> dict[str, Any]:
+        """The maintenance screen's whole picture (behind the technician PIN): health, the
+        compartments with their faults, each board's last frames, recent events and alarms.
+        No code is in any of it: the audit log never holds one."""
+        health = self.health()
+        online = {b["name"]: b["online"] for b in health["boards"]}
+        for b in health["boards"]:
+            b["frames"] = last_frames(self.boards.get(b["name"]))
+        snap = self.service.snapshot()
+        with self.store.read() as tx:
+            jammed = {r["number"] for r in tx.q("SELECT number FROM compartments WHERE jammed=1")}
+            recent = [dict(r) for r in tx.q(f"{AUDIT_SQL} ORDER BY id DESC LIMIT 20")]
+            alarms = [
+                dict(r)
+                for r in tx.q(
+                    f"{AUDIT_SQL} WHERE action IN ({','.join('?' * len(ALARMS))})"
+                    " ORDER BY id DESC LIMIT 10",
+                    ALARMS,
+                )
+            ]
+        for c in snap["compartments"]:
+            board = self.service.compartments[c["number"]].board
+            c["board"] = board
+            c["fault"] = (
+                "jammed"
+                if c["number"] in jammed
+                else "board offline"
+                if not online.get(board, True)
+                else None
+            )
+        return {
+            **health,
+            "locker_id": self.config.locker.id,
+            "compartments": snap["compartments"],
+            "recent": recent,
+            "alarms": alarms,
+            "devices_down": sorted(self.service.devices_down),
+        }
+
     def close(self) -> None:
         if self.api is not None:
             self.api.close()
@@ -96,20 +141,39 @@ class Locker:
         self.store.close()
 
 
+AUDIT_SQL = "SELECT at, actor, action, order_id, compartment, detail FROM audit"
+ALARMS = (
+    "door_forced",
+    "door_left_open",
+    "door_jammed",
+    "board_offline",
+    "device_offline",
+    "code_attempts_throttled",
+)
+
+
+def last_frames(board: object, count: int = 8) -> list[str]:
+    """The last frames on a board's serial line (Kerong's bus, Modbus's line); GPIO and the
+    in-memory simulator have none."""
+    line = getattr(board, "bus", None) or getattr(board, "line", None)
+    return list(getattr(line, "frames", ()))[-count:]
+
+
 def _camera(config: Config, service: Service, loop: Loop) -> CameraScanner | None:
     if config.scanner.driver != "camera":
         return None
-    if not config.scanner.port.startswith("folder:"):
-        log.error(
-            "camera %r: only folder:PATH sources are supported in this release", config.scanner.port
-        )
+    try:
+        source = open_source(config.scanner.port)
+    except CameraUnavailable as exc:
+        # The keypad and the serial scanner still work; maintenance sees the fault.
+        log.error("camera: %s", exc)
+        service.device_failed("camera", str(exc))
         return None
 
     def code(text: str) -> None:
         result = service.enter_code(text, Method.CAMERA)
         log.info("camera: %s (%s)", result.outcome, result.message)
 
-    source = FolderSource(Path(config.scanner.port.removeprefix("folder:")))
     return CameraScanner(source, lambda text: loop.post(lambda: code(text)))
 
 

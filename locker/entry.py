@@ -193,6 +193,12 @@ class CodeEntry:
         self.save_throttle(tx, terminal, new_state)
         tx.audit(now, terminal, "wrong_code", detail=why)
         if locked_for:
+            tx.audit(
+                now,
+                terminal,
+                "code_attempts_throttled",
+                detail=f"{new_state.failures} failures, locked {int(locked_for)} s",
+            )
             self.svc.emit(
                 tx,
                 "code_attempts_throttled",

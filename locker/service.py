@@ -90,6 +90,9 @@ class Service:
         self.devices_down: set[str] = set()
         # Told the board name after each unlock pulse (the loop reads that board next).
         self.unlock_listeners: list[Callable[[str], None]] = []
+        # Told of every code the scanner or camera handed in, so the screen can show
+        # the shopper the result of a scan it did not submit itself.
+        self.entry_listeners: list[Callable[[Method, CodeResult], None]] = []
         self.doors = DoorTracker(self)
         self.entry = CodeEntry(self)
         self.lifecycle = Lifecycle(self)
@@ -436,6 +439,11 @@ class Service:
                 command_id,
             )
 
+    def audit_action(self, actor: str, action: str, detail: str = "") -> None:
+        """Log one action of a person at the locker (a maintenance login, …)."""
+        with self.store.transaction() as tx:
+            tx.audit(self.now(), actor, action, detail=detail[:200])
+
     def maintenance_open(self, number: int, actor: str) -> None:
         """A technician opens one compartment (test-open). Logged; never rate-limited."""
         self._known_compartment(number)
@@ -449,9 +457,15 @@ class Service:
         for listener in self.reply_listeners:
             tx.after_commit(functools.partial(listener, command_id, reply))
 
-    def enter_code(self, text: str, method: Method) -> CodeResult:
-        """A code typed, scanned or seen by the camera at this terminal."""
-        return self.entry.enter_code(text, method)
+    def enter_code(self, text: str, method: Method, notify: bool = True) -> CodeResult:
+        """A code typed, scanned or seen by the camera at this terminal.
+
+        `notify=False` when the caller shows the result itself (the kiosk's own request)."""
+        result = self.entry.enter_code(text, method)
+        if notify:
+            for listener in self.entry_listeners:
+                listener(method, result)
+        return result
 
     def phase_complete(self, tx: Transaction, order_pk: int, purpose: str, method: str) -> None:
         """Every compartment of the order was seen open and then closed."""

@@ -7,10 +7,11 @@ import random
 import time
 from pathlib import Path
 
+import pytest
 import qrcode
 from PIL import Image
 
-from drivers.camera import CameraScanner, FolderSource, decode
+from drivers.camera import CameraScanner, CameraUnavailable, FolderSource, decode, open_source
 
 TEXT = "locker:store-001-a:pickup:12345678"
 
@@ -124,4 +125,38 @@ def test_a_qr_shown_to_the_daemons_camera_opens_the_compartment(tmp_path: Path) 
     finally:
         stop.set()
         runner.join(5)
+        locker.close()
+
+
+def test_a_live_camera_that_is_not_there_is_a_clear_error(tmp_path: Path) -> None:
+    # OpenCV and picamera2 are optional: absent, the error names the package; present,
+    # the missing device. Either way the daemon is told, never a crash.
+    with pytest.raises(CameraUnavailable, match=r"OpenCV|cannot be opened"):
+        open_source("opencv:/dev/no-such-camera")
+    with pytest.raises(CameraUnavailable, match=r"picamera2|Raspberry Pi camera"):
+        open_source("picamera2")
+    with pytest.raises(CameraUnavailable, match="expected folder:PATH, opencv:DEVICE"):
+        open_source("webcam")
+    assert isinstance(open_source(f"folder:{tmp_path}"), FolderSource)
+
+
+def test_the_daemon_starts_without_its_camera_and_reports_a_fault(tmp_path: Path) -> None:
+    from drivers.sim import SimBoard
+    from locker.clock import SystemClock
+    from locker.config import load_config
+    from locker.daemon import build
+
+    (tmp_path / "locker.toml").write_text(
+        '[locker]\nid = "cam-2"\ndata_dir = "data"\n[mqtt]\nenabled = false\n'
+        '[scanner]\ndriver = "camera"\nport = "opencv:/dev/no-such-camera"\n'
+        '[[boards]]\nname = "b0"\ndriver = "sim"\n'
+        '[[compartments]]\nnumbers = "1-2"\nchannels = "1-2"\nboard = "b0"\nsize = "S"\n'
+    )
+    locker = build(load_config(tmp_path / "locker.toml"), SystemClock(), {"b0": SimBoard("b0")})
+    try:
+        assert locker.camera is None
+        faults = [e.fields for e in locker.store.events(0, 10) if e.type == "fault"]
+        assert faults and faults[0]["component"] == "camera"
+        assert "camera" in locker.service.devices_down
+    finally:
         locker.close()

@@ -175,3 +175,110 @@ def test_maintenance_needs_the_technician_pin(daemon: Locker) -> None:
         assert actors == {"technician"}
     finally:
         c.close()
+
+
+def _reserve(daemon: Locker, order_id: str) -> str:
+    done, reply = threading.Event(), []
+
+    def reserve() -> None:
+        payload = {
+            "command_id": f"r-{order_id}",
+            "sent_at": rfc3339(daemon.service.now()),
+            "order_id": order_id,
+            "items": [{"sku": "1", "qty": 1, "size": "S"}],
+        }
+        reply.append(CommandProcessor(daemon.service).handle("reserve", json.dumps(payload)))
+        done.set()
+
+    daemon.loop.post(reserve)
+    assert done.wait(5)
+    code: str = reply[0]["result"]["deposit_code"]
+    return code
+
+
+def test_a_maintenance_session_shows_diagnostics_and_reissues_a_code(daemon: Locker) -> None:
+    from locker.pin import write_pin
+
+    write_pin(daemon.config.pin_path, "24681357")
+    c = Client(daemon.config.api.socket)
+    try:
+        assert "wrong PIN" in c.ask(id=1, op="login", pin="11111111")["error"]
+        assert "session has ended" in c.ask(id=2, op="diagnostics", token="0" * 32)["error"]
+        assert "pin: the technician PIN" in c.ask(id=3, op="diagnostics")["error"]
+        token = c.ask(id=4, op="login", pin="24681357")["result"]["token"]
+        board = daemon.boards["b0"]
+        assert isinstance(board, SimBoard)
+        board.jammed.add(3)
+        deposit = _reserve(daemon, "SO-D")
+        assert c.ask(id=5, op="code", text=deposit)["result"]["outcome"] == "opened"
+        for _ in range(100):  # the door closes by itself: the order is loaded
+            if c.ask(id=0, op="history", order_id="SO-D")["result"][-1]["stage"] == "deposited":
+                break
+            threading.Event().wait(0.05)
+        assert c.ask(id=6, op="test_open", compartment=3, token=token)["ok"]
+        diag: dict[str, Any] = {}
+        for _ in range(100):  # the jammed door is retried, then declared a fault
+            diag = c.ask(id=7, op="diagnostics", token=token)["result"]
+            if diag["compartments"][2]["fault"]:
+                break
+            threading.Event().wait(0.1)
+        assert diag["compartments"][2]["fault"] == "jammed"
+        assert diag["compartments"][0]["state"] == "loaded"
+        assert diag["compartments"][0]["fault"] is None
+        assert diag["boards"][0] | {"frames": []} == {
+            "name": "b0",
+            "online": True,
+            "errors": 0,
+            "detail": "",
+            "frames": [],  # the in-memory board has no wire
+        }
+        assert diag["version"] and diag["outbox"] >= 1 and diag["mqtt_connected"] is False
+        alarm = diag["alarms"][0]
+        assert (alarm["action"], alarm["compartment"]) == ("door_jammed", 3)
+        actions = [r["action"] for r in diag["recent"]]  # newest first
+        assert actions.index("door_jammed") < actions.index("reserve") < actions.index("start")
+        assert "maintenance_login" in actions
+        # No code anywhere in what the screen shows.
+        assert deposit not in json.dumps(diag)
+
+        reissued = c.ask(id=8, op="reissue_code", order_id="SO-D", token=token)["result"]
+        assert reissued["pickup_qr"] == f"locker:api-1:pickup:{reissued['pickup_code']}"
+        assert "UNKNOWN_ORDER" in c.ask(id=9, op="reissue_code", order_id="X", token=token)["error"]
+        assert c.ask(id=10, op="logout", token=token)["result"] == {"ended": True}
+        assert "session has ended" in c.ask(id=11, op="diagnostics", token=token)["error"]
+        opened = c.ask(id=12, op="code", text=reissued["pickup_code"])["result"]
+        assert opened["outcome"] == "opened" and opened["purpose"] == "pickup"
+    finally:
+        c.close()
+
+
+def test_codes_from_the_scanner_reach_the_screen_on_the_stream(daemon: Locker) -> None:
+    from locker.model import Method
+
+    watcher, kiosk = Client(daemon.config.api.socket), Client(daemon.config.api.socket)
+    try:
+        watcher.ask(id="w", op="subscribe")
+        # The kiosk's own request is answered to it alone: no stream line for it.
+        assert kiosk.ask(id=1, op="code", text="11112222")["result"]["outcome"] == "wrong"
+        daemon.loop.post(lambda: daemon.service.enter_code("33334444", Method.CAMERA))
+        entries = []
+        for _ in range(10):
+            msg = watcher.read()
+            if msg["stream"] == "entry":
+                entries.append(msg)
+                break
+        assert entries == [
+            {
+                "stream": "entry",
+                "method": "camera",
+                "outcome": "wrong",
+                "message": "wrong code; 4 attempts left",
+                "purpose": None,
+                "compartments": [],
+                "attempts_left": 4,  # the camera is a terminal of its own
+                "wait_s": 0.0,
+            }
+        ]
+    finally:
+        watcher.close()
+        kiosk.close()

@@ -164,6 +164,11 @@ CASES = [
     ),
     ("scanner", BASE + '\n[scanner]\ndriver = "usb"\n', '[scanner] driver: "usb" is not one of'),
     (
+        "camera source",
+        BASE + '\n[scanner]\ndriver = "camera"\nport = "/dev/video0"\n',
+        '[scanner] port: "/dev/video0": the camera is folder:PATH, opencv:DEVICE or picamera2',
+    ),
+    (
         "serial scanner port",
         BASE + '\n[scanner]\ndriver = "serial"\n',
         "[scanner] port: required for the serial scanner",
