@@ -219,6 +219,9 @@ def _result(r: CodeResult) -> dict[str, Any]:
         "compartments": list(r.compartments),
         "attempts_left": r.attempts_left,
         "wait_s": r.wait_s,
+        "reason": r.reason,
+        # Staff see which order they are loading; a shopper's result never names one.
+        "order_id": r.order_id if r.purpose in ("deposit", "retrieval") else None,
     }
 
 

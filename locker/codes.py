@@ -28,6 +28,10 @@ KEY_BYTES = 32
 class CodeFormatError(LockerError):
     """Input that is not a code of this locker (the message is shown to the person)."""
 
+    def __init__(self, message: str, reason: str = "not_a_code") -> None:
+        super().__init__(message)
+        self.reason = reason  # not_a_code, or other_locker (a wrong attempt)
+
 
 class KeyFileError(LockerError):
     """The locker key file is missing, unreadable, too open, or malformed."""
@@ -143,7 +147,8 @@ def parse_code_input(text: str, locker_id: str) -> ParsedCode:
             raise CodeFormatError("this QR code is not a locker code")
         if not hmac.compare_digest(qr_locker.encode(), locker_id.encode()):
             raise CodeFormatError(
-                "this QR code is for another locker; please check the locker named in your message"
+                "this QR code is for another locker; please check the locker named in your message",
+                "other_locker",
             )
         return ParsedCode(code=code, kind="pickup" if kind == "pickup" else "deposit")
     raise CodeFormatError("not a valid code: codes are digits only")

@@ -37,6 +37,9 @@ class CodeResult:
     compartments: tuple[int, ...] = ()
     attempts_left: int | None = None
     wait_s: float = 0.0
+    # Why a code was refused, for the screen to pick its text: other_locker, not_a_code,
+    # already_loaded, not_now (None for a plain wrong code).
+    reason: str | None = None
 
 
 class CodeEntry:
@@ -58,10 +61,10 @@ class CodeEntry:
             try:
                 parsed = parse_code_input(text, self.svc.locker_id)
             except CodeFormatError as exc:
-                if "another locker" in str(exc):
-                    return self._wrong(tx, terminal, state, now, str(exc))
+                if exc.reason == "other_locker":
+                    return self._wrong(tx, terminal, state, now, str(exc), exc.reason)
                 tx.audit(now, terminal, "code_rejected", detail=str(exc))
-                return CodeResult("refused", str(exc))
+                return CodeResult("refused", str(exc), reason=exc.reason)
             digest = self.svc.codebook.digest(parsed.code)
             row = tx.one("SELECT digest, order_pk, kind FROM codes WHERE digest=?", (digest,))
             if (
@@ -88,9 +91,14 @@ class CodeEntry:
             purpose = Purpose.PICKUP
         elif kind == "deposit" and state == OrderState.LOADED:
             tx.audit(now, method.value, "deposit_code_reused", order["order_id"])
-            return CodeResult("refused", "this order is already loaded", order_id=order["order_id"])
+            return CodeResult(
+                "refused",
+                "this order is already loaded",
+                order_id=order["order_id"],
+                reason="already_loaded",
+            )
         else:  # a live code always belongs to one of the states above
-            return CodeResult("refused", "this code cannot be used now")
+            return CodeResult("refused", "this code cannot be used now", reason="not_now")
         numbers = [
             r["number"]
             for r in tx.q(
@@ -187,7 +195,13 @@ class CodeEntry:
             return None
 
     def _wrong(
-        self, tx: Transaction, terminal: str, state: ThrottleState, now: float, why: str
+        self,
+        tx: Transaction,
+        terminal: str,
+        state: ThrottleState,
+        now: float,
+        why: str,
+        reason: str | None = None,
     ) -> CodeResult:
         new_state, locked_for = record_failure(state, now, self.svc.policy)
         self.save_throttle(tx, terminal, new_state)
@@ -215,4 +229,6 @@ class CodeEntry:
                 wait_s=locked_for,
             )
         left = attempts_left(new_state, now, self.svc.policy)
-        return CodeResult("wrong", f"{why}; {left} attempts left", attempts_left=left)
+        return CodeResult(
+            "wrong", f"{why}; {left} attempts left", attempts_left=left, reason=reason
+        )

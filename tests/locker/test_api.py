@@ -277,6 +277,8 @@ def test_codes_from_the_scanner_reach_the_screen_on_the_stream(daemon: Locker) -
                 "compartments": [],
                 "attempts_left": 4,  # the camera is a terminal of its own
                 "wait_s": 0.0,
+                "reason": None,
+                "order_id": None,
             }
         ]
     finally:
