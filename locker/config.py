@@ -121,6 +121,14 @@ class ApiSection:
 
 
 @dataclass(frozen=True)
+class KioskSection:
+    """Read by lockerd only to check it; the kiosk itself reads these two keys."""
+
+    language: str = "zh"  # the language the screen starts in: zh | en
+    size: str = "800x480"  # 800x480 | 1024x600
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     locker: LockerSection
@@ -132,6 +140,7 @@ class Config:
     compartments: tuple[CompartmentConfig, ...]
     scanner: ScannerSection
     api: ApiSection
+    kiosk: KioskSection = KioskSection()
 
     def compartment(self, number: int) -> CompartmentConfig:
         for c in self.compartments:
@@ -291,6 +300,7 @@ SECTIONS = (
     "compartments",
     "scanner",
     "api",
+    "kiosk",
 )
 
 
@@ -316,7 +326,19 @@ def parse_config(data: Mapping[str, object], path: Path) -> Config:
     api = ApiSection(
         socket=_resolve(base, api_r.get_str("socket", ApiSection.socket) or ApiSection.socket)
     )
-    return Config(path, locker, mqtt, rules, doors, security, boards, compartments, scanner, api)
+    kiosk_r = _Reader(path, "[kiosk]", data.get("kiosk", {}))
+    kiosk_r.check_keys(_names(KioskSection))
+    kiosk = KioskSection(
+        language=kiosk_r.get_str("language", KioskSection.language),
+        size=kiosk_r.get_str("size", KioskSection.size),
+    )
+    if kiosk.language not in ("zh", "en"):
+        raise kiosk_r.fail("language", f'"{kiosk.language}" is not one of zh, en')
+    if kiosk.size not in ("800x480", "1024x600"):
+        raise kiosk_r.fail("size", f'"{kiosk.size}" is not one of 800x480, 1024x600')
+    return Config(
+        path, locker, mqtt, rules, doors, security, boards, compartments, scanner, api, kiosk
+    )
 
 
 def _locker(r: _Reader, base: Path) -> LockerSection:

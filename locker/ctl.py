@@ -1,7 +1,8 @@
 """`lockerctl`: the maintenance staff's command line.
 
 Reads the locker's database directly (read-only use; WAL lets it run beside
-the daemon). It never prints a code: fields that carry one are masked.
+the daemon). It never prints a code: fields that carry one are masked — except
+`lockerctl qr ORDER`, whose purpose is to hand a customer a new pickup code.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import getpass
 import json
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from locker.clock import rfc3339
@@ -19,6 +21,7 @@ from locker.config import load_config
 from locker.daemon import DEFAULT_CONFIG
 from locker.errors import LockerError
 from locker.pin import write_pin
+from locker.qr import save_png, terminal
 from locker.storage import SECRET_FIELDS, Store
 
 
@@ -159,6 +162,39 @@ def _maintenance(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_qr(args: argparse.Namespace) -> int:
+    """Render a pickup QR: from `--text`, or for an order by issuing it a new pickup code.
+
+    Codes are kept only as keyed hashes, so an order's existing code cannot be shown
+    again: `lockerctl qr ORDER` replaces it (technician PIN, logged; the old code stops
+    working and the platform receives `code_issued` to update the customer).
+    """
+    if args.text:
+        text, label = args.text, "QR"
+    elif args.order_id:
+        config = load_config(args.config)
+        reply = _ask_api(
+            config.api.socket,
+            {"op": "reissue_code", "order_id": args.order_id, "pin": _read_pin(args.pin_stdin)},
+        )
+        if not reply.get("ok"):
+            print(f"lockerctl: {reply.get('error')}", file=sys.stderr)
+            return 1
+        text = reply["result"]["pickup_qr"]
+        label = (
+            f"new pickup code {reply['result']['pickup_code']} for order {args.order_id}"
+            " (the old one no longer works; the platform is told)"
+        )
+    else:
+        print("lockerctl: qr needs an ORDER or --text", file=sys.stderr)
+        return 2
+    png = Path(args.png or f"{args.order_id or 'qr'}-pickup-qr.png")
+    save_png(text, png)
+    print(terminal(text))
+    print(f"{label}\nQR text: {text}\nPNG: {png}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lockerctl", description="Pickup locker maintenance")
     parser.add_argument("--config", default=DEFAULT_CONFIG)
@@ -178,9 +214,21 @@ def main(argv: list[str] | None = None) -> int:
     p_svc.add_argument("compartment", type=int)
     p_svc.add_argument("state", choices=["on", "off"])
     p_svc.add_argument("--reason", default="maintenance")
-    for p in (p_pin, p_open, p_all, p_svc):
+    p_qr = sub.add_parser(
+        "qr", help="issue an order a new pickup code and render its QR (PNG and terminal)"
+    )
+    p_qr.add_argument("order_id", nargs="?", help="a loaded order (its code is replaced)")
+    p_qr.add_argument("--text", help="render this QR text instead (nothing is changed)")
+    p_qr.add_argument("--png", help="PNG file to write (default: ORDER-pickup-qr.png)")
+    for p in (p_pin, p_open, p_all, p_svc, p_qr):
         p.add_argument("--pin-stdin", action="store_true", help="read the PIN from stdin")
     args = parser.parse_args(argv)
+    if args.cmd == "qr":
+        try:
+            return cmd_qr(args)
+        except LockerError as exc:
+            print(f"lockerctl: {exc}", file=sys.stderr)
+            return 2
     if args.cmd in ("set-pin", "open", "open-all", "service"):
         try:
             return _maintenance(args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from simulator import demo
 
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     p_platform.add_argument("--orders", type=int, default=1)
     p_platform.add_argument(
         "--follow", action="store_true", help="then keep printing events and confirming receipts"
+    )
+    p_platform.add_argument(
+        "--qr-dir", default="var/qr", help="where the shoppers' pickup QR codes go (PNG)"
     )
     p_boards = sub.add_parser(
         "boards",
@@ -80,7 +84,7 @@ def _platform(args: argparse.Namespace) -> int:
 
     from simulator.platform import PlatformSim  # noqa: PLC0415
 
-    sim = PlatformSim(args.host, args.port, args.prefix)
+    sim = PlatformSim(args.host, args.port, args.prefix, qr_dir=Path(args.qr_dir))
     try:
         for i in range(args.orders):
             order_id = f"SO-{time.strftime('%Y%m%d-%H%M%S')}-{i:03d}"

@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -26,6 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from locker.clock import rfc3339
+from locker.qr import save_png, terminal
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,10 @@ class PlatformSim:
         username: str = "",
         password: str = "",
         out: Printer = print,
+        qr_dir: Path | None = None,
     ) -> None:
         self.prefix = prefix
+        self.qr_dir = qr_dir  # where the customer's QR codes go as PNG files
         self.instance = uuid.uuid4().hex[:8]
         self.out = out
         self.confirmed: list[str] = []
@@ -105,6 +109,10 @@ class PlatformSim:
                 f" code {ev['pickup_code']} (QR: {ev['pickup_qr']}), until"
                 f" {ev['pickup_until']}"
             )
+            self._send_qr(order, ev["pickup_qr"])
+        elif kind == "code_issued":
+            self.out(f"platform: new pickup code for {order} from {where}: {ev['pickup_code']}")
+            self._send_qr(order, ev["pickup_qr"])
         elif kind == "picked_up":
             # The one event on which the platform confirms receipt (自动确认收货).
             self.confirmed.append(order)
@@ -120,6 +128,13 @@ class PlatformSim:
             }
             self.out(f"platform: {kind} from {where} {json.dumps(detail, ensure_ascii=False)}")
         self.events.put(ev)
+
+    def _send_qr(self, order: str, text: str) -> None:
+        """What the shopper's phone would show: the QR as a PNG and in the terminal."""
+        if self.qr_dir is None:
+            return
+        png = save_png(text, self.qr_dir / f"{order}-pickup-qr.png")
+        self.out(f"platform: QR for {order} (show it to the camera): {png}\n{terminal(text)}")
 
     def command(self, locker_id: str, name: str, timeout: float = 10, **fields: Any) -> Any:
         """Send a command and wait for its reply."""

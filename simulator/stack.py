@@ -53,7 +53,9 @@ def run_stack(folder: str | None = None, door_close_s: float = 1.5) -> int:
         )
     try:
         print(f"mosquitto on 127.0.0.1:{broker.port}; lockerd --config {cabinet.config_path}")
-        platform = PlatformSim(port=broker.port, out=lambda s: print(f"  {s}", flush=True))
+        platform = PlatformSim(
+            port=broker.port, out=lambda s: print(f"  {s}", flush=True), qr_dir=base / "qr"
+        )
         locker_id = "store-001-a"
         deadline = time.monotonic() + 20
         while True:  # the daemon is up when it answers

@@ -284,3 +284,59 @@ def test_codes_from_the_scanner_reach_the_screen_on_the_stream(daemon: Locker) -
     finally:
         watcher.close()
         kiosk.close()
+
+
+def test_lockerctl_qr_issues_a_new_code_and_renders_it(daemon: Locker, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from drivers.camera import decode
+    from locker.pin import write_pin
+
+    write_pin(daemon.config.pin_path, "24681357")
+    ctl = [str(Path(sys.executable).parent / "lockerctl"), "--config", str(daemon.config.path)]
+    c = Client(daemon.config.api.socket)
+    try:
+        deposit = _reserve(daemon, "SO-Q")
+        assert c.ask(id=1, op="code", text=deposit)["result"]["outcome"] == "opened"
+        for _ in range(100):
+            if c.ask(id=0, op="history", order_id="SO-Q")["result"][-1]["stage"] == "deposited":
+                break
+            threading.Event().wait(0.05)
+        png = tmp_path / "out" / "q.png"
+        out = subprocess.run(
+            [*ctl, "qr", "SO-Q", "--pin-stdin", "--png", str(png)],
+            input="24681357\n",
+            text=True,
+            capture_output=True,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        (text,) = decode(Image.open(png))
+        code = text.rsplit(":", 1)[1]
+        assert text == f"locker:api-1:pickup:{code}"
+        assert f"new pickup code {code} for order SO-Q" in out.stdout and "█" in out.stdout
+        # The QR from lockerctl opens the compartment, as the customer's phone would.
+        opened = c.ask(id=2, op="code", text=text, method="camera")["result"]
+        assert opened["outcome"] == "opened" and opened["compartments"] == [1]
+        refused = subprocess.run(
+            [*ctl, "qr", "SO-NONE", "--pin-stdin"],
+            input="24681357\n",
+            text=True,
+            capture_output=True,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert refused.returncode == 1 and "UNKNOWN_ORDER" in refused.stderr
+        plain = subprocess.run(
+            [*ctl, "qr", "--text", "locker:api-1:pickup:123", "--png", str(tmp_path / "t.png")],
+            text=True,
+            capture_output=True,
+            check=True,
+        )
+        assert decode(Image.open(tmp_path / "t.png")) == ["locker:api-1:pickup:123"]
+        assert "QR text: locker:api-1:pickup:123" in plain.stdout
+    finally:
+        c.close()

@@ -32,6 +32,15 @@ def test_the_whole_stack_confirms_receipt_of_one_order(tmp_path: Path) -> None:
     assert "FRESH_NOT_ALLOWED" in text
     assert text.index("loaded in locker") < text.index("receipt of the order CONFIRMED")
     assert "receipt confirmed by the platform: yes" in text
+    # The platform rendered the shopper's QR (PNG and terminal) from the contract's text.
+    from PIL import Image
+
+    from drivers.camera import decode
+
+    (png,) = (tmp_path / "qr").glob("*-pickup-qr.png")
+    (qr_text,) = decode(Image.open(png))
+    assert qr_text.startswith("locker:store-001-a:pickup:")
+    assert f"(show it to the camera): {png}" in text and "█" in text
 
 
 def test_instances_share_the_events_and_confirm_only_on_picked_up(tmp_path: Path) -> None:
