@@ -1,10 +1,14 @@
-"""`locker-kiosk`: the shopper's touchscreen (Kivy), a client of lockerd's local API only.
+"""`locker-kiosk`: the locker's touchscreen (Kivy), a client of lockerd's local API only.
 
 Screens: welcome (scan or type), a numeric keypad with large targets, the
-result of a code (door open, wrong code with attempts left, wait when
-throttled, door failed: service desk), and "out of service" while lockerd is
-away — the kiosk reconnects by itself. Chinese and English, switched on
-screen. The staff deposit and maintenance screens are still to come.
+result of a code (door open until it is closed again, with a reminder while it
+stays open; wrong code with attempts left; the wait when throttled; door
+failed: service desk; thank you), the staff screen (deposit and retrieval
+codes), the maintenance diagnostic screen behind the technician PIN, and "out
+of service" while lockerd is away — the kiosk reconnects by itself. Chinese and
+English, switched on screen. A USB scanner in keyboard mode types into the
+code field; results of the serial scanner and the camera (read by lockerd)
+arrive on lockerd's stream and are shown the same way.
 """
 
 from __future__ import annotations
@@ -12,86 +16,176 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from kiosk_ui.client import ApiClient, ApiUnavailable
 from kiosk_ui.i18n import Texts
+from kiosk_ui.stream import StreamListener
+from kiosk_ui.wedge import WedgeBuffer
 
 CJK_FONTS = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
 )
-RESULT_SECONDS = 8.0
+RESULT_SECONDS = 8.0  # a result goes back to the start screen after this
+DOOR_WAIT_SECONDS = 120.0  # an open door keeps its screen at most this long
+REMINDER_SECONDS = 20.0  # then "please close the door"
+THANKS_SECONDS = 3.0
+KEYPAD_IDLE_SECONDS = 45.0  # a keypad left half-typed goes back to the start
 RETRY_SECONDS = 2.0
+ENTER_KEYS = (13, 271)  # Return, keypad Enter
 
 
 def font() -> str | None:
     return next((f for f in CJK_FONTS if os.path.exists(f)), None)
 
 
-def build_app(socket_path: str, lang: str = "zh", size: tuple[int, int] = (800, 480)) -> Any:
+def build_app(
+    socket_path: str,
+    lang: str = "zh",
+    size: tuple[int, int] = (800, 480),
+    fullscreen: bool = False,
+) -> Any:
     """Create the Kivy app (Kivy is imported here: a headless daemon never loads it)."""
     os.environ.setdefault("KIVY_NO_ARGS", "1")
     from kivy.config import Config
 
     Config.set("graphics", "width", str(size[0]))
     Config.set("graphics", "height", str(size[1]))
+    if fullscreen:
+        Config.set("graphics", "fullscreen", "auto")
+        Config.set("graphics", "show_cursor", "0")
     Config.set("input", "mouse", "mouse,disable_multitouch")
+    Config.set("kivy", "exit_on_escape", "0")  # a scanner's stray Escape must not quit
     from kivy.app import App
     from kivy.clock import Clock
     from kivy.core.text import LabelBase
+    from kivy.core.window import Window
     from kivy.uix.boxlayout import BoxLayout
     from kivy.uix.button import Button
     from kivy.uix.gridlayout import GridLayout
     from kivy.uix.label import Label
     from kivy.uix.screenmanager import NoTransition, Screen, ScreenManager
+    from kivy.uix.widget import Widget
+
+    from kiosk_ui.maintenance import MaintenanceScreen
 
     cjk = font()
     if cjk:
         LabelBase.register("Roboto", cjk)  # every label can show Chinese
 
+    def centred(**kwargs: Any) -> Any:
+        label = Label(halign="center", valign="middle", **kwargs)
+        label.bind(size=lambda w, s: setattr(w, "text_size", s))
+        return label
+
     class KioskApp(App):  # type: ignore[misc]
         def build(self) -> Any:
             self.title = "locker-kiosk"
             self.texts = Texts(lang)
+            self.default_lang = self.texts.lang
             self.api = ApiClient(socket_path)
             self.code = ""
+            self.mode = "shopper"  # what the keypad is for: shopper, staff or pin
+            self.waiting_doors: set[int] = set()
+            self.opened_seen: set[int] = set()
+            self.doors: dict[int, str] = {}
+            self.wedge = WedgeBuffer()
             self.sm = ScreenManager(transition=NoTransition())
             self.widgets: dict[str, Any] = {}
             self._screen_welcome(Screen(name="welcome"))
+            self._screen_staff(Screen(name="staff"))
             self._screen_keypad(Screen(name="keypad"))
-            self._screen_message(Screen(name="result"), "result")
-            self._screen_message(Screen(name="offline"), "offline")
+            self._screen_result(Screen(name="result"))
+            self._screen_offline(Screen(name="offline"))
+            self.maintenance = MaintenanceScreen(self)
+            self.sm.add_widget(self.maintenance)
             self.refresh_texts()
+            self.stream = StreamListener(
+                socket_path, lambda m: Clock.schedule_once(lambda _dt: self.on_stream(m))
+            )
+            self.stream.start()
+            Window.bind(on_textinput=self.on_textinput, on_key_down=self.on_key_down)
             Clock.schedule_interval(self.check_daemon, RETRY_SECONDS)
             self.check_daemon(0)
             return self.sm
 
+        def on_stop(self) -> None:
+            Window.unbind(on_textinput=self.on_textinput, on_key_down=self.on_key_down)
+            for fn in (
+                self.check_daemon,
+                self.result_timeout,
+                self.door_reminder,
+                self.home_after_thanks,
+                self.walked_away,
+                self.maintenance.refresh,
+            ):
+                Clock.unschedule(fn)
+            self.stream.stop()
+            self.api.close()
+
         # -- screens ---------------------------------------------------------------
 
         def _screen_welcome(self, screen: Any) -> None:
-            box = BoxLayout(orientation="vertical", padding=30, spacing=20)
-            title = Label(font_size="44sp", bold=True)
-            hint = Label(font_size="26sp")
-            row = BoxLayout(spacing=20, size_hint_y=0.35)
-            type_code = Button(font_size="30sp", on_release=lambda *_: self.show("keypad"))
+            box = BoxLayout(orientation="vertical", padding=24, spacing=14)
+            title = centred(font_size="44sp", bold=True, size_hint_y=0.26)
+            hint = centred(font_size="26sp", size_hint_y=0.22)
+            row = BoxLayout(spacing=20, size_hint_y=0.34)
+            type_code = Button(font_size="30sp", on_release=lambda *_: self.keypad("shopper"))
             language = Button(
                 font_size="24sp", size_hint_x=0.35, on_release=lambda *_: self.toggle_language()
             )
             row.add_widget(type_code)
             row.add_widget(language)
+            footer = BoxLayout(spacing=12, size_hint_y=0.18)
+            staff = Button(
+                font_size="18sp", size_hint_x=0.24, on_release=lambda *_: self.show("staff")
+            )
+            maintenance = Button(
+                font_size="18sp", size_hint_x=0.24, on_release=lambda *_: self.keypad("pin")
+            )
+            footer.add_widget(staff)
+            footer.add_widget(Widget())
+            footer.add_widget(maintenance)
+            for w in (title, hint, row, footer):
+                box.add_widget(w)
+            screen.add_widget(box)
+            self.sm.add_widget(screen)
+            self.widgets.update(
+                title=title,
+                hint=hint,
+                type_code=type_code,
+                language=language,
+                staff=staff,
+                maintenance=maintenance,
+            )
+
+        def _screen_staff(self, screen: Any) -> None:
+            box = BoxLayout(orientation="vertical", padding=24, spacing=14)
+            title = centred(font_size="36sp", bold=True, size_hint_y=0.25)
+            hint = centred(font_size="22sp", size_hint_y=0.35)
+            row = BoxLayout(spacing=20, size_hint_y=0.35)
+            type_code = Button(font_size="28sp", on_release=lambda *_: self.keypad("staff"))
+            back = Button(
+                font_size="24sp", size_hint_x=0.35, on_release=lambda *_: self.show("welcome")
+            )
+            row.add_widget(type_code)
+            row.add_widget(back)
             for w in (title, hint, row):
                 box.add_widget(w)
             screen.add_widget(box)
             self.sm.add_widget(screen)
-            self.widgets.update(title=title, hint=hint, type_code=type_code, language=language)
+            self.widgets.update(
+                staff_title=title, staff_hint=hint, staff_type=type_code, staff_back=back
+            )
 
         def _screen_keypad(self, screen: Any) -> None:
             box = BoxLayout(orientation="vertical", padding=12, spacing=8)
-            prompt = Label(font_size="24sp", size_hint_y=0.15)
-            shown = Label(font_size="40sp", size_hint_y=0.2)
+            prompt = centred(font_size="24sp", size_hint_y=0.15)
+            shown = centred(font_size="40sp", size_hint_y=0.2)
             grid = GridLayout(cols=3, spacing=8)
             keys: dict[str, Any] = {}
             for key in ("1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "ok"):
@@ -99,23 +193,32 @@ def build_app(socket_path: str, lang: str = "zh", size: tuple[int, int] = (800, 
                 button.bind(on_release=lambda _b, k=key: self.press(k))
                 grid.add_widget(button)
                 keys[key] = button
-            back = Button(
-                font_size="22sp", size_hint_y=0.15, on_release=lambda *_: self.show("welcome")
-            )
+            back = Button(font_size="22sp", size_hint_y=0.15, on_release=lambda *_: self.home())
             for w in (prompt, shown, grid, back):
                 box.add_widget(w)
             screen.add_widget(box)
             self.sm.add_widget(screen)
             self.widgets.update(prompt=prompt, shown=shown, back=back, keys=keys)
 
-        def _screen_message(self, screen: Any, name: str) -> None:
-            label = Label(font_size="32sp", halign="center", valign="middle")
-            label.bind(size=lambda w, s: setattr(w, "text_size", s))
+        def _screen_result(self, screen: Any) -> None:
+            box = BoxLayout(orientation="vertical", padding=30, spacing=12)
+            label = centred(font_size="32sp")
+            note = centred(font_size="20sp", size_hint_y=0.3)
+            done = Button(font_size="24sp", size_hint=(0.4, 0.22), pos_hint={"center_x": 0.5})
+            done.bind(on_release=lambda *_: self.home())
+            for w in (label, note, done):
+                box.add_widget(w)
+            screen.add_widget(box)
+            self.sm.add_widget(screen)
+            self.widgets.update(result=label, note=note, done=done)
+
+        def _screen_offline(self, screen: Any) -> None:
+            label = centred(font_size="32sp")
             screen.add_widget(label)
             self.sm.add_widget(screen)
-            self.widgets[name] = label
+            self.widgets["offline"] = label
 
-        # -- behaviour -------------------------------------------------------------
+        # -- navigation and texts --------------------------------------------------
 
         def refresh_texts(self) -> None:
             t, w = self.texts.t, self.widgets
@@ -123,8 +226,17 @@ def build_app(socket_path: str, lang: str = "zh", size: tuple[int, int] = (800, 
             w["hint"].text = t("welcome_hint")
             w["type_code"].text = t("type_code")
             w["language"].text = t("language")
-            w["prompt"].text = t("enter_code")
+            w["staff"].text = t("staff")
+            w["maintenance"].text = t("maintenance")
+            w["staff_title"].text = t("staff_title")
+            w["staff_hint"].text = t("staff_hint")
+            w["staff_type"].text = t("staff_type")
+            w["staff_back"].text = t("back")
+            w["prompt"].text = t(
+                {"shopper": "enter_code", "staff": "staff_prompt"}.get(self.mode, "pin_prompt")
+            )
             w["back"].text = t("back")
+            w["done"].text = t("done")
             for key, button in w["keys"].items():
                 button.text = t(key) if key in ("ok", "clear") else key
             w["offline"].text = t("offline")
@@ -137,17 +249,50 @@ def build_app(socket_path: str, lang: str = "zh", size: tuple[int, int] = (800, 
         def show(self, name: str) -> None:
             self.code = ""
             self.widgets["shown"].text = ""
+            if name in ("welcome", "staff"):
+                self.mode = "staff" if name == "staff" else "shopper"
+                self.waiting_doors = set()
+                Clock.unschedule(self.result_timeout)
+                Clock.unschedule(self.door_reminder)
+                Clock.unschedule(self.home_after_thanks)
             self.sm.current = name
 
+        def home(self) -> None:
+            """Back to where this person started: the staff screen or the welcome screen."""
+            self.show("staff" if self.mode == "staff" else "welcome")
+
+        def keypad(self, mode: str) -> None:
+            self.mode = mode
+            self.refresh_texts()
+            self.show("keypad")
+            Clock.unschedule(self.walked_away)
+            Clock.schedule_once(self.walked_away, KEYPAD_IDLE_SECONDS)
+
+        def walked_away(self, _dt: float) -> None:
+            """Nobody finished: the next person starts afresh, in the default language."""
+            if self.sm.current in ("keypad", "result"):
+                self.home()
+            if self.texts.lang != self.default_lang:
+                self.texts.lang = self.default_lang
+                self.refresh_texts()
+
         def press(self, key: str) -> None:
+            Clock.unschedule(self.walked_away)
+            Clock.schedule_once(self.walked_away, KEYPAD_IDLE_SECONDS)
             if key == "clear":
                 self.code = ""
             elif key == "ok":
-                self.submit(self.code)
+                code, self.code = self.code, ""
+                if self.mode == "pin":
+                    self.login(code)
+                else:
+                    self.submit(code)
                 return
             elif len(self.code) < 16:
                 self.code += key
             self.widgets["shown"].text = "•" * len(self.code)  # never the code on screen
+
+        # -- codes -----------------------------------------------------------------
 
         def submit(self, text: str, method: str = "keypad") -> None:
             try:
@@ -156,32 +301,133 @@ def build_app(socket_path: str, lang: str = "zh", size: tuple[int, int] = (800, 
                 self.show("offline")
                 return
             except ValueError as exc:
-                self.widgets["result"].text = str(exc)
-            else:
-                self.widgets["result"].text = self.describe(result)
-            self.show("result")
-            Clock.unschedule(self.back_to_welcome)
-            Clock.schedule_once(self.back_to_welcome, RESULT_SECONDS)
+                self.show_result({"outcome": "refused", "message": str(exc), "reason": None})
+                return
+            self.show_result(result)
 
-        def describe(self, r: dict[str, Any]) -> str:
-            t = self.texts.t
-            numbers = ", ".join(str(n) for n in r["compartments"])
+        def show_result(self, r: dict[str, Any]) -> None:
+            text, note = self.describe(r)
+            self.widgets["result"].text = text
+            self.widgets["note"].text = note
+            self.code = ""
+            self.sm.current = "result"
+            for fn in (
+                self.result_timeout,
+                self.door_reminder,
+                self.home_after_thanks,
+                self.walked_away,
+            ):
+                Clock.unschedule(fn)
             if r["outcome"] == "opened":
-                key = {"deposit": "opened_deposit", "retrieval": "opened_retrieval"}.get(
-                    r["purpose"] or "", "opened"
-                )
-                return t(key, numbers=numbers)
-            if r["outcome"] == "wrong":
-                return t("wrong", left=r["attempts_left"])
-            if r["outcome"] == "throttled":
-                return t("throttled", seconds=int(r["wait_s"] + 0.999))
-            if r["outcome"] == "door_failed":
-                return t("door_failed")
-            return t("refused", message=r["message"])
+                # The screen stays with the open door: a reminder if it stays open, thanks
+                # once it is closed (seen on lockerd's stream).
+                self.waiting_doors = set(r["compartments"])
+                self.opened_seen = set()
+                Clock.schedule_once(self.door_reminder, REMINDER_SECONDS)
+                Clock.schedule_once(self.result_timeout, DOOR_WAIT_SECONDS)
+            else:
+                self.waiting_doors = set()
+                Clock.schedule_once(self.result_timeout, RESULT_SECONDS)
 
-        def back_to_welcome(self, _dt: float) -> None:
+        def describe(self, r: dict[str, Any]) -> tuple[str, str]:
+            """The result's text and a second line, in the current language."""
+            t = self.texts.t
+            numbers = ", ".join(str(n) for n in r.get("compartments", []))
+            outcome, reason = r["outcome"], r.get("reason")
+            if outcome == "opened":
+                purpose = r.get("purpose") or "pickup"
+                if purpose in ("deposit", "retrieval"):
+                    key = "opened_deposit" if purpose == "deposit" else "opened_retrieval"
+                    order = t("order_line", order=r["order_id"]) if r.get("order_id") else ""
+                    return t(key, numbers=numbers), order
+                return t("opened", numbers=numbers), ""
+            if outcome == "wrong" and reason == "other_locker":
+                return t("other_locker"), t("attempts_left", left=r["attempts_left"])
+            if outcome == "wrong":
+                return t("wrong", left=r["attempts_left"]), t("service_desk_hint")
+            if outcome == "throttled":
+                return t("throttled", seconds=int(r["wait_s"] + 0.999)), ""
+            if outcome == "door_failed":
+                return t("door_failed"), ""
+            if reason in ("not_a_code", "already_loaded", "not_now"):
+                return t(reason), ""
+            return t("refused", message=r.get("message", "")), ""
+
+        def result_timeout(self, _dt: float) -> None:
             if self.sm.current == "result":
-                self.show("welcome")
+                self.walked_away(0)
+
+        def door_reminder(self, _dt: float) -> None:
+            still_open = sorted(n for n in self.waiting_doors if self.doors.get(n) == "open")
+            if self.sm.current == "result" and still_open:
+                numbers = ", ".join(map(str, still_open))
+                self.widgets["note"].text = self.texts.t("close_reminder", numbers=numbers)
+
+        def doors_closed(self) -> None:
+            self.waiting_doors = set()
+            Clock.unschedule(self.door_reminder)
+            Clock.unschedule(self.result_timeout)
+            self.widgets["result"].text = self.texts.t("thanks")
+            self.widgets["note"].text = ""
+            Clock.schedule_once(self.home_after_thanks, THANKS_SECONDS)
+
+        def home_after_thanks(self, _dt: float) -> None:
+            if self.sm.current == "result":
+                self.walked_away(0)
+
+        # -- lockerd's stream and the keyboard-mode scanner ------------------------
+
+        def on_stream(self, message: dict[str, Any]) -> None:
+            if message["stream"] == "state":
+                self.doors = {c["number"]: c["door"] for c in message["state"]["compartments"]}
+                # A door counts as closed again only once it was seen open after the code:
+                # "closed" before that is the state from before the unlock.
+                self.opened_seen |= {n for n in self.waiting_doors if self.doors.get(n) == "open"}
+                if (
+                    self.sm.current == "result"
+                    and self.waiting_doors
+                    and self.waiting_doors <= self.opened_seen
+                    and all(self.doors.get(n) == "closed" for n in self.waiting_doors)
+                ):
+                    self.doors_closed()
+            elif message["stream"] == "entry" and self.accepts_codes():
+                self.show_result(message)
+
+        def accepts_codes(self) -> bool:
+            """Codes from a scanner count on the shopper and staff screens only."""
+            return self.sm.current in ("welcome", "staff", "result") or (
+                self.sm.current == "keypad" and self.mode != "pin"
+            )
+
+        def on_textinput(self, _window: Any, text: str) -> bool:
+            self.wedge.char(text, time.monotonic())
+            return True
+
+        def on_key_down(self, _window: Any, key: int, *_args: Any) -> bool:
+            if key not in ENTER_KEYS:
+                return False
+            text = self.wedge.enter(time.monotonic())
+            if text and self.accepts_codes():
+                self.submit(text, method="scanner")
+            return True
+
+        # -- maintenance -----------------------------------------------------------
+
+        def login(self, pin: str) -> None:
+            try:
+                session = self.api.request("login", pin=pin)
+            except ApiUnavailable:
+                self.show("offline")
+                return
+            except ValueError as exc:
+                self.mode = "shopper"
+                self.show_result(
+                    {"outcome": "refused", "message": str(exc), "reason": "pin_refused"}
+                )
+                self.widgets["result"].text = self.texts.t("pin_refused", message=str(exc))
+                return
+            self.show("maintenance")
+            self.maintenance.enter(session["token"])
 
         def check_daemon(self, _dt: float) -> None:
             try:
@@ -199,25 +445,38 @@ def build_app(socket_path: str, lang: str = "zh", size: tuple[int, int] = (800, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="locker-kiosk", description="Pickup locker kiosk")
     parser.add_argument("--config", default="/etc/locker/locker.toml")
-    parser.add_argument("--lang", choices=["zh", "en"], default="zh")
-    parser.add_argument("--size", default="800x480", help="800x480 or 1024x600")
+    parser.add_argument("--lang", choices=["zh", "en"], help="default: [kiosk] language or zh")
+    parser.add_argument("--size", help="800x480 or 1024x600 (default: [kiosk] size)")
+    parser.add_argument("--fullscreen", action="store_true", help="the cabinet's screen")
     parser.add_argument("--socket", help="lockerd's local API socket (default: from --config)")
     args = parser.parse_args(argv)
-    socket_path = args.socket or _socket_from_config(args.config)
-    width, height = (int(x) for x in args.size.split("x"))
-    build_app(socket_path, args.lang, (width, height)).run()
+    settings = _settings(args.config)
+    socket_path = args.socket or settings["socket"]
+    width, height = (int(x) for x in (args.size or settings["size"]).split("x"))
+    lang = args.lang or settings["language"]
+    build_app(socket_path, lang, (width, height), args.fullscreen).run()
     return 0
 
 
-def _socket_from_config(path: str) -> str:
-    """[api] socket of the daemon's configuration (the kiosk reads nothing else of it)."""
+def _settings(path: str) -> dict[str, str]:
+    """[api] socket and [kiosk] language and size of the daemon's configuration (lockerd
+    has checked them; nothing else is read)."""
     try:
         with open(path, "rb") as f:
-            api = tomllib.load(f).get("api", {})
+            data = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError):
-        return "/run/locker/api.sock"
-    socket_path = str(api.get("socket", "/run/locker/api.sock"))
-    return str(Path(path).parent / socket_path) if not socket_path.startswith("/") else socket_path
+        data = {}
+    socket_path = str(data.get("api", {}).get("socket", "/run/locker/api.sock"))
+    if not socket_path.startswith("/"):
+        socket_path = str(Path(path).parent / socket_path)
+    kiosk = data.get("kiosk", {})
+    language = str(kiosk.get("language", "zh"))
+    size = str(kiosk.get("size", "800x480"))
+    return {
+        "socket": socket_path,
+        "language": language if language in ("zh", "en") else "zh",
+        "size": size if size in ("800x480", "1024x600") else "800x480",
+    }
 
 
 if __name__ == "__main__":

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,31 +11,12 @@ from typing import Any
 
 import pytest
 from conftest import RunningDaemon
+from kiosk_helpers import SHOTS, Steps, display, overflowing, shot, tap  # noqa: F401 (a fixture)
 
 from drivers.sim import SimBoard
 from locker.clock import rfc3339
 from locker.commands import CommandProcessor
 from locker.daemon import Locker
-
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
-
-
-@pytest.fixture(scope="module")
-def display() -> Iterator[str]:
-    exe = shutil.which("Xvfb")
-    assert exe, "Xvfb is installed by make test"
-    number = 90 + os.getpid() % 9
-    proc = subprocess.Popen(
-        [exe, f":{number}", "-screen", "0", "800x480x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    time.sleep(1.0)
-    os.environ["DISPLAY"] = f":{number}"
-    yield f":{number}"
-    proc.terminate()
-    proc.wait(10)
 
 
 @pytest.fixture
@@ -54,20 +32,9 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Locker, SimBoard]]:
     running.stop()
 
 
-def tap(widget: Any) -> None:
-    """A finger on the widget's centre: a real touch down and up through Kivy's input path."""
-    from kivy.tests.common import UnitTestTouch
-
-    x, y = widget.to_window(*widget.center)
-    touch = UnitTestTouch(x, y)
-    touch.touch_down()
-    touch.touch_up()
-
-
 @pytest.mark.slow
-def test_shopper_types_a_code_and_the_door_opens(
-    display: str, daemon: tuple[Locker, SimBoard]
-) -> None:
+@pytest.mark.usefixtures("display")
+def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]) -> None:
     locker, board = daemon
     processor = CommandProcessor(locker.service)
     done = threading.Event()
@@ -93,31 +60,20 @@ def test_shopper_types_a_code_and_the_door_opens(
     assert done.wait(5)
     deposit_code = box[0]["result"]["deposit_code"]
 
-    from kivy.clock import Clock
-
     from kiosk_ui.app import build_app
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
     app = build_app(str(locker.config.api.socket), lang="zh")
-    seen: dict[str, Any] = {}
+    seen: dict[str, Any] = {"overflow": {}}
+    step = Steps(app)
 
-    def shot(name: str) -> None:
-        from kivy.core.window import Window
-
-        Window.screenshot(name=str(SHOTS / f"{name}.png"))
-        produced = sorted(SHOTS.glob(f"{name}*.png"))[-1]
-        produced.replace(SHOTS / f"{name}.png")
-
-    steps = []
-
-    def step(fn: Any) -> Any:
-        steps.append(fn)
-        return fn
+    def check(name: str) -> None:
+        seen["overflow"][name] = overflowing(app.sm.current_screen)
+        shot(name)
 
     @step
     def welcome_zh() -> None:
         seen["welcome_zh"] = app.widgets["title"].text
-        shot("01-welcome-zh")
+        check("01-welcome-zh")
 
     @step
     def switch_language() -> None:
@@ -126,7 +82,7 @@ def test_shopper_types_a_code_and_the_door_opens(
     @step
     def welcome_en() -> None:
         seen["welcome_en"] = app.widgets["title"].text
-        shot("02-welcome-en")
+        check("02-welcome-en")
         tap(app.widgets["type_code"])
 
     @step
@@ -137,13 +93,13 @@ def test_shopper_types_a_code_and_the_door_opens(
 
     @step
     def keypad_shot() -> None:  # a frame later, so the dots are drawn
-        shot("03-keypad")
+        check("03-keypad")
         tap(app.widgets["keys"]["ok"])
 
     @step
     def wrong_result() -> None:
         seen["wrong"] = app.widgets["result"].text
-        shot("04-wrong-code")
+        check("04-wrong-code")
         app.show("keypad")
 
     @step
@@ -156,7 +112,7 @@ def test_shopper_types_a_code_and_the_door_opens(
     def opened() -> None:
         seen["opened"] = app.widgets["result"].text
         seen["door"] = board.is_open(1)
-        shot("05-compartment-open")
+        check("05-compartment-open")
         app.toggle_language()  # back to Chinese
 
     def to_keypad() -> None:
@@ -175,7 +131,7 @@ def test_shopper_types_a_code_and_the_door_opens(
     def throttled_zh() -> None:
         seen["throttled"] = app.widgets["result"].text
         seen["throttled_screen"] = app.sm.current
-        shot("06-throttled-zh")
+        check("06-throttled-zh")
 
     @step
     def daemon_goes_away() -> None:
@@ -188,21 +144,15 @@ def test_shopper_types_a_code_and_the_door_opens(
     def out_of_service() -> None:
         seen["offline"] = app.widgets["offline"].text
         seen["offline_screen"] = app.sm.current
-        shot("07-out-of-service-zh")
+        check("07-out-of-service-zh")
 
-    def run_steps(_dt: float) -> None:
-        if steps:
-            steps.pop(0)()
-        else:
-            app.stop()
-
-    Clock.schedule_interval(run_steps, 0.3)
-    app.run()
+    step.run()
     assert seen["welcome_zh"] == "自助取货柜"
     assert seen["welcome_en"] == "Pickup locker"
     assert seen["shown"] == "••••••••"  # the code itself is never shown
     assert seen["wrong"] == "Wrong code. 4 attempts left"
     assert seen["door"] is True
+    assert seen["overflow"] == {name: [] for name in seen["overflow"]}, "text that does not fit"
     assert seen["opened"].startswith("Compartment 1 is open")
     for name in (
         "01-welcome-zh",

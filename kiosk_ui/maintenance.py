@@ -1,0 +1,263 @@
+"""The maintenance diagnostic screen, behind the technician PIN.
+
+A grid of compartments coloured by state (red for a fault, grey out of
+service) with open doors marked; the selected compartment's details with
+test-open and the service toggle; boards with their error counts and last
+frames; the platform link and the outbox; recent alarms and events; the
+software version. Everything comes from lockerd's `diagnostics` request with
+the session token; the screen closes itself after two idle minutes so it is
+never left open for the next shopper.
+
+Imported only once Kivy's window is configured (see `app.build_app`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Any
+
+from kivy.clock import Clock
+from kivy.uix.boxlayout import BoxLayout
+from kivy.uix.button import Button
+from kivy.uix.gridlayout import GridLayout
+from kivy.uix.label import Label
+from kivy.uix.screenmanager import Screen
+
+from kiosk_ui.client import ApiUnavailable
+
+IDLE_S = 120.0
+REFRESH_S = 1.0
+COLOURS = {
+    "free": (0.16, 0.55, 0.27, 1),
+    "reserved": (0.2, 0.42, 0.78, 1),
+    "loaded": (0.86, 0.56, 0.12, 1),
+    "retrieval": (0.55, 0.32, 0.72, 1),
+    "out_of_service": (0.42, 0.42, 0.42, 1),
+    "fault": (0.82, 0.14, 0.14, 1),
+}
+
+
+def wrapped(**kwargs: Any) -> Label:
+    """A label whose text wraps inside its box, aligned top-left."""
+    label = Label(**{"halign": "left", "valign": "top", "markup": True, **kwargs})
+    label.bind(size=lambda w, s: setattr(w, "text_size", s))
+    return label
+
+
+class MaintenanceScreen(Screen):  # type: ignore[misc]
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(name="maintenance", **kwargs)
+        self.app = app
+        self.token: str | None = None
+        self.diag: dict[str, Any] = {}
+        self.selected: int | None = None
+        self.cells: dict[int, Button] = {}
+        self.last_touch = time.monotonic()
+        self.notice = ""
+
+        root = BoxLayout(orientation="vertical", padding=6, spacing=6)
+        top = BoxLayout(size_hint_y=0.11, spacing=6)
+        self.status = wrapped(font_size="14sp", valign="middle")
+        self.exit = Button(font_size="18sp", size_hint_x=0.16, on_release=lambda *_: self.leave())
+        top.add_widget(self.status)
+        top.add_widget(self.exit)
+        body = BoxLayout(spacing=8)
+        self.grid = GridLayout(spacing=3, size_hint_x=0.52)
+        side = BoxLayout(orientation="vertical", spacing=4, size_hint_x=0.48)
+        self.detail = wrapped(font_size="14sp", size_hint_y=0.2)
+        actions = BoxLayout(spacing=6, size_hint_y=0.15)
+        self.test_open = Button(font_size="16sp", on_release=lambda *_: self.do_test_open())
+        self.service = Button(font_size="16sp", on_release=lambda *_: self.do_toggle_service())
+        actions.add_widget(self.test_open)
+        actions.add_widget(self.service)
+        self.boards = wrapped(font_size="12sp", size_hint_y=0.3)
+        self.events = wrapped(font_size="12sp", size_hint_y=0.35)
+        for w in (self.detail, actions, self.boards, self.events):
+            side.add_widget(w)
+        body.add_widget(self.grid)
+        body.add_widget(side)
+        root.add_widget(top)
+        root.add_widget(body)
+        self.add_widget(root)
+
+    # -- session -----------------------------------------------------------------------
+
+    def enter(self, token: str) -> None:
+        self.token = token
+        self.selected = None
+        self.notice = ""
+        self.last_touch = time.monotonic()
+        self.refresh(0)
+        Clock.schedule_interval(self.refresh, REFRESH_S)
+
+    def leave(self) -> None:
+        Clock.unschedule(self.refresh)
+        if self.token is not None:
+            # If lockerd cannot be told, the session ends by itself on its side.
+            with contextlib.suppress(ApiUnavailable, ValueError):
+                self.app.api.request("logout", token=self.token)
+        self.token = None
+        self.diag = {}
+        self.app.show("welcome")
+
+    def on_touch_down(self, touch: Any) -> Any:
+        self.last_touch = time.monotonic()
+        return super().on_touch_down(touch)
+
+    def refresh(self, _dt: float) -> None:
+        if self.token is None:
+            return
+        if time.monotonic() - self.last_touch > IDLE_S:
+            self.leave()
+            return
+        try:
+            self.diag = self.app.api.request("diagnostics", token=self.token)
+        except ApiUnavailable:
+            self.app.show("offline")
+            Clock.unschedule(self.refresh)
+            self.token = None
+            return
+        except ValueError:  # the session ended (lockerd restarted, or timed out)
+            self.token = None
+            self.leave()
+            return
+        self.render()
+
+    # -- actions -----------------------------------------------------------------------
+
+    def select(self, number: int) -> None:
+        self.selected = number
+        self.notice = ""
+        self.render()
+
+    def _act(self, op: str, done_key: str, **fields: Any) -> None:
+        t = self.app.texts.t
+        try:
+            self.app.api.request(op, token=self.token, compartment=self.selected, **fields)
+            self.notice = t(done_key, number=self.selected)
+        except ApiUnavailable:
+            self.notice = t("offline")
+        except ValueError as exc:
+            self.notice = t("action_refused", message=str(exc))
+        self.refresh(0)
+
+    def do_test_open(self) -> None:
+        if self.selected is not None:
+            self._act("test_open", "test_opened")
+
+    def do_toggle_service(self) -> None:
+        comp = self._compartment(self.selected)
+        if comp is not None:
+            now_in = not comp["in_service"]
+            self._act(
+                "set_service",
+                "put_in_service" if now_in else "taken_out",
+                in_service=now_in,
+                reason="maintenance screen",
+            )
+
+    def _compartment(self, number: int | None) -> dict[str, Any] | None:
+        for c in self.diag.get("compartments", []):
+            if c["number"] == number:
+                return dict(c)
+        return None
+
+    # -- drawing -----------------------------------------------------------------------
+
+    def render(self) -> None:
+        t, d = self.app.texts.t, self.diag
+        if not d:
+            return
+        link = t("mqtt_on") if d["mqtt_connected"] else t("mqtt_off")
+        self.status.text = "  ·  ".join(
+            [
+                t("maintenance_title", locker=d["locker_id"], version=d["version"]),
+                link,
+                t("outbox", n=d["outbox"]),
+            ]
+        )
+        self.exit.text = t("exit")
+        self._render_grid(d["compartments"])
+        self._render_detail()
+        self.boards.text = self._boards_text(d)
+        self.events.text = self._events_text(d)
+
+    def _render_grid(self, compartments: list[dict[str, Any]]) -> None:
+        t = self.app.texts.t
+        numbers = [c["number"] for c in compartments]
+        if sorted(self.cells) != sorted(numbers):
+            self.grid.clear_widgets()
+            self.cells = {}
+            self.grid.cols = max(2, min(8, math.ceil(math.sqrt(len(numbers)) * 1.3)))
+            for n in numbers:
+                cell = Button(font_size="14sp", background_normal="", halign="center")
+                cell.bind(on_release=lambda _b, n=n: self.select(n))
+                self.grid.add_widget(cell)
+                self.cells[n] = cell
+        for c in compartments:
+            cell = self.cells[c["number"]]
+            state = "fault" if c["fault"] else c["state"]
+            cell.background_color = COLOURS.get(state, COLOURS["fault"])
+            lines = [f"{c['number']} {c['size']}"]
+            if c["door"] == "open":
+                lines.append(t("door_open_short"))
+            cell.text = "\n".join(lines)
+            cell.bold = c["number"] == self.selected
+            cell.color = (1, 1, 0.3, 1) if c["number"] == self.selected else (1, 1, 1, 1)
+
+    def _render_detail(self) -> None:
+        t = self.app.texts.t
+        comp = self._compartment(self.selected)
+        self.test_open.text = t("test_open")
+        if comp is None:
+            self.detail.text = t("select_compartment") + (f"\n{self.notice}" if self.notice else "")
+            self.service.text = t("take_out")
+            self.test_open.disabled = self.service.disabled = True
+            return
+        self.test_open.disabled = self.service.disabled = False
+        self.service.text = t("put_in") if not comp["in_service"] else t("take_out")
+        door = t(f"door_{comp['door']}") if comp["door"] in ("open", "closed") else comp["door"]
+        fault = t("fault_line", fault=comp["fault"]) if comp["fault"] else ""
+        self.detail.text = (
+            t(
+                "compartment_line",
+                number=comp["number"],
+                size=comp["size"],
+                state=t(f"state_{comp['state']}"),
+                door=door,
+                board=comp["board"],
+            )
+            + (f"  {fault}" if fault else "")
+            + (f"\n{self.notice}" if self.notice else "")
+        )
+
+    def _boards_text(self, d: dict[str, Any]) -> str:
+        t = self.app.texts.t
+        lines = [f"[b]{t('boards')}[/b]"]
+        for b in d["boards"]:
+            status = t("online") if b["online"] else t("offline_board")
+            lines.append(t("board_line", name=b["name"], status=status, errors=b["errors"]))
+            if b["detail"] and not b["online"]:
+                lines.append(f"  {b['detail']}")
+            for frame in b["frames"][-3:]:
+                lines.append(f"  {frame[-60:]}")
+        if d.get("devices_down"):
+            lines.append(t("devices_down", devices=", ".join(d["devices_down"])))
+        return "\n".join(lines)
+
+    def _events_text(self, d: dict[str, Any]) -> str:
+        t = self.app.texts.t
+
+        def row(r: dict[str, Any]) -> str:
+            where = f" #{r['compartment']}" if r["compartment"] else ""
+            order = f" {r['order_id']}" if r["order_id"] else ""
+            at = time.strftime("%H:%M:%S", time.localtime(r["at"]))
+            return f"{at} {r['action']}{where}{order}"
+
+        lines = [f"[b]{t('alarms')}[/b]"]
+        lines += [f"[color=ff6666]{row(r)}[/color]" for r in d["alarms"][:3]] or [t("none")]
+        lines.append(f"[b]{t('recent')}[/b]")
+        lines += [row(r) for r in d["recent"][:5]]
+        return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""Helpers for the kiosk's UI tests: Xvfb, real touches, screenshots, steps one frame apart."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "docs" / "screenshots"
+FRAME_S = 0.3
+MAX_WAIT_FRAMES = 50  # a step that waits for something gives up after 15 s
+
+
+@pytest.fixture(scope="session")
+def display() -> Iterator[str]:
+    exe = shutil.which("Xvfb")
+    assert exe, "Xvfb is installed by make test"
+    number = 90 + os.getpid() % 9
+    proc = subprocess.Popen(
+        [exe, f":{number}", "-screen", "0", "1024x600x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)
+    os.environ["DISPLAY"] = f":{number}"
+    yield f":{number}"
+    proc.terminate()
+    proc.wait(10)
+
+
+def tap(widget: Any) -> None:
+    """A finger on the widget's centre: a real touch down and up through Kivy's input path."""
+    from kivy.tests.common import UnitTestTouch
+
+    x, y = widget.to_window(*widget.center)
+    touch = UnitTestTouch(x, y)
+    touch.touch_down()
+    touch.touch_up()
+
+
+def shot(name: str) -> Path:
+    """Save the window as docs/screenshots/NAME.png (Kivy appends a counter; drop it)."""
+    from kivy.core.window import Window
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    Window.screenshot(name=str(SHOTS / f"{name}.png"))
+    produced = sorted(SHOTS.glob(f"{name}*.png"))[-1]
+    target = SHOTS / f"{name}.png"
+    produced.replace(target)
+    return target
+
+
+def overflowing(root: Any) -> list[str]:
+    """Texts that do not fit their widget on the current screen (clipped or spilling)."""
+    from kivy.uix.label import Label
+
+    bad = []
+    for widget in root.walk(restrict=True):
+        if isinstance(widget, Label) and widget.text and widget.opacity > 0:
+            widget.texture_update()
+            tw, th = widget.texture_size
+            if tw > widget.width + 2 or th > widget.height + 2:
+                bad.append(f"{widget.text[:40]!r}: {tw}x{th} in {widget.width}x{widget.height}")
+    return bad
+
+
+class Steps:
+    """Steps run one frame apart, as a person's taps come. A step that returns False is
+    tried again next frame (waiting for the daemon or the door), up to 15 s."""
+
+    def __init__(self, app: Any, size: tuple[int, int] = (800, 480)) -> None:
+        self.app = app
+        self.size = size
+        self.todo: list[Callable[[], Any]] = []
+        self.error: BaseException | None = None
+        self.tries = 0
+        self.frames = 0
+
+    def __call__(self, fn: Callable[[], Any]) -> Callable[[], Any]:
+        self.todo.append(fn)
+        return fn
+
+    def _tick(self, _dt: float) -> None:
+        self.frames += 1
+        if self.frames <= 2:  # the first frames lay the screens out: no touch lands before
+            return
+        if not self.todo or self.error is not None:
+            self.app.stop()
+            return
+        fn = self.todo[0]
+        try:
+            done = fn()
+            if done is False:
+                self.tries += 1
+                if self.tries > MAX_WAIT_FRAMES:
+                    raise AssertionError(f"step {fn.__name__} waited in vain")
+                return
+        except BaseException as exc:  # reported after the app stops
+            self.error = exc
+            self.app.stop()
+            return
+        self.tries = 0
+        self.todo.pop(0)
+
+    def run(self) -> None:
+        from kivy.clock import Clock
+        from kivy.core.window import Window
+
+        Window.size = self.size  # one window for every test of the session
+        event = Clock.schedule_interval(self._tick, FRAME_S)
+        self.app.run()
+        event.cancel()
+        if self.error is not None:
+            raise self.error
+        assert not self.todo, f"steps left: {[f.__name__ for f in self.todo]}"

@@ -1,0 +1,295 @@
+"""The staff screen, the scanners and the maintenance screen of the real kiosk, under Xvfb.
+
+The real Kivy app against a real lockerd (simulated board, camera frames from a
+folder): a staff deposit typed on the keypad, one scanned by a USB scanner in
+keyboard mode, a shopper's QR (rendered as `lockerctl qr` renders it) shown to
+the camera, the technician's PIN, test-open and the service toggle on the
+maintenance screen, then the same screens at 1024x600. Every screen is checked
+for text that does not fit, and saved under docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import RunningDaemon
+from kiosk_helpers import Steps, display, overflowing, shot, tap  # noqa: F401 (a fixture)
+
+from drivers.sim import SimBoard
+from kiosk_ui.i18n import load
+from locker.clock import rfc3339
+from locker.commands import CommandProcessor
+from locker.daemon import Locker
+from locker.pin import write_pin
+from locker.qr import save_png
+
+PIN = "24681357"
+ZH, EN = load("zh"), load("en")
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[tuple[Locker, SimBoard, Path]]:
+    frames = tmp_path / "frames"
+    (tmp_path / "locker.toml").write_text(
+        '[locker]\nid = "kiosk-2"\ndata_dir = "data"\n[mqtt]\nenabled = false\n'
+        '[scanner]\ndriver = "camera"\nport = "folder:frames"\n'
+        '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n'
+        '[[compartments]]\nnumbers = "1-4"\nchannels = "1-4"\nboard = "b0"\nsize = "S"\n'
+        '[[compartments]]\nnumbers = "5-8"\nchannels = "5-8"\nboard = "b0"\nsize = "M"\n'
+    )
+    board = SimBoard("b0", 8, door_close_s=0)  # doors stay open until the test closes them
+    running = RunningDaemon(tmp_path / "locker.toml", {"b0": board})
+    write_pin(running.locker.config.pin_path, PIN)
+    yield running.locker, board, frames
+    running.stop()
+
+
+def on_loop(locker: Locker, fn: Callable[[], Any]) -> Any:
+    """Run `fn` on the daemon's loop (the only owner of its database) and return its result."""
+    done, box = threading.Event(), []
+    locker.loop.post(lambda: (box.append(fn()), done.set()))
+    assert done.wait(5)
+    return box[0]
+
+
+def reserve(locker: Locker, order_id: str) -> str:
+    payload = {
+        "command_id": f"c-{order_id}",
+        "sent_at": rfc3339(time.time()),
+        "order_id": order_id,
+        "items": [{"sku": "1", "qty": 1, "size": "S"}],
+    }
+    reply = on_loop(
+        locker, lambda: CommandProcessor(locker.service).handle("reserve", json.dumps(payload))
+    )
+    code: str = reply["result"]["deposit_code"]
+    return code
+
+
+def pickup_qr(locker: Locker, order_id: str) -> str | None:
+    events = on_loop(locker, lambda: locker.store.events(0, 1000))
+    for ev in events:
+        if ev.type == "deposited" and ev.fields["order_id"] == order_id:
+            text: str = ev.fields["pickup_qr"]
+            return text
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("display")
+def test_staff_scanners_and_maintenance(daemon: tuple[Locker, SimBoard, Path]) -> None:
+    locker, board, frames = daemon
+    first, second = reserve(locker, "SO-S1"), reserve(locker, "SO-S2")
+
+    from kivy.core.window import Window
+
+    from kiosk_ui.app import build_app
+
+    app = build_app(str(locker.config.api.socket), lang="zh")
+    w: dict[str, Any] = {}
+    seen: dict[str, Any] = {"overflow": {}}
+    step = Steps(app)
+
+    def check(name: str) -> None:
+        seen["overflow"][name] = overflowing(app.sm.current_screen)
+        shot(name)
+
+    def result() -> str:
+        return str(app.widgets["result"].text)
+
+    @step
+    def to_staff() -> None:
+        w.update(app.widgets)
+        tap(w["staff"])
+
+    @step
+    def staff_screen() -> None:
+        seen["staff_screen"] = (app.sm.current, w["staff_title"].text)
+        check("08-staff-zh")
+        tap(w["staff_type"])
+
+    @step
+    def staff_types_the_deposit_code() -> None:
+        seen["staff_prompt"] = w["prompt"].text
+        for digit in first:
+            tap(w["keys"][digit])
+        tap(w["keys"]["ok"])
+
+    @step
+    def doors_open_for_the_staff() -> bool:
+        if not board.is_open(1):
+            return False
+        seen["staff_result"] = (result(), w["note"].text)
+        check("09-staff-deposit-zh")
+        board.close_door(1)
+        return True
+
+    @step
+    def thanks_once_the_door_is_closed() -> bool:
+        if result() != ZH["thanks"]:
+            return False
+        check("10-thank-you-zh")
+        return True
+
+    @step
+    def back_on_the_staff_screen() -> bool:
+        return bool(app.sm.current == "staff")
+
+    @step
+    def a_usb_scanner_types_a_deposit_qr() -> None:
+        # A keyboard-mode scanner is a keyboard: its characters, then Enter, reach the window.
+        for ch in f"locker:kiosk-2:deposit:{second}":
+            Window.dispatch("on_textinput", ch)
+        Window.dispatch("on_key_down", 13, 40, "\r", [])
+
+    @step
+    def the_scanned_code_opened_a_door() -> bool:
+        if not board.is_open(2):
+            return False
+        seen["scanned"] = result()
+        board.close_door(2)
+        return True
+
+    @step
+    def done_then_welcome_in_english() -> bool:
+        if result() != ZH["thanks"]:
+            return False
+        tap(w["done"])  # back to the staff screen
+        return True
+
+    @step
+    def leave_staff() -> None:
+        tap(w["staff_back"])
+
+    @step
+    def english() -> None:
+        tap(w["language"])
+
+    @step
+    def shopper_shows_the_qr_to_the_camera() -> bool:
+        qr = pickup_qr(locker, "SO-S1")
+        if qr is None:  # the deposit is complete once the door was seen closed
+            return False
+        # A whole frame at once, as a camera delivers it: written aside, then renamed.
+        save_png(qr, frames / "phone.part").replace(frames / "phone.png")
+        return True
+
+    @step
+    def camera_opened_the_door() -> bool:
+        if not board.is_open(1) or app.sm.current != "result":
+            return False
+        seen["camera"] = result()
+        check("11-camera-pickup-en")
+        board.close_door(1)
+        return True
+
+    @step
+    def collected() -> bool:
+        if result() != EN["thanks"]:
+            return False
+        tap(w["done"])
+        return True
+
+    @step
+    def maintenance_pin() -> None:
+        tap(w["maintenance"])
+
+    @step
+    def type_the_pin() -> None:
+        seen["pin_prompt"] = w["prompt"].text
+        seen["pin_shown"] = None
+        for digit in PIN:
+            tap(w["keys"][digit])
+        seen["pin_shown"] = w["shown"].text
+        tap(w["keys"]["ok"])
+
+    @step
+    def maintenance_screen() -> bool:
+        if app.sm.current != "maintenance" or 3 not in app.maintenance.cells:
+            return False
+        tap(app.maintenance.cells[3])
+        return True
+
+    @step
+    def test_open() -> None:
+        tap(app.maintenance.test_open)
+
+    @step
+    def door_three_open_on_the_grid() -> bool:
+        m = app.maintenance
+        if not board.is_open(3) or EN["door_open_short"] not in m.cells[3].text:
+            return False
+        seen["detail"] = m.detail.text
+        seen["status"] = m.status.text
+        seen["events"] = m.events.text
+        check("12-maintenance-en")
+        board.close_door(3)
+        tap(m.service)
+        return True
+
+    @step
+    def out_of_service() -> bool:
+        comp = app.maintenance._compartment(3)
+        if comp is None or comp["in_service"]:
+            return False
+        seen["out_of_service"] = app.maintenance.detail.text
+        Window.size = (1024, 600)
+        return True
+
+    @step
+    def maintenance_at_1024() -> None:
+        check("13-maintenance-1024x600")
+        tap(app.maintenance.exit)
+
+    @step
+    def welcome_at_1024() -> None:
+        seen["after_exit"] = app.sm.current
+        seen["token_after_exit"] = app.maintenance.token
+        check("14-welcome-1024x600-en")
+        tap(w["type_code"])
+
+    @step
+    def keypad_at_1024() -> None:
+        check("15-keypad-1024x600-en")
+
+    step.run()
+
+    assert seen["staff_screen"] == ("staff", ZH["staff_title"])
+    assert seen["staff_prompt"] == ZH["staff_prompt"]
+    assert seen["staff_result"] == (
+        ZH["opened_deposit"].format(numbers=1),
+        ZH["order_line"].format(order="SO-S1"),
+    )
+    assert seen["scanned"] == ZH["opened_deposit"].format(numbers=2)
+    assert seen["camera"] == EN["opened"].format(numbers=1)
+    assert seen["pin_prompt"] == EN["pin_prompt"] and seen["pin_shown"] == "•" * len(PIN)
+    assert seen["detail"].startswith("Compartment 3 (S): free, door open, board b0")
+    assert "Compartment 3 opened for a test" in seen["detail"]
+    assert "platform NOT connected" in seen["status"] and "version" in seen["status"]
+    assert "maintenance_open #3" in seen["events"]
+    assert "out of service" in seen["out_of_service"]
+    assert seen["after_exit"] == "welcome" and seen["token_after_exit"] is None
+    assert seen["overflow"] == {name: [] for name in seen["overflow"]}, "text that does not fit"
+
+    def audit() -> list[tuple[str, str, str]]:
+        rows = locker.store.db.execute(
+            "SELECT actor, action, COALESCE(order_id, compartment) FROM audit"
+            " WHERE action IN ('deposit_code', 'pickup_code', 'maintenance_open',"
+            " 'out_of_service', 'maintenance_login') ORDER BY id"
+        )
+        return [tuple(map(str, r)) for r in rows]
+
+    assert on_loop(locker, audit) == [
+        ("keypad", "deposit_code", "SO-S1"),
+        ("scanner", "deposit_code", "SO-S2"),
+        ("camera", "pickup_code", "SO-S1"),
+        ("technician", "maintenance_login", "None"),
+        ("technician", "maintenance_open", "3"),
+        ("technician", "out_of_service", "3"),
+    ]
