@@ -44,7 +44,7 @@ lint: deps
 	$(BIN)/ruff format --check .
 
 typecheck: deps
-	$(BIN)/mypy --strict locker/ drivers/ simulator/ mqtt/
+	$(BIN)/mypy --strict locker/ drivers/ simulator/ mqtt/ kiosk_ui/
 
 pytest: deps
 	$(BIN)/pytest

@@ -36,6 +36,7 @@ REMINDER_SECONDS = 20.0  # then "please close the door"
 THANKS_SECONDS = 3.0
 KEYPAD_IDLE_SECONDS = 45.0  # a keypad left half-typed goes back to the start
 RETRY_SECONDS = 2.0
+REMINDER_COLOUR = (1.0, 0.72, 0.15, 1)
 ENTER_KEYS = (13, 271)  # Return, keypad Enter
 
 
@@ -309,6 +310,7 @@ def build_app(
             text, note = self.describe(r)
             self.widgets["result"].text = text
             self.widgets["note"].text = note
+            self.widgets["note"].color, self.widgets["note"].font_size = (1, 1, 1, 1), "20sp"
             self.code = ""
             self.sm.current = "result"
             for fn in (
@@ -361,7 +363,9 @@ def build_app(
             still_open = sorted(n for n in self.waiting_doors if self.doors.get(n) == "open")
             if self.sm.current == "result" and still_open:
                 numbers = ", ".join(map(str, still_open))
-                self.widgets["note"].text = self.texts.t("close_reminder", numbers=numbers)
+                note = self.widgets["note"]
+                note.text = self.texts.t("close_reminder", numbers=numbers)
+                note.color, note.font_size = REMINDER_COLOUR, "28sp"  # seen from a step away
 
         def doors_closed(self) -> None:
             self.waiting_doors = set()

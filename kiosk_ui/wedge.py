@@ -16,17 +16,22 @@ class WedgeBuffer:
         self.gap_s = gap_s
         self._chars: list[str] = []
         self._last = 0.0
+        self._overflow = False
 
     def char(self, text: str, now: float) -> None:
         if self._chars and now - self._last > self.gap_s:
             self._chars.clear()
+            self._overflow = False
         self._last = now
-        if len(self._chars) < MAX_CHARS:
-            self._chars.extend(c for c in text if c.isprintable())
+        self._chars.extend(c for c in text if c.isprintable())
+        if len(self._chars) > MAX_CHARS:  # no code is this long: drop it, as the serial
+            self._chars.clear()  # scanner drops such a line
+            self._overflow = True
 
     def enter(self, now: float) -> str | None:
         """The scanned text when Enter ends a fresh scan, else None."""
-        fresh = self._chars and now - self._last <= self.gap_s
+        fresh = self._chars and now - self._last <= self.gap_s and not self._overflow
         text = "".join(self._chars).strip()
         self._chars.clear()
+        self._overflow = False
         return text if fresh and text else None

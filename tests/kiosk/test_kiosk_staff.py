@@ -83,8 +83,11 @@ def pickup_qr(locker: Locker, order_id: str) -> str | None:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("display")
-def test_staff_scanners_and_maintenance(daemon: tuple[Locker, SimBoard, Path]) -> None:
+def test_staff_scanners_and_maintenance(
+    daemon: tuple[Locker, SimBoard, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     locker, board, frames = daemon
+    monkeypatch.setattr("kiosk_ui.app.REMINDER_SECONDS", 1.5)  # 20 s on the cabinet
     first, second = reserve(locker, "SO-S1"), reserve(locker, "SO-S2")
 
     from kivy.core.window import Window
@@ -127,6 +130,13 @@ def test_staff_scanners_and_maintenance(daemon: tuple[Locker, SimBoard, Path]) -
             return False
         seen["staff_result"] = (result(), w["note"].text)
         check("09-staff-deposit-zh")
+        return True
+
+    @step
+    def a_reminder_while_the_door_stays_open() -> bool:
+        if w["note"].text != ZH["close_reminder"].format(numbers=1):
+            return False
+        check("16-close-the-door-zh")
         board.close_door(1)
         return True
 
