@@ -332,28 +332,7 @@ def build_app(
                 Clock.schedule_once(self.result_timeout, RESULT_SECONDS)
 
         def describe(self, r: dict[str, Any]) -> tuple[str, str]:
-            """The result's text and a second line, in the current language."""
-            t = self.texts.t
-            numbers = ", ".join(str(n) for n in r.get("compartments", []))
-            outcome, reason = r["outcome"], r.get("reason")
-            if outcome == "opened":
-                purpose = r.get("purpose") or "pickup"
-                if purpose in ("deposit", "retrieval"):
-                    key = "opened_deposit" if purpose == "deposit" else "opened_retrieval"
-                    order = t("order_line", order=r["order_id"]) if r.get("order_id") else ""
-                    return t(key, numbers=numbers), order
-                return t("opened", numbers=numbers), ""
-            if outcome == "wrong" and reason == "other_locker":
-                return t("other_locker"), t("attempts_left", left=r["attempts_left"])
-            if outcome == "wrong":
-                return t("wrong", left=r["attempts_left"]), t("service_desk_hint")
-            if outcome == "throttled":
-                return t("throttled", seconds=int(r["wait_s"] + 0.999)), ""
-            if outcome == "door_failed":
-                return t("door_failed"), ""
-            if reason in ("not_a_code", "already_loaded", "not_now"):
-                return t(reason), ""
-            return t("refused", message=r.get("message", "")), ""
+            return describe(self.texts, r)
 
         def result_timeout(self, _dt: float) -> None:
             if self.sm.current == "result":
@@ -444,6 +423,33 @@ def build_app(
                 self.show("welcome")
 
     return KioskApp()
+
+
+def describe(texts: Texts, r: dict[str, Any]) -> tuple[str, str]:
+    """What the screen says about a code's result: the text and a second line."""
+    t = texts.t
+    compartments = r.get("compartments", [])
+    numbers = ", ".join(str(n) for n in compartments)
+    many = "_many" if len(compartments) > 1 else ""
+    outcome, reason = r["outcome"], r.get("reason")
+    if outcome == "opened":
+        purpose = r.get("purpose") or "pickup"
+        if purpose in ("deposit", "retrieval"):
+            key = "opened_deposit" if purpose == "deposit" else "opened_retrieval"
+            order = t("order_line", order=r["order_id"]) if r.get("order_id") else ""
+            return t(key + many, numbers=numbers), order
+        return t("opened" + many, numbers=numbers), ""
+    if outcome == "wrong" and reason == "other_locker":
+        return t("other_locker"), t("attempts_left", left=r["attempts_left"])
+    if outcome == "wrong":
+        return t("wrong", left=r["attempts_left"]), t("service_desk_hint")
+    if outcome == "throttled":
+        return t("throttled", seconds=int(r["wait_s"] + 0.999)), ""
+    if outcome == "door_failed":
+        return t("door_failed"), ""
+    if reason in ("not_a_code", "already_loaded", "not_now"):
+        return t(reason), ""
+    return t("refused", message=r.get("message", "")), ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -394,3 +394,21 @@ def test_a_second_board_asking_other_bus_settings_is_warned_about(
     second = make_cu48(board_cfg(device, address=1, baud=9600))
     assert second.bus is first.bus and first.bus.settings.baud == 19200
     assert "b1: port" in caplog.text and "already runs at 19200 baud" in caplog.text
+
+
+def test_the_maintenance_screen_sees_the_last_frames_on_the_wire(cu48: World) -> None:
+    from locker.daemon import last_frames
+
+    device, _sims = cu48
+    board = make_cu48(board_cfg(device))
+    try:
+        board.read_doors()
+        board.unlock(5)
+        frames = last_frames(board)
+        request = cu48_status_request(0).hex(" ")
+        assert any(f.endswith(f"> {request}") for f in frames), frames
+        assert frames[-1].endswith(f"> {cu48_unlock_request(0, 5).hex(' ')}")
+        assert any(" < " in f for f in frames)  # the board's replies too
+        assert last_frames(SimBoard("mem")) == []  # no wire, nothing to show
+    finally:
+        board.close()

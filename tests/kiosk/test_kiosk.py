@@ -14,6 +14,7 @@ from conftest import RunningDaemon
 from kiosk_helpers import SHOTS, Steps, display, overflowing, shot, tap  # noqa: F401 (a fixture)
 
 from drivers.sim import SimBoard
+from kiosk_ui.i18n import load
 from locker.clock import rfc3339
 from locker.commands import CommandProcessor
 from locker.daemon import Locker
@@ -146,6 +147,18 @@ def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]
         seen["offline_screen"] = app.sm.current
         check("07-out-of-service-zh")
 
+    @step
+    def daemon_is_back() -> None:
+        from locker.api import LocalApi
+
+        locker.api = LocalApi(
+            locker.service, locker.config.api.socket, locker.loop.post, locker.health
+        )
+
+    @step
+    def kiosk_reconnects_by_itself() -> bool:
+        return bool(app.sm.current == "welcome")  # within its 2 s health check
+
     step.run()
     assert seen["welcome_zh"] == "自助取货柜"
     assert seen["welcome_en"] == "Pickup locker"
@@ -154,6 +167,7 @@ def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]
     assert seen["door"] is True
     assert seen["overflow"] == {name: [] for name in seen["overflow"]}, "text that does not fit"
     assert seen["opened"].startswith("Compartment 1 is open")
+    assert seen["offline_screen"] == "offline" and seen["offline"] == load("zh")["offline"]
     for name in (
         "01-welcome-zh",
         "02-welcome-en",
