@@ -10,7 +10,9 @@ import io
 from pathlib import Path
 
 import qrcode
+from PIL import Image
 from qrcode.constants import ERROR_CORRECT_M
+from qrcode.image.pil import PilImage
 
 
 def _code(text: str) -> qrcode.QRCode:
@@ -22,10 +24,17 @@ def _code(text: str) -> qrcode.QRCode:
     return qr
 
 
+def image(text: str) -> Image.Image:
+    """The QR of `text`, black on white."""
+    made = _code(text).make_image(image_factory=PilImage, fill_color="black", back_color="white")
+    img: Image.Image = made.get_image()
+    return img.convert("L")
+
+
 def save_png(text: str, path: Path) -> Path:
-    """Write the QR of `text` as a black-on-white PNG; returns the path."""
+    """Write the QR of `text` as a PNG; returns the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    _code(text).make_image(fill_color="black", back_color="white").save(str(path))
+    image(text).save(path, format="PNG")
     return path
 
 

@@ -1,4 +1,5 @@
-"""The camera path: QR images made by qrcode, decoded by pyzbar, each code handed over once."""
+"""The camera path: QR images made as `lockerctl qr` makes them (qrcode), decoded by pyzbar,
+each code handed over once."""
 
 from __future__ import annotations
 
@@ -8,18 +9,17 @@ import time
 from pathlib import Path
 
 import pytest
-import qrcode
 from PIL import Image
 
 from drivers.camera import CameraScanner, CameraUnavailable, FolderSource, decode, open_source
+from locker.qr import image
 
 TEXT = "locker:store-001-a:pickup:12345678"
 
 
 def qr_image(text: str) -> Image.Image:
-    img = qrcode.make(text).get_image()
-    assert isinstance(img, Image.Image)
-    return img
+    """The QR as lockerctl and the platform simulator render it."""
+    return image(text)
 
 
 def test_a_qr_made_by_qrcode_decodes_to_its_text() -> None:
