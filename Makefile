@@ -18,7 +18,7 @@ test: deps lint typecheck pytest
 # system: Mosquitto, simulated boards and scanner, lockerd and the platform.
 demo: deps
 	$(BIN)/locker-sim demo --config config/example.toml
-	$(BIN)/locker-sim stack
+	$(BIN)/locker-sim stack --stay
 
 deps: system-deps $(STAMP)
 

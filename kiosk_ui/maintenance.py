@@ -46,6 +46,17 @@ def wrapped(**kwargs: Any) -> Label:
     return label
 
 
+def _frame(line: str) -> str:
+    """'1795601699.578 > 02 00 …' as '10:14:59.578 > 02 00 …' (at most 60 characters)."""
+    stamp, _, rest = line.partition(" ")
+    try:
+        at = float(stamp)
+    except ValueError:
+        return line[:60]
+    clock = time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
+    return f"{clock} {rest}"[:60]
+
+
 class MaintenanceScreen(Screen):  # type: ignore[misc]
     def __init__(self, app: Any, **kwargs: Any) -> None:
         super().__init__(name="maintenance", **kwargs)
@@ -242,7 +253,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
             if b["detail"] and not b["online"]:
                 lines.append(f"  {b['detail']}")
             for frame in b["frames"][-3:]:
-                lines.append(f"  {frame[-60:]}")
+                lines.append(f"  {_frame(frame)}")
         if d.get("devices_down"):
             lines.append(t("devices_down", devices=", ".join(d["devices_down"])))
         return "\n".join(lines)

@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
         help="a local Mosquitto, simulated boards, lockerd and the platform: one whole order",
     )
     p_stack.add_argument("--dir", help="where to keep the files (default: a temporary folder)")
+    p_stack.add_argument(
+        "--stay",
+        action="store_true",
+        help="with a screen: then leave the kiosk running with orders to try, until Ctrl-C",
+    )
     p_platform = sub.add_parser("platform", help="the platform simulator (reserve orders)")
     p_platform.add_argument("--host", default="127.0.0.1")
     p_platform.add_argument("--port", type=int, default=1883)
@@ -60,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "stack":
         from simulator.stack import run_stack  # noqa: PLC0415
 
-        return run_stack(args.dir)
+        return run_stack(args.dir, stay=args.stay)
     if args.cmd == "platform":
         return _platform(args)
     if args.cmd == "boards":

@@ -25,12 +25,47 @@ from simulator.platform import PlatformSim
 BIN = Path(sys.executable).parent
 
 
+def _try_the_kiosk(
+    platform: PlatformSim,
+    cabinet: Cabinet,
+    locker_id: str,
+    kiosk: subprocess.Popen[bytes],
+    base: Path,
+) -> None:
+    """Leave the stack running with an order to collect, one to load and a PIN to try."""
+    from locker.config import load_config  # noqa: PLC0415
+    from locker.pin import write_pin  # noqa: PLC0415
+
+    write_pin(load_config(cabinet.config_path).pin_path, DEMO_PIN)
+    loaded = platform.reserve(locker_id, "SO-TRY-1", TEA)["result"]["deposit_code"]
+    cabinet.run(f"scan locker:{locker_id}:deposit:{loaded}")
+    pickup = platform.wait_event("deposited", "SO-TRY-1")["pickup_code"]
+    to_load = platform.reserve(locker_id, "SO-TRY-2", TEA)["result"]["deposit_code"]
+    _say("the kiosk is yours (Ctrl-C to stop)")
+    print(
+        f"  shopper: type pickup code {pickup} (order SO-TRY-1; its QR is in {base / 'qr'})\n"
+        f"  staff:   Staff, then deposit code {to_load} (order SO-TRY-2)\n"
+        f"  maintenance: Maintenance, then the demo PIN {DEMO_PIN}\n"
+        "  doors close by themselves after a moment; events print below",
+        flush=True,
+    )
+    try:
+        while kiosk.poll() is None:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        print()
+
+
 def _say(text: str) -> None:
     bold, reset = ("\033[1m", "\033[0m") if sys.stdout.isatty() else ("", "")
     print(f"\n{bold}== {text}{reset}", flush=True)
 
 
-def run_stack(folder: str | None = None, door_close_s: float = 1.5) -> int:
+DEMO_PIN = "246813"  # the demo cabinet's technician PIN (a real one is set with lockerctl)
+TEA = [{"sku": "6901234567890", "name": "Tea 250g", "qty": 1, "fresh": False, "size": "S"}]
+
+
+def run_stack(folder: str | None = None, door_close_s: float = 1.5, stay: bool = False) -> int:
     base = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="locker-stack-"))
     base.mkdir(parents=True, exist_ok=True)
     _say(f"a local Mosquitto, a simulated cabinet and lockerd (files in {base})")
@@ -97,6 +132,8 @@ def run_stack(folder: str | None = None, door_close_s: float = 1.5) -> int:
         )
         confirmed = "SO-STACK-1" in platform.confirmed
         print(f"\nreceipt confirmed by the platform: {'yes' if confirmed else 'NO'}")
+        if stay and kiosk is not None:
+            _try_the_kiosk(platform, cabinet, locker_id, kiosk, base)
         return 0 if confirmed else 1
     finally:
         if platform is not None:
