@@ -11,9 +11,8 @@ for text that does not fit, and saved under docs/screenshots/.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ from drivers.sim import SimBoard
 from kiosk_ui.i18n import load
 from locker.clock import rfc3339
 from locker.commands import CommandProcessor
-from locker.daemon import Locker
 from locker.pin import write_pin
 from locker.qr import save_png
 
@@ -34,7 +32,7 @@ ZH, EN = load("zh"), load("en")
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[tuple[Locker, SimBoard, Path]]:
+def daemon(tmp_path: Path) -> Iterator[tuple[RunningDaemon, SimBoard, Path]]:
     frames = tmp_path / "frames"
     (tmp_path / "locker.toml").write_text(
         '[locker]\nid = "kiosk-2"\ndata_dir = "data"\n[mqtt]\nenabled = false\n'
@@ -46,34 +44,26 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Locker, SimBoard, Path]]:
     board = SimBoard("b0", 8, door_close_s=0)  # doors stay open until the test closes them
     running = RunningDaemon(tmp_path / "locker.toml", {"b0": board})
     write_pin(running.locker.config.pin_path, PIN)
-    yield running.locker, board, frames
+    yield running, board, frames
     running.stop()
 
 
-def on_loop(locker: Locker, fn: Callable[[], Any]) -> Any:
-    """Run `fn` on the daemon's loop (the only owner of its database) and return its result."""
-    done, box = threading.Event(), []
-    locker.loop.post(lambda: (box.append(fn()), done.set()))
-    assert done.wait(5)
-    return box[0]
-
-
-def reserve(locker: Locker, order_id: str) -> str:
+def reserve(running: RunningDaemon, order_id: str) -> str:
     payload = {
         "command_id": f"c-{order_id}",
         "sent_at": rfc3339(time.time()),
         "order_id": order_id,
         "items": [{"sku": "1", "qty": 1, "size": "S"}],
     }
-    reply = on_loop(
-        locker, lambda: CommandProcessor(locker.service).handle("reserve", json.dumps(payload))
+    reply = running.call(
+        lambda: CommandProcessor(running.locker.service).handle("reserve", json.dumps(payload))
     )
     code: str = reply["result"]["deposit_code"]
     return code
 
 
-def pickup_qr(locker: Locker, order_id: str) -> str | None:
-    events = on_loop(locker, lambda: locker.store.events(0, 1000))
+def pickup_qr(running: RunningDaemon, order_id: str) -> str | None:
+    events = running.call(lambda: running.locker.store.events(0, 1000))
     for ev in events:
         if ev.type == "deposited" and ev.fields["order_id"] == order_id:
             text: str = ev.fields["pickup_qr"]
@@ -84,11 +74,12 @@ def pickup_qr(locker: Locker, order_id: str) -> str | None:
 @pytest.mark.slow
 @pytest.mark.usefixtures("display")
 def test_staff_scanners_and_maintenance(
-    daemon: tuple[Locker, SimBoard, Path], monkeypatch: pytest.MonkeyPatch
+    daemon: tuple[RunningDaemon, SimBoard, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    locker, board, frames = daemon
+    running, board, frames = daemon
+    locker = running.locker
     monkeypatch.setattr("kiosk_ui.app.REMINDER_SECONDS", 1.5)  # 20 s on the cabinet
-    first, second = reserve(locker, "SO-S1"), reserve(locker, "SO-S2")
+    first, second = reserve(running, "SO-S1"), reserve(running, "SO-S2")
 
     from kivy.core.window import Window
 
@@ -183,7 +174,7 @@ def test_staff_scanners_and_maintenance(
 
     @step
     def shopper_shows_the_qr_to_the_camera() -> bool:
-        qr = pickup_qr(locker, "SO-S1")
+        qr = pickup_qr(running, "SO-S1")
         if qr is None:  # the deposit is complete once the door was seen closed
             return False
         # A whole frame at once, as a camera delivers it: written aside, then renamed.
@@ -295,7 +286,7 @@ def test_staff_scanners_and_maintenance(
         )
         return [tuple(map(str, r)) for r in rows]
 
-    assert on_loop(locker, audit) == [
+    assert running.call(audit) == [
         ("keypad", "deposit_code", "SO-S1"),
         ("scanner", "deposit_code", "SO-S2"),
         ("camera", "pickup_code", "SO-S1"),
