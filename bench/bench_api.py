@@ -14,7 +14,6 @@ import json
 import socket
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from kiosk_ui.client import ApiClient  # noqa: E402
 from locker.clock import SystemClock, rfc3339  # noqa: E402
 from locker.commands import CommandProcessor  # noqa: E402
 from locker.config import parse_config  # noqa: E402
-from locker.daemon import build  # noqa: E402
+from locker.daemon import LoopThread, build  # noqa: E402
 from locker.pin import write_pin  # noqa: E402
 
 N = 200
@@ -50,20 +49,11 @@ def main() -> None:
     )
     board = SimBoard("b0", channels=256, door_close_s=0)  # doors stay open: one code each
     locker = build(config, SystemClock(), {"b0": board})
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            locker.loop.run_once(0.01)
-
-    runner = threading.Thread(target=run)
-    runner.start()
-    locker.start_inputs()
+    running = LoopThread(locker)
     write_pin(config.pin_path, "13572468")
     try:
         processor = CommandProcessor(locker.service)
         codes: list[str] = []
-        done = threading.Event()
 
         def reserve_all() -> None:
             for i in range(N):
@@ -76,10 +66,8 @@ def main() -> None:
                 reply = processor.handle("reserve", json.dumps(payload))
                 assert reply is not None
                 codes.append(reply["result"]["deposit_code"])
-            done.set()
 
-        locker.loop.post(reserve_all)
-        assert done.wait(60)
+        running.call(reserve_all, timeout=60)
 
         stream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         stream.connect(str(config.api.socket))
@@ -108,9 +96,7 @@ def main() -> None:
         stream.close()
         client.close()
     finally:
-        stop.set()
-        runner.join(5)
-        locker.close()
+        running.stop()
 
     for name, values in (
         ("deposit code -> reply (door unlocked)", reply_ms),

@@ -35,7 +35,7 @@ from drivers.bus import forget_bus  # noqa: E402
 from drivers.sim import SimBoard  # noqa: E402
 from locker.clock import SystemClock, rfc3339  # noqa: E402
 from locker.config import load_config  # noqa: E402
-from locker.daemon import build  # noqa: E402
+from locker.daemon import LoopThread, build  # noqa: E402
 from mqtt.link import PlatformLink  # noqa: E402
 from simulator.broker import Broker  # noqa: E402
 from simulator.kerong import KerongSim  # noqa: E402
@@ -117,14 +117,7 @@ def run(nodelay: bool, drain: bool) -> None:
     locker.loop.tickers.remove(locker.link.tick)
     locker.link = PlatformLink(locker.service, config.mqtt, locker.loop.post, tcp_nodelay=nodelay)
     locker.loop.tickers.append(locker.link.tick)
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            locker.loop.run_once(0.002)
-
-    runner = threading.Thread(target=loop)
-    runner.start()
+    running = LoopThread(locker, turn_s=0.002, inputs=False)
     locker.link.start()
     platform = Platform(broker.port, nodelay)
     label = "TCP_NODELAY on " if nodelay else "TCP_NODELAY off"
@@ -196,9 +189,7 @@ def run(nodelay: bool, drain: bool) -> None:
                             time.time(),
                         )
 
-            done = threading.Event()
-            locker.loop.post(lambda: (fill(), done.set()))
-            done.wait(60)
+            running.call(fill, timeout=60)
             platform.close()
             broker.start()
             platform = Platform(broker.port, nodelay)
@@ -215,9 +206,7 @@ def run(nodelay: bool, drain: bool) -> None:
             )
     finally:
         platform.close()
-        stop.set()
-        runner.join()
-        locker.close()
+        running.stop()
         forget_bus(device.path)
         device.close()
         broker.stop()

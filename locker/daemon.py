@@ -7,11 +7,13 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 from drivers.camera import CameraScanner, CameraUnavailable, open_source
 from drivers.registry import make_board
@@ -30,6 +32,7 @@ from mqtt.link import PlatformLink
 
 log = logging.getLogger("lockerd")
 
+T = TypeVar("T")
 DEFAULT_CONFIG = "/etc/locker/locker.toml"
 VERSION = "0.1.0"
 
@@ -139,6 +142,44 @@ class Locker:
         for board in self.boards.values():
             board.close()
         self.store.close()
+
+
+class LoopThread:
+    """A locker's loop in a thread of its own, for what drives a locker in-process (the
+    benches, the tests); `lockerd` itself runs the loop in its main thread. Work from other
+    threads goes through `call()`, since all state belongs to the loop."""
+
+    def __init__(self, locker: Locker, turn_s: float = 0.01, inputs: bool = True) -> None:
+        self.locker = locker
+        self.turn_s = turn_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="loop")
+        self._thread.start()
+        if inputs:
+            locker.start_inputs()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.locker.loop.run_once(self.turn_s)
+
+    def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
+        """Run `fn` on the loop thread and return its result."""
+        future: Future[T] = Future()
+
+        def job() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # raised again in the caller's thread
+                future.set_exception(exc)
+
+        self.locker.loop.post(job)
+        return future.result(timeout)
+
+    def stop(self) -> None:
+        """Stop the loop, then close the locker (inputs, boards, database)."""
+        self._stop.set()
+        self._thread.join(5)
+        self.locker.close()
 
 
 AUDIT_SQL = "SELECT at, actor, action, order_id, compartment, detail FROM audit"

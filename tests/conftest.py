@@ -159,26 +159,14 @@ class RunningDaemon:
     def __init__(self, config_path: Path, boards: Mapping[str, Any] | None = None) -> None:
         from locker.clock import SystemClock
         from locker.config import load_config
-        from locker.daemon import build
+        from locker.daemon import LoopThread, build
 
         self.locker = build(load_config(config_path), SystemClock(), boards)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="loop")
-        self._thread.start()
-        self.locker.start_inputs()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.locker.loop.run_once(0.01)
+        self.thread = LoopThread(self.locker)
 
     def call(self, fn: Any) -> Any:
         """Run `fn` on the loop thread (where all state lives) and return its result."""
-        done, box = threading.Event(), []
-        self.locker.loop.post(lambda: (box.append(fn()), done.set()))
-        assert done.wait(10), "the loop did not run the job"
-        return box[0]
+        return self.thread.call(fn)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.locker.close()
+        self.thread.stop()

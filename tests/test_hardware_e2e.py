@@ -13,7 +13,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from locker.clock import SystemClock, rfc3339
 from locker.codes import CodeBook, load_or_create_key
 from locker.commands import CommandProcessor
 from locker.config import load_config
-from locker.daemon import Locker, build
+from locker.daemon import Locker, LoopThread, build
 from locker.model import Method
 from locker.storage import Store, StoredEvent
 from simulator.console import Cabinet
@@ -55,21 +54,11 @@ class Running:
         self.config = config
         self.locker: Locker = build(config, SystemClock())
         self.commands = CommandProcessor(self.locker.service)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="loop")
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.locker.loop.run_once(0.01)
+        self.thread = LoopThread(self.locker, inputs=False)
 
     def call(self, fn: Callable[[], object]) -> object:
         """Run `fn` on the loop thread and return its result (as other threads must)."""
-        done = threading.Event()
-        box: list[object] = []
-        self.locker.loop.post(lambda: (box.append(fn()), done.set()))
-        assert done.wait(10), "loop did not run the job"
-        return box[0]
+        return self.thread.call(fn)
 
     def command(self, name: str, **fields: object) -> dict[str, object]:
         payload = {
@@ -87,9 +76,7 @@ class Running:
         return [e for e in evs if e.type == type_]
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.locker.close()
+        self.thread.stop()
         for b in self.config.boards:
             forget_bus(b.port)
 

@@ -74,13 +74,12 @@ def test_frames_from_a_folder_reach_the_code_path(tmp_path: Path) -> None:
 
 def test_a_qr_shown_to_the_daemons_camera_opens_the_compartment(tmp_path: Path) -> None:
     import json
-    import threading
 
     from drivers.sim import SimBoard
     from locker.clock import SystemClock, rfc3339
     from locker.commands import CommandProcessor
     from locker.config import load_config
-    from locker.daemon import build
+    from locker.daemon import LoopThread, build
 
     frames = tmp_path / "frames"
     (tmp_path / "locker.toml").write_text(
@@ -103,29 +102,21 @@ def test_a_qr_shown_to_the_daemons_camera_opens_the_compartment(tmp_path: Path) 
         ),
     )
     assert reply is not None and reply["ok"]
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            locker.loop.run_once(0.01)
-
-    runner = threading.Thread(target=run)
-    runner.start()
-    locker.start_inputs()
+    running = LoopThread(locker)
     try:
         qr_image(f"locker:cam-1:deposit:{reply['result']['deposit_code']}").save(frames / "a.png")
         deadline = time.monotonic() + 5
         while not board.is_open(1):
             assert time.monotonic() < deadline, "the camera's code did not open the door"
             time.sleep(0.02)
-        audit = locker.store.db.execute(
-            "SELECT actor FROM audit WHERE action='deposit_code'"
-        ).fetchone()
+        audit = running.call(
+            lambda: locker.store.db.execute(
+                "SELECT actor FROM audit WHERE action='deposit_code'"
+            ).fetchone()
+        )
         assert audit["actor"] == "camera"
     finally:
-        stop.set()
-        runner.join(5)
-        locker.close()
+        running.stop()
 
 
 def test_a_live_camera_that_is_not_there_is_a_clear_error(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from paho.mqtt.properties import Properties
 from drivers.sim import SimBoard
 from locker.clock import SystemClock, rfc3339
 from locker.config import load_config
-from locker.daemon import Locker, build
+from locker.daemon import Locker, LoopThread, build
 from locker.model import Method
 from simulator.broker import Broker
 
@@ -93,25 +92,13 @@ class Rig:
         self.locker: Locker = build(
             load_config(self.config_path), SystemClock(), {"b0": self.board}
         )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
-        self._thread.start()
-        self.locker.start_inputs()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.locker.loop.run_once(0.01)
+        self.thread = LoopThread(self.locker)
 
     def call(self, fn: Any) -> Any:
-        done, box = threading.Event(), []
-        self.locker.loop.post(lambda: (box.append(fn()), done.set()))
-        assert done.wait(10)
-        return box[0]
+        return self.thread.call(fn)
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.locker.close()
+        self.thread.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 import shutil
 import ssl
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from drivers.sim import SimBoard
 from locker.clock import SystemClock, rfc3339
 from locker.config import load_config
-from locker.daemon import build
+from locker.daemon import LoopThread, build
 from simulator.broker import Broker
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -125,15 +124,7 @@ def test_locker_over_tls_with_a_password_file(
         SystemClock(),
         {"b0": SimBoard("b0", 8, door_close_s=0)},
     )
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            locker.loop.run_once(0.01)
-
-    runner = threading.Thread(target=run)
-    runner.start()
-    locker.start_inputs()
+    running = LoopThread(locker)
     replies: Queue[dict[str, Any]] = Queue()
     platform = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"p-{uuid.uuid4()}", protocol=mqtt.MQTTv5
@@ -160,6 +151,4 @@ def test_locker_over_tls_with_a_password_file(
     finally:
         platform.disconnect()
         platform.loop_stop()
-        stop.set()
-        runner.join(5)
-        locker.close()
+        running.stop()
