@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 
 FLASH_BASE = 0x0200
 DEFAULT_CHANNELS = 8
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "slave device failure",
+}
 FRAMES_KEPT = 20
 T = TypeVar("T")
 
@@ -51,6 +57,15 @@ class FlashRequest(ModbusPDU):
         self.address, self.steps = struct.unpack(">HH", data[:4])
 
 
+class Refused(ModbusException):
+    """The board answered with a Modbus exception: a clear answer, so not retried."""
+
+    def __init__(self, what: str, reply: object) -> None:
+        code = getattr(reply, "exception_code", None)
+        name = EXCEPTION_NAMES.get(code, "exception") if isinstance(code, int) else "exception"
+        super().__init__(f"{what}: the board refused it ({name}, code {code})")
+
+
 class ModbusLine:
     """One serial port with its pymodbus client, shared by the boards on it."""
 
@@ -59,6 +74,8 @@ class ModbusLine:
         self.baud = baud
         self.retries = retries
         self.frames: deque[str] = deque(maxlen=FRAMES_KEPT)
+        self.users = 0  # boards using this line; the last one to close closes the port
+        self.last_sent = self.last_received = b""  # the raw frames of the last exchange
         self.exchanges = 0
         self.errors = 0
         # The silent interval: 3.5 characters at <= 19200 baud, 1.75 ms above.
@@ -76,6 +93,10 @@ class ModbusLine:
 
     def _trace(self, sending: bool, data: bytes) -> bytes:
         self.frames.append(f"{time.time():.3f} {'>' if sending else '<'} {data.hex(' ')}")
+        if sending:
+            self.last_sent, self.last_received = data, b""
+        else:  # a reply may come in more than one read
+            self.last_received += data
         return data
 
     def close(self) -> None:
@@ -99,6 +120,10 @@ class ModbusLine:
                     self._last_io = time.monotonic()
                     self.exchanges += 1
                     return result
+                except Refused as exc:
+                    self._last_io = time.monotonic()
+                    self.errors += 1
+                    raise BoardError(board, str(exc), tuple(self.frames)) from exc
                 except (ModbusException, OSError, termios.error) as exc:
                     self._last_io = time.monotonic()
                     problem = str(exc) or type(exc).__name__
@@ -118,6 +143,7 @@ class ModbusRelayBoard:
         self.steps = max(1, round(cfg.pulse_ms / 100))
         self.open_level = cfg.door_open_high
         self.line = line
+        self._closed = False
 
     @property
     def name(self) -> str:
@@ -127,7 +153,7 @@ class ModbusRelayBoard:
         def read(client: ModbusSerialClient) -> list[bool]:
             rr = client.read_discrete_inputs(0, count=self.channels, device_id=self.slave)
             if rr.isError():
-                raise ModbusException(f"exception reply {rr}")
+                raise Refused(f"reading {self.channels} door inputs", rr)
             return list(rr.bits[: self.channels])
 
         bits = self.line.call(self._name, read)
@@ -140,13 +166,28 @@ class ModbusRelayBoard:
 
         def flash(client: ModbusSerialClient) -> None:
             rr = client.execute(False, FlashRequest(address, self.steps, dev_id=self.slave))
-            if rr.isError() or rr.address != address:
+            if rr.isError():
+                raise Refused(f"flash of coil {address:#06x}", rr)
+            if self.line.last_received != self.line.last_sent:
+                # FC05 is answered with an exact echo (coil and duration). Anything else:
+                # the pulse may or may not have happened; the door sensor decides, and
+                # the retry is a second pulse at worst.
                 raise ModbusException(f"flash of coil {address:#06x} not echoed: {rr}")
 
         self.line.call(self._name, flash)
 
     def close(self) -> None:
-        """The line is shared; `forget_client(port)` closes it."""
+        """The line is shared: the last board on it closes the port."""
+        if self._closed:
+            return
+        self._closed = True
+        with _lines_lock:
+            self.line.users -= 1
+            last = self.line.users <= 0 and _lines.get(self.line.port) is self.line
+            if last:
+                del _lines[self.line.port]
+        if last:
+            self.line.close()
 
 
 _lines: dict[str, ModbusLine] = {}
@@ -159,6 +200,7 @@ def make_modbus_relay(cfg: BoardConfig) -> ModbusRelayBoard:
         if line is None:
             line = ModbusLine(cfg.port, cfg.baud, cfg.timeout_ms / 1000, cfg.retries)
             _lines[cfg.port] = line
+        line.users += 1
     return ModbusRelayBoard(cfg, line)
 
 

@@ -46,6 +46,7 @@ class ModbusRelaySim(PtyDevice):
         self.inputs_inverted = inputs_inverted
         self.relay_until: dict[tuple[int, int], float] = {}
         self.arrivals: list[float] = []  # when each request arrived (silent-interval checks)
+        self.wrong_echo = 0  # answer the next N pulses with another duration (valid CRC)
         super().__init__(self._respond, baud=baud, name="modbus-relay")
 
     def _respond(self, buffer: bytes) -> tuple[int, list[bytes]]:
@@ -92,6 +93,10 @@ class ModbusRelaySim(PtyDevice):
             self.relay_until[(slave, ch)] = time.monotonic() + value / 10
         else:
             return self._exception(slave, function, 2)
+        if self.wrong_echo:
+            self.wrong_echo -= 1
+            body = frame[:4] + struct.pack(">H", (value + 1) & 0xFFFF)
+            return body + crc16(body)
         return frame  # FC05 is answered with an echo
 
     @staticmethod

@@ -100,3 +100,48 @@ def test_inverted_inputs_and_bad_channel(bus: tuple[ModbusRelaySim, dict[int, Si
     assert not any(b1.read_doors().values())
     with pytest.raises(BoardError, match="no channel 9"):
         b1.unlock(9)
+
+
+def test_an_echo_that_differs_is_retried(bus: tuple[ModbusRelaySim, dict[int, SimBoard]]) -> None:
+    device, sims = bus
+    b1 = board(device)
+    device.wrong_echo = 1
+    before = len(device.received)
+    b1.unlock(2)  # the first echo names another duration: sent again, echoed right
+    pulse = bytes.fromhex("01 05 02 01 00 07")
+    assert device.received[before:] == [pulse + crc16(pulse)] * 2
+    assert sims[1].is_open(2)
+    device.wrong_echo = 5
+    with pytest.raises(BoardError, match="not echoed"):
+        b1.unlock(3)
+
+
+def test_an_exception_reply_is_a_clear_answer_not_retried(
+    bus: tuple[ModbusRelaySim, dict[int, SimBoard]],
+) -> None:
+    device, _ = bus
+    b1 = board(device, channels=16)  # the board has 8 inputs: exception 2
+    before = len(device.received)
+    with pytest.raises(BoardError, match=r"refused it \(illegal data address, code 2\)") as err:
+        b1.read_doors()
+    assert len(device.received) - before == 1  # asked once: the board answered
+    assert any(" < 01 82 02" in f for f in err.value.frames)
+
+
+def test_the_last_board_on_a_line_closes_the_port(
+    bus: tuple[ModbusRelaySim, dict[int, SimBoard]],
+) -> None:
+    from drivers import modbus_relay
+
+    device, _ = bus
+    b1, b2 = board(device, 1), board(device, 2)
+    b1.read_doors()
+    b1.close()
+    b1.close()  # twice is once
+    assert b2.read_doors()[1] is False  # the line is still there for the other board
+    assert b2.line.client.connected
+    b2.close()
+    assert not b2.line.client.connected
+    assert device.path not in modbus_relay._lines
+    b3 = board(device, 1)  # a new board gets a new line
+    assert b3.line is not b2.line and b3.read_doors()[1] is False
