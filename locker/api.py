@@ -20,7 +20,6 @@ import os
 import secrets
 import socket
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -59,8 +58,8 @@ class LocalApi:
         self.post = post
         self.health = health
         self.diagnostics = diagnostics or health
-        # Maintenance sessions opened with the PIN: token -> monotonic expiry. In memory
-        # only: a restart of lockerd ends them, which is what a technician would expect.
+        # Maintenance sessions opened with the PIN: token -> expiry on the service's
+        # monotonic clock. In memory only: a restart of lockerd ends them.
         self.sessions: dict[str, float] = {}
         self._subscribers: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -237,7 +236,7 @@ def _technician(api: LocalApi, req: dict[str, Any]) -> None:
     or the token of a session opened with it (`login`)."""
     token = req.get("token")
     if isinstance(token, str):
-        now = time.monotonic()
+        now = api.svc.clock.monotonic()
         for known, expires in list(api.sessions.items()):
             if expires < now:
                 del api.sessions[known]
@@ -258,7 +257,7 @@ def _login(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
         raise ApiError("pin: the technician PIN is required to log in")
     _technician(api, {"pin": req["pin"]})
     token = secrets.token_hex(16)
-    api.sessions[token] = time.monotonic() + SESSION_S
+    api.sessions[token] = api.svc.clock.monotonic() + SESSION_S
     api.svc.audit_action("technician", "maintenance_login")
     return {"token": token, "expires_in_s": SESSION_S}
 

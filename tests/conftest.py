@@ -156,12 +156,14 @@ class RunningDaemon:
     """lockerd's own build() and loop, run in a thread as `lockerd` runs them (for tests that
     also need to reach inside: the simulated board, the store)."""
 
-    def __init__(self, config_path: Path, boards: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, config_path: Path, boards: Mapping[str, Any] | None = None, clock: Any = None
+    ) -> None:
         from locker.clock import SystemClock
         from locker.config import load_config
         from locker.daemon import LoopThread, build
 
-        self.locker = build(load_config(config_path), SystemClock(), boards)
+        self.locker = build(load_config(config_path), clock or SystemClock(), boards)
         self.thread = LoopThread(self.locker)
 
     def call(self, fn: Any) -> Any:

@@ -340,3 +340,29 @@ def test_lockerctl_qr_issues_a_new_code_and_renders_it(daemon: Locker, tmp_path:
         assert "QR text: locker:api-1:pickup:123" in plain.stdout
     finally:
         c.close()
+
+
+def test_a_maintenance_session_ends_after_five_idle_minutes(tmp_path: Path) -> None:
+    from locker.clock import FakeClock
+    from locker.pin import write_pin
+
+    (tmp_path / "locker.toml").write_text(
+        '[locker]\nid = "api-2"\ndata_dir = "data"\n[mqtt]\nenabled = false\n'
+        '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n'
+        '[[compartments]]\nnumbers = "1-2"\nchannels = "1-2"\nboard = "b0"\nsize = "S"\n'
+    )
+    clock = FakeClock()
+    running = RunningDaemon(tmp_path / "locker.toml", {"b0": SimBoard("b0", 2)}, clock)
+    write_pin(running.locker.config.pin_path, "24681357")
+    c = Client(running.locker.config.api.socket)
+    try:
+        token = c.ask(id=1, op="login", pin="24681357")["result"]["token"]
+        running.call(lambda: clock.advance(299))
+        assert c.ask(id=2, op="diagnostics", token=token)["ok"]  # and the five minutes restart
+        running.call(lambda: clock.advance(299))
+        assert c.ask(id=3, op="diagnostics", token=token)["ok"]
+        running.call(lambda: clock.advance(301))
+        assert "session has ended" in c.ask(id=4, op="diagnostics", token=token)["error"]
+    finally:
+        c.close()
+        running.stop()
