@@ -66,13 +66,17 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
         self.selected: int | None = None
         self.cells: dict[int, Button] = {}
         self.last_touch = time.monotonic()
-        self.notice = ""
+        self.notice: tuple[str, dict[str, Any]] | None = None
 
         root = BoxLayout(orientation="vertical", padding=6, spacing=6)
         top = BoxLayout(size_hint_y=0.11, spacing=6)
         self.status = wrapped(font_size="14sp", valign="middle")
-        self.exit = Button(font_size="18sp", size_hint_x=0.16, on_release=lambda *_: self.leave())
+        self.exit = Button(font_size="18sp", size_hint_x=0.14, on_release=lambda *_: self.leave())
+        self.language = Button(
+            font_size="16sp", size_hint_x=0.12, on_release=lambda *_: self.toggle_language()
+        )
         top.add_widget(self.status)
+        top.add_widget(self.language)
         top.add_widget(self.exit)
         body = BoxLayout(spacing=8)
         self.grid = GridLayout(spacing=3, size_hint_x=0.52)
@@ -98,7 +102,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
     def enter(self, token: str) -> None:
         self.token = token
         self.selected = None
-        self.notice = ""
+        self.notice = None
         self.last_touch = time.monotonic()
         self.refresh(0)
         Clock.schedule_interval(self.refresh, REFRESH_S)
@@ -140,18 +144,17 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
 
     def select(self, number: int) -> None:
         self.selected = number
-        self.notice = ""
+        self.notice = None
         self.render()
 
     def _act(self, op: str, done_key: str, **fields: Any) -> None:
-        t = self.app.texts.t
         try:
             self.app.api.request(op, token=self.token, compartment=self.selected, **fields)
-            self.notice = t(done_key, number=self.selected)
+            self.notice = (done_key, {"number": self.selected})
         except ApiUnavailable:
-            self.notice = t("offline")
+            self.notice = ("offline", {})
         except ValueError as exc:
-            self.notice = t("action_refused", message=str(exc))
+            self.notice = ("action_refused", {"message": str(exc)})
         self.refresh(0)
 
     def do_test_open(self) -> None:
@@ -168,6 +171,10 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
                 in_service=now_in,
                 reason="maintenance screen",
             )
+
+    def toggle_language(self) -> None:
+        self.app.toggle_language()
+        self.render()
 
     def _compartment(self, number: int | None) -> dict[str, Any] | None:
         for c in self.diag.get("compartments", []):
@@ -190,6 +197,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
             ]
         )
         self.exit.text = t("exit")
+        self.language.text = t("language")
         self._render_grid(d["compartments"])
         self._render_detail()
         self.boards.text = self._boards_text(d)
@@ -223,7 +231,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
         comp = self._compartment(self.selected)
         self.test_open.text = t("test_open")
         if comp is None:
-            self.detail.text = t("select_compartment") + (f"\n{self.notice}" if self.notice else "")
+            self.detail.text = t("select_compartment") + self._notice_text()
             self.service.text = t("take_out")
             self.test_open.disabled = self.service.disabled = True
             return
@@ -241,8 +249,16 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
                 board=comp["board"],
             )
             + (f"  {fault}" if fault else "")
-            + (f"\n{self.notice}" if self.notice else "")
+            + self._notice_text()
         )
+
+    def _notice_text(self) -> str:
+        """The last action's outcome, in the language shown now."""
+        if self.notice is None:
+            return ""
+        key, values = self.notice
+        text: str = self.app.texts.t(key, **values)
+        return "\n" + text
 
     def _boards_text(self, d: dict[str, Any]) -> str:
         t = self.app.texts.t

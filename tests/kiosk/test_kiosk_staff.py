@@ -240,8 +240,18 @@ def test_staff_scanners_and_maintenance(
         if comp is None or comp["in_service"]:
             return False
         seen["out_of_service"] = app.maintenance.detail.text
-        Window.size = (1024, 600)
+        tap(app.maintenance.language)
         return True
+
+    @step
+    def maintenance_in_chinese() -> None:
+        seen["zh_detail"] = app.maintenance.detail.text
+        check("17-maintenance-zh")
+        tap(app.maintenance.language)  # back to English
+
+    @step
+    def bigger_screen() -> None:
+        Window.size = (1024, 600)
 
     @step
     def maintenance_at_1024() -> None:
@@ -275,6 +285,8 @@ def test_staff_scanners_and_maintenance(
     assert "platform NOT connected" in seen["status"] and "version" in seen["status"]
     assert "maintenance_open #3" in seen["events"]
     assert "out of service" in seen["out_of_service"]
+    assert seen["zh_detail"].startswith("3 号柜格（S）：停用")  # noqa: RUF001 (Chinese punctuation)
+    assert seen["zh_detail"].endswith(ZH["taken_out"].format(number=3))
     assert seen["after_exit"] == "welcome" and seen["token_after_exit"] is None
     assert seen["overflow"] == {name: [] for name in seen["overflow"]}, "text that does not fit"
 
