@@ -28,8 +28,10 @@ echo "== software in $PREFIX"
 install -d -m 0755 "$PREFIX"
 rsync -a --delete --exclude .git --exclude .venv --exclude var --exclude '__pycache__' \
 	"$SRC"/ "$PREFIX"/src/
-# The system's Python (not a per-user one): the services run as other users.
-[ -x "$PREFIX/.venv/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX/.venv"
+# The system's Python (not a per-user one): the services run as other users. System
+# site packages stay visible so that a camera library installed with apt
+# (python3-picamera2, python3-opencv) is found; the pinned packages in the venv win.
+[ -x "$PREFIX/.venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$PREFIX/.venv"
 "$PREFIX/.venv/bin/pip" install -q --upgrade pip
 "$PREFIX/.venv/bin/pip" install -q "$PREFIX/src[kiosk]"
 cp "$SRC/README.md" "$PREFIX/README.md"
