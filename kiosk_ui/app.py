@@ -59,7 +59,10 @@ def build_app(
     if fullscreen:
         Config.set("graphics", "fullscreen", "auto")
         Config.set("graphics", "show_cursor", "0")
-    Config.set("input", "mouse", "mouse,disable_multitouch")
+        Config.set("graphics", "allow_screensaver", "0")  # the cabinet's screen never blanks
+    # A touch panel can reach Kivy twice (as a touch and as the mouse SDL emulates):
+    # the mouse is ignored while a real touch is active, so no digit is typed twice.
+    Config.set("input", "mouse", "mouse,disable_on_activity,disable_multitouch")
     Config.set("kivy", "exit_on_escape", "0")  # a scanner's stray Escape must not quit
     from kivy.app import App
     from kivy.clock import Clock
