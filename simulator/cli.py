@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         help="an unlocked door closes by itself after this (0: close it with 'close N')",
     )
     p_boards.add_argument("--scenario", help="a file of console commands to run instead")
+    p_boards.add_argument(
+        "--camera",
+        action="store_true",
+        help="a camera (a folder of frames, `show TEXT`) instead of the serial scanner",
+    )
     args = parser.parse_args(argv)
     if args.cmd == "demo":
         return demo.run(args.config, keep_data=args.keep_data)
@@ -80,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             not args.no_scanner,
             args.door_close_s,
             args.scenario,
+            camera=args.camera,
         )
     return 2
 

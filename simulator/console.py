@@ -1,7 +1,7 @@
 """`locker-sim boards`: simulated lock boards and a scanner on ptys, for technicians.
 
 Starts byte-level simulated boards (Kerong CU48, CU16, Modbus relay) and a
-simulated serial scanner, writes a ready-to-run daemon configuration that
+simulated serial scanner (or a camera: a folder of frames), writes a ready-to-run daemon configuration that
 points at their ptys, and then takes commands — typed, or from a scenario
 file — to act as the world around the cabinet: people opening and closing
 doors, a jammed lock, a forced door, a board unplugged, a code scanned.
@@ -10,6 +10,7 @@ doors, a jammed lock, a forced door, a board unplugged, a code scanned.
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
 import time
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from drivers.sim import SimBoard
+from locker.qr import save_png
 from simulator.kerong import KerongSim
 from simulator.pty_device import PtyDevice
 from simulator.scanner import SimScanner
@@ -32,6 +34,7 @@ HELP = """commands (N = compartment number, B = board name):
   fault B no-reply|bad-checksum [COUNT] | fault B split on|off
   scan TEXT                   the scanner reads TEXT (a code or a QR text)
   unplug-scanner | plug-scanner
+  show TEXT | show FILE.png   (--camera) a QR of TEXT, or an image, held to the camera
   sleep SECONDS               (scenario files) wait
   help | quit"""
 
@@ -68,6 +71,7 @@ class Cabinet:
         door_close_s: float = 0.0,
         baud: int = 19200,
         locker_id: str = "sim-locker",
+        camera: bool = False,
     ) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
@@ -75,6 +79,7 @@ class Cabinet:
         self.buses: list[SimBus] = []
         self.sims: dict[str, SimBoard] = {}
         self.scanner: SimScanner | None = None
+        self._frames = 0
         boards_toml: list[str] = []
         comps_toml: list[str] = []
         number = 1
@@ -117,7 +122,12 @@ class Cabinet:
                     f'channels = "1-{channels}"\nboard = "{name}"\nsize = "{size}"\n'
                 )
         scanner_toml = '[scanner]\ndriver = "none"\n'
-        if scanner:
+        # The camera: a folder whose image files lockerd reads as frames (`show`).
+        self.camera: Path | None = folder / "camera" if camera else None
+        if self.camera is not None:
+            self.camera.mkdir(exist_ok=True)
+            scanner_toml = f'[scanner]\ndriver = "camera"\nport = "folder:{self.camera}"\n'
+        elif scanner:
             self.scanner = SimScanner(folder)
             scanner_toml = f'[scanner]\ndriver = "serial"\nport = "{self.scanner.path}"\n'
         self.config_path = folder / "locker.toml"
@@ -137,6 +147,23 @@ class Cabinet:
             bus.device.close()
         if self.scanner is not None:
             self.scanner.close()
+
+    def _show(self, what: str) -> str:
+        """Hold a QR (made from the text, as the platform makes it) or an image to the camera."""
+        if self.camera is None:
+            raise ConsoleError("no camera in this cabinet (locker-sim boards --camera)")
+        if not what:
+            raise ConsoleError("show TEXT or show FILE.png")
+        self._frames += 1
+        part = self.camera / f"frame-{self._frames:05d}.part"
+        source = Path(what)
+        if source.suffix.lower() in (".png", ".jpg", ".jpeg") and source.is_file():
+            shutil.copyfile(source, part)
+        else:
+            save_png(what, part)
+        # Renamed once whole: the daemon never reads half a frame.
+        part.replace(part.with_suffix(".png"))
+        return f"shown to the camera: {source.name if source.is_file() else 'QR of the text'}"
 
     def _bus_of(self, board: str) -> SimBus:
         for bus in self.buses:
@@ -226,6 +253,8 @@ class Cabinet:
                 raise ConsoleError("no scanner in this cabinet")
             self.scanner.scan(" ".join(args))
             return "scanned"
+        if cmd == "show":
+            return self._show(" ".join(args))
         if cmd in ("unplug-scanner", "plug-scanner"):
             if self.scanner is None:
                 raise ConsoleError("no scanner in this cabinet")
@@ -263,8 +292,11 @@ def main_boards(
     scanner: bool,
     door_close_s: float,
     scenario: str | None,
+    camera: bool = False,
 ) -> int:
-    cabinet = Cabinet(Path(folder), cu48, cu16, modbus, scanner, door_close_s)
+    cabinet = Cabinet(
+        Path(folder), cu48, cu16, modbus, scanner and not camera, door_close_s, camera=camera
+    )
     out = sys.stdout
     out.write(f"simulated cabinet ready; daemon configuration: {cabinet.config_path}\n")
     out.write(f"run:  lockerd --config {cabinet.config_path}\n")

@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from drivers.bus import forget_bus
 from drivers.modbus_relay import forget_client
 from drivers.registry import make_board
 from locker.config import load_config
-from simulator.console import Cabinet
+from simulator.console import Cabinet, ConsoleError
 
 BIN = Path(sys.executable).parent
 
@@ -62,3 +64,51 @@ def test_scenario_file(tmp_path: Path) -> None:
     assert "error: unknown command 'nonsense'; type help" in text
     assert "scanned" in text
     assert "compartment 4" not in text  # nothing after quit
+
+
+def test_a_cabinet_with_a_camera_shows_qr_codes_to_the_real_daemon(tmp_path: Path) -> None:
+    import json
+    import time
+
+    from conftest import RunningDaemon
+
+    from locker.clock import rfc3339
+    from locker.commands import CommandProcessor
+
+    cab = Cabinet(tmp_path / "cab", cu48=1, scanner=True, camera=True, locker_id="cam-sim")
+    running = None
+    try:
+        config = load_config(cab.config_path)
+        assert config.scanner.driver == "camera" and cab.scanner is None
+        running = RunningDaemon(cab.config_path)
+        payload = {
+            "command_id": "c1",
+            "sent_at": rfc3339(time.time()),
+            "order_id": "SO-CAMSIM",
+            "items": [{"sku": "1", "qty": 1, "size": "S"}],
+        }
+        reply = running.call(
+            lambda: CommandProcessor(running.locker.service).handle("reserve", json.dumps(payload))
+        )
+        code = reply["result"]["deposit_code"]
+        assert (
+            cab.run(f"show locker:cam-sim:deposit:{code}") == "shown to the camera: QR of the text"
+        )
+        deadline = time.monotonic() + 5
+        while not cab.compartments[1].sim.is_open(1):
+            assert time.monotonic() < deadline, "the QR shown to the camera opened nothing"
+            time.sleep(0.02)
+        with pytest.raises(ConsoleError, match="no camera in this cabinet"):
+            Cabinet.run(cab_without_camera(tmp_path), "show 123")
+    finally:
+        if running is not None:
+            running.stop()
+        for b in load_config(cab.config_path).boards:
+            forget_bus(b.port)
+        cab.close()
+
+
+def cab_without_camera(tmp_path: Path) -> Cabinet:
+    cab = Cabinet(tmp_path / "plain", cu48=0, scanner=False)
+    cab.close()  # nothing of it is used but its console
+    return cab
