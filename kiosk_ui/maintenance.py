@@ -28,6 +28,8 @@ from kivy.uix.screenmanager import Screen
 from kiosk_ui.client import ApiUnavailable
 
 IDLE_S = 120.0
+LARGE_GRID = 48
+MAX_COLUMNS = 12
 REFRESH_S = 1.0
 COLOURS = {
     "free": (0.16, 0.55, 0.27, 1),
@@ -206,12 +208,15 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
     def _render_grid(self, compartments: list[dict[str, Any]]) -> None:
         t = self.app.texts.t
         numbers = [c["number"] for c in compartments]
+        large = len(numbers) > LARGE_GRID  # two CU48 boards and more: smaller cells
         if sorted(self.cells) != sorted(numbers):
             self.grid.clear_widgets()
             self.cells = {}
-            self.grid.cols = max(2, min(8, math.ceil(math.sqrt(len(numbers)) * 1.3)))
+            # Roughly square cells in a box about as wide as it is high.
+            self.grid.cols = max(2, min(MAX_COLUMNS, math.ceil(math.sqrt(len(numbers)) * 1.1)))
+            font_size = "11sp" if large else "14sp"
             for n in numbers:
-                cell = Button(font_size="14sp", background_normal="", halign="center")
+                cell = Button(font_size=font_size, background_normal="", halign="center")
                 cell.bind(on_release=lambda _b, n=n: self.select(n))
                 self.grid.add_widget(cell)
                 self.cells[n] = cell
@@ -219,12 +224,15 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
             cell = self.cells[c["number"]]
             state = "fault" if c["fault"] else c["state"]
             cell.background_color = COLOURS.get(state, COLOURS["fault"])
-            lines = [f"{c['number']} {c['size']}"]
+            label = str(c["number"]) if large else f"{c['number']} {c['size']}"
+            selected = c["number"] == self.selected
+            lines = [f"[{label}]" if selected else label]
             if c["door"] == "open":
                 lines.append(t("door_open_short"))
             cell.text = "\n".join(lines)
-            cell.bold = c["number"] == self.selected
-            cell.color = (1, 1, 0.3, 1) if c["number"] == self.selected else (1, 1, 1, 1)
+            cell.bold = selected
+            # An open door stands out in yellow whatever the state's colour.
+            cell.color = (1, 0.92, 0.2, 1) if c["door"] == "open" else (1, 1, 1, 1)
 
     def _render_detail(self) -> None:
         t = self.app.texts.t

@@ -1,10 +1,11 @@
 """`locker-sim boards`: simulated lock boards and a scanner on ptys, for technicians.
 
 Starts byte-level simulated boards (Kerong CU48, CU16, Modbus relay) and a
-simulated serial scanner (or a camera: a folder of frames), writes a ready-to-run daemon configuration that
-points at their ptys, and then takes commands — typed, or from a scenario
-file — to act as the world around the cabinet: people opening and closing
-doors, a jammed lock, a forced door, a board unplugged, a code scanned.
+simulated serial scanner (or a camera: a folder of frames), writes a
+ready-to-run daemon configuration that points at their ptys, and then takes
+commands — typed, or from a scenario file — to act as the world around the
+cabinet: people opening and closing doors, a jammed lock, a forced door, a
+board unplugged, a code scanned, a QR shown to the camera.
 """
 
 from __future__ import annotations
