@@ -40,19 +40,23 @@ class GpioBoard:
             )
             for pin in cfg.lock_pins
         ]
-        # Pull resistors are on the cabinet's interface board, fitted so that a cut
-        # reed cable reads as an open door (visible, never a silently "closed" one);
-        # `door_open_high` says which level means open.
+        # Pull resistors are either on the cabinet's interface board (door_pull = none,
+        # door_open_high saying which level means open) or the Pi's own (up: the reed
+        # switch closes to ground; down: to 3.3 V). Either way a cut reed cable reads as
+        # an open door: visible, never a silently "closed" one.
+        pull = {"up": True, "down": False}.get(cfg.door_pull)
         self._doors = [
             DigitalInputDevice(
                 pin,
-                pull_up=None,
-                active_state=cfg.door_open_high,
+                pull_up=pull,
+                # gpiozero derives the active level from the pull: active = switch closed.
+                active_state=cfg.door_open_high if pull is None else None,
                 bounce_time=(cfg.debounce_ms / 1000) or None,
                 pin_factory=pin_factory,
             )
             for pin in cfg.door_pins
         ]
+        self._open_when_active = pull is None
         self._off_at: dict[int, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -77,7 +81,10 @@ class GpioBoard:
             self._relays[channel - 1].on()
 
     def read_doors(self) -> Mapping[int, bool]:
-        return {ch: bool(dev.value) for ch, dev in enumerate(self._doors, start=1)}
+        return {
+            ch: bool(dev.value) == self._open_when_active
+            for ch, dev in enumerate(self._doors, start=1)
+        }
 
     def _watch(self) -> None:
         """Ends every pulse on time, and any relay on past the hard maximum."""

@@ -96,6 +96,7 @@ class BoardConfig:
     door_pins: tuple[int, ...] = ()  # gpio: BCM pin of each channel's reed switch
     active_high: bool = True  # gpio: relay energised by a high output
     door_open_high: bool = True  # gpio: reed switch input reads high when the door is open
+    door_pull: str = "none"  # gpio: the Pi's own pull resistor on the reed inputs: up|down|none
     debounce_ms: int = 20  # gpio: reed switch debounce
 
 
@@ -503,6 +504,18 @@ def _boards(path: Path, value: object) -> tuple[BoardConfig, ...]:
                 raise r.fail("door_pins", f"needs one pin per lock ({len(lock_pins)})")
             if len(set(lock_pins + door_pins)) != len(lock_pins + door_pins):
                 raise r.fail("door_pins", "a pin is used twice")
+        door_pull = r.get_str("door_pull", "none")
+        if door_pull not in ("up", "down", "none"):
+            raise r.fail("door_pull", f'"{door_pull}" is not one of up, down, none')
+        # With the Pi's pull resistor the wiring is fixed: the reed switch closes to the
+        # opposite rail, so an open door (or a cut cable) reads as the pulled level.
+        door_open_high = r.get_bool("door_open_high", door_pull != "down")
+        if door_pull != "none" and door_open_high != (door_pull == "up"):
+            level = "high" if door_pull == "up" else "low"
+            raise r.fail(
+                "door_open_high",
+                f"with door_pull = {door_pull} an open door reads {level}; remove door_open_high",
+            )
         boards.append(
             BoardConfig(
                 name=name,
@@ -519,7 +532,8 @@ def _boards(path: Path, value: object) -> tuple[BoardConfig, ...]:
                 lock_pins=lock_pins,
                 door_pins=door_pins,
                 active_high=r.get_bool("active_high", True),
-                door_open_high=r.get_bool("door_open_high", True),
+                door_open_high=door_open_high,
+                door_pull=door_pull,
                 debounce_ms=r.get_int("debounce_ms", BoardConfig.debounce_ms, 0, 1000),
             )
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -109,3 +110,28 @@ def test_close_leaves_every_relay_off_and_bad_channels_refused(factory: MockFact
         board.unlock(3)
     board.close()
     assert not factory.pin(5).state and not factory.pin(6).state  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("pull", "open_high"),
+    [("up", True), ("down", False)],
+)
+def test_the_pis_own_pull_resistors_a_cut_cable_reads_open(
+    factory: MockFactory, pull: str, open_high: bool
+) -> None:
+    board = make(factory, door_pull=pull, door_open_high=open_high)
+    try:
+        pin: Any = factory.pin(12)
+        assert pin.pull == pull
+        # Nothing on the input: the pull resistor decides, and that reads as open.
+        assert board.read_doors()[1] is True
+        low_closes = pull == "up"
+        closed, opened = (
+            (pin.drive_low, pin.drive_high) if low_closes else (pin.drive_high, pin.drive_low)
+        )
+        closed()  # the reed switch closes to the other rail
+        assert board.read_doors()[1] is False
+        opened()
+        assert board.read_doors()[1] is True
+    finally:
+        board.close()

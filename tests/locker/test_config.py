@@ -27,6 +27,11 @@ size = "S"
 """
 
 
+GPIO = BASE.replace(
+    'driver = "sim"', 'driver = "gpio"\nlock_pins = [5, 6, 13, 19]\ndoor_pins = [12, 16, 20, 21]'
+)
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "locker.toml"
     path.write_text(text)
@@ -164,6 +169,16 @@ CASES = [
     ),
     ("scanner", BASE + '\n[scanner]\ndriver = "usb"\n', '[scanner] driver: "usb" is not one of'),
     (
+        "door pull",
+        GPIO.replace("door_pins", 'door_pull = "sideways"\ndoor_pins'),
+        '[[boards]] #1 door_pull: "sideways" is not one of up, down, none',
+    ),
+    (
+        "pull against polarity",
+        GPIO.replace("door_pins", 'door_pull = "up"\ndoor_open_high = false\ndoor_pins'),
+        "door_open_high: with door_pull = up an open door reads high; remove door_open_high",
+    ),
+    (
         "camera source",
         BASE + '\n[scanner]\ndriver = "camera"\nport = "/dev/video0"\n',
         '[scanner] port: "/dev/video0": the camera is folder:PATH, opencv:DEVICE or picamera2',
@@ -191,3 +206,13 @@ def test_mistakes_name_the_file_and_the_key(
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="configuration file not found"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_a_pull_down_means_an_open_door_reads_low(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, GPIO.replace("door_pins", 'door_pull = "down"\ndoor_pins'))
+    )
+    board = config.boards[0]
+    assert (board.door_pull, board.door_open_high) == ("down", False)
+    config = load_config(write(tmp_path, GPIO))
+    assert (config.boards[0].door_pull, config.boards[0].door_open_high) == ("none", True)
