@@ -14,6 +14,7 @@ import contextlib
 import logging
 import termios
 import threading
+import time
 from collections.abc import Callable
 
 import serial
@@ -21,6 +22,10 @@ import serial
 log = logging.getLogger(__name__)
 
 MAX_LINE = 256
+# A scanner sends a whole code in a few milliseconds; bytes left waiting longer than
+# this without their line end are a half scan (noise, a cable pulled) and are dropped,
+# so they never join the next code as a wrong attempt.
+STALE_S = 0.5
 BACKOFF_S = 0.2
 BACKOFF_MAX_S = 5.0
 
@@ -42,9 +47,17 @@ class LineSplitter:
         self._buf = bytearray()
         self._last_cr = False
         self._overlong = False
+        self._last_at = 0.0
         self.dropped = 0
 
-    def feed(self, data: bytes) -> list[str]:
+    def feed(self, data: bytes, now: float | None = None) -> list[str]:
+        now = time.monotonic() if now is None else now
+        if (self._buf or self._overlong) and now - self._last_at > STALE_S:
+            self._buf.clear()
+            self._overlong = False
+            self.dropped += 1
+            log.warning("scanner: dropped half a line left without its end")
+        self._last_at = now
         lines: list[str] = []
         for b in data:
             if b == 0x0A and self._last_cr:  # the LF of a CRLF

@@ -93,3 +93,12 @@ def test_a_scanner_missing_at_start_is_reported_once(tmp_path: Path) -> None:
     time.sleep(0.8)  # several reopen attempts
     reader.stop()
     assert events == ["OFFLINE"]
+
+
+def test_half_a_line_left_waiting_is_dropped_not_joined_to_the_next() -> None:
+    s = LineSplitter()
+    assert s.feed(b"1234", now=10.0) == []
+    assert s.feed(b"5678\r", now=10.1) == ["12345678"]  # one scan in two reads
+    assert s.feed(b"9999", now=20.0) == []  # then nothing: noise, or a cable pulled
+    assert s.feed(b"87654321\r\n", now=25.0) == ["87654321"]
+    assert s.dropped == 1
