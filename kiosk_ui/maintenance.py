@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from datetime import datetime
 from typing import Any
 
 from kivy.clock import Clock
@@ -46,6 +47,15 @@ def wrapped(**kwargs: Any) -> Label:
     label = Label(**{"halign": "left", "valign": "top", "markup": True, **kwargs})
     label.bind(size=lambda w, s: setattr(w, "text_size", s))
     return label
+
+
+def _local_time(stamp: str) -> str:
+    """'2026-11-25T10:14:59.578Z' as the cabinet's local '10:14:59'."""
+    try:
+        at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return stamp
+    return at.astimezone().strftime("%H:%M:%S")
 
 
 def _frame(line: str) -> str:
@@ -191,11 +201,14 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
         if not d:
             return
         link = t("mqtt_on") if d["mqtt_connected"] else t("mqtt_off")
+        synced = d.get("clock_synchronised")
+        clock = "clock_unknown" if synced is None else "clock_ok" if synced else "clock_bad"
         self.status.text = "  ·  ".join(
             [
                 t("maintenance_title", locker=d["locker_id"], version=d["version"]),
                 link,
                 t("outbox", n=d["outbox"]),
+                t(clock, time=_local_time(d["time"])),
             ]
         )
         self.exit.text = t("exit")

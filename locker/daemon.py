@@ -20,7 +20,7 @@ from drivers.registry import make_board
 from drivers.scanner import SerialScanner
 from locker.api import LocalApi
 from locker.boards import Board
-from locker.clock import Clock, SystemClock
+from locker.clock import Clock, SystemClock, rfc3339
 from locker.codes import CodeBook, load_or_create_key
 from locker.config import Config, load_config
 from locker.errors import LockerError
@@ -28,6 +28,7 @@ from locker.loop import Loop
 from locker.model import Method
 from locker.service import Service
 from locker.storage import Store
+from locker.sysclock import clock_synchronised
 from mqtt.link import PlatformLink
 
 log = logging.getLogger("lockerd")
@@ -85,6 +86,8 @@ class Locker:
             ]
         return {
             "boards": boards,
+            "time": rfc3339(self.service.now()),
+            "clock_synchronised": clock_synchronised(),
             "mqtt_connected": bool(self.link and self.link.connected),
             "outbox": self.store.outbox_depth(),
             "scanner_online": bool(self.scanner and self.scanner.online),
@@ -294,6 +297,11 @@ def main(argv: list[str] | None = None) -> int:
         len(config.boards),
         VERSION,
     )
+    if clock_synchronised() is False:
+        log.warning(
+            "the system clock is not synchronised: deadlines and the age of platform"
+            " commands depend on it (check NTP / systemd-timesyncd)"
+        )
     try:
         locker.start_inputs()
         locker.loop.run_forever()

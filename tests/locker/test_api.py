@@ -6,6 +6,7 @@ import json
 import socket
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from conftest import RunningDaemon
 
 from drivers.sim import SimBoard
-from locker.clock import rfc3339
+from locker.clock import parse_rfc3339, rfc3339
 from locker.commands import CommandProcessor
 from locker.daemon import Locker
 
@@ -233,6 +234,8 @@ def test_a_maintenance_session_shows_diagnostics_and_reissues_a_code(daemon: Loc
             "frames": [],  # the in-memory board has no wire
         }
         assert diag["version"] and diag["outbox"] >= 1 and diag["mqtt_connected"] is False
+        assert diag["clock_synchronised"] in (True, False, None)
+        assert abs(parse_rfc3339(diag["time"]) - time.time()) < 5
         alarm = diag["alarms"][0]
         assert (alarm["action"], alarm["compartment"]) == ("door_jammed", 3)
         actions = [r["action"] for r in diag["recent"]]  # newest first
