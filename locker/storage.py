@@ -385,8 +385,9 @@ class Store:
         return out
 
     def delete_events(self, seqs: list[int]) -> None:
-        """Forget events the broker acknowledged (PUBACK), in one transaction."""
-        with self.transaction() as tx:
+        """Forget events the broker acknowledged (PUBACK), in one transaction. Nothing a
+        screen or the platform's `state` shows changes: commit listeners are not told."""
+        with self.transaction(notify=False) as tx:
             tx.db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 
     def stored_reply(self, command_id: str) -> tuple[str, dict[str, Any] | None] | None:

@@ -125,3 +125,16 @@ def test_an_after_commit_failure_does_not_skip_the_others(tmp_path: Path) -> Non
         tx.after_commit(lambda: ran.append(3))
     assert ran == [1, 3]
     store.close()
+
+
+def test_forgetting_acknowledged_events_tells_no_listener(tmp_path: Path) -> None:
+    # A drain of the outbox changes nothing a screen or `state` shows: no snapshot per ack.
+    store = Store(tmp_path / "l.db", BOOK)
+    heard: list[list[str]] = []
+    store.on_commit.append(heard.append)
+    with store.transaction() as tx:
+        tx.emit("deposited", {}, 0.0)
+    assert heard == [["deposited"]]
+    store.delete_events([ev.seq for ev in store.events()])
+    assert heard == [["deposited"]] and store.outbox_depth() == 0
+    store.close()
