@@ -21,11 +21,11 @@ import secrets
 import socket
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 from locker.entry import CodeResult
+from locker.loop import call_on
 from locker.model import CommandError, Method
 from locker.pin import read_pin_hash
 from locker.service import Service
@@ -162,21 +162,15 @@ class LocalApi:
 
     def _on_loop(self, fn: Callable[[], Any]) -> Any:
         """Run `fn` on the daemon's loop and wait for its result."""
-        future: Future[Any] = Future()
-
-        def job() -> None:
-            try:
-                future.set_result(fn())
-            except ApiError as exc:
-                future.set_exception(exc)
-            except CommandError as exc:  # a use case refused: its code and message
-                future.set_exception(ApiError(f"{exc.code.value}: {exc.message}"))
-            except Exception as exc:  # reported to the client; the loop logs nothing lost
-                log.exception("local API request failed")
-                future.set_exception(ApiError(f"internal error: {exc}"[:200]))
-
-        self.post(job)
-        return future.result(timeout=30)
+        try:
+            return call_on(self.post, fn, timeout=30)
+        except ApiError:
+            raise
+        except CommandError as exc:  # a use case refused: its code and message
+            raise ApiError(f"{exc.code.value}: {exc.message}") from exc
+        except Exception as exc:  # reported to the client; the daemon carries on
+            log.exception("local API request failed")
+            raise ApiError(f"internal error: {exc}"[:200]) from exc
 
     def _changed(self, types: list[str]) -> None:
         # On the loop thread, after a commit: tell every subscriber what changed.

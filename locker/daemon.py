@@ -9,7 +9,6 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -24,7 +23,7 @@ from locker.clock import Clock, SystemClock, rfc3339
 from locker.codes import CodeBook, load_or_create_key
 from locker.config import Config, load_config
 from locker.errors import LockerError
-from locker.loop import Loop
+from locker.loop import Loop, call_on
 from locker.model import Method
 from locker.service import Service
 from locker.storage import Store
@@ -167,16 +166,7 @@ class LoopThread:
 
     def call(self, fn: Callable[[], T], timeout: float = 10.0) -> T:
         """Run `fn` on the loop thread and return its result."""
-        future: Future[T] = Future()
-
-        def job() -> None:
-            try:
-                future.set_result(fn())
-            except BaseException as exc:  # raised again in the caller's thread
-                future.set_exception(exc)
-
-        self.locker.loop.post(job)
-        return future.result(timeout)
+        return call_on(self.locker.loop.post, fn, timeout)
 
     def stop(self) -> None:
         """Stop the loop, then close the locker (inputs, boards, database)."""

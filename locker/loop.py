@@ -12,7 +12,9 @@ import logging
 import queue
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TypeVar
 
 from locker.boards import Board, BoardError
 from locker.sdnotify import notify, watchdog_interval_s
@@ -20,10 +22,26 @@ from locker.service import Service
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 MAX_BACKOFF_S = 2.0
 # While an unlock waits to be confirmed by its door sensor, its board is read this
 # often: the confirmation (and the remote open's reply) should not wait a whole poll.
 CONFIRM_POLL_S = 0.02
+
+
+def call_on(post: Callable[[Callable[[], None]], None], fn: Callable[[], T], timeout: float) -> T:
+    """Run `fn` on the loop through `post` and wait for its result; what it raises is
+    raised again in the caller's thread. For threads other than the loop's."""
+    future: Future[T] = Future()
+
+    def job() -> None:
+        try:
+            future.set_result(fn())
+        except Exception as exc:  # handed to the waiting thread, not lost on the loop
+            future.set_exception(exc)
+
+    post(job)
+    return future.result(timeout)
 
 
 @dataclass
