@@ -172,3 +172,28 @@ class RunningDaemon:
 
     def stop(self) -> None:
         self.thread.stop()
+
+
+def reserve_on_loop(locker: Any, order_id: str) -> str:
+    """The platform reserves one small order, on the running daemon's loop as the MQTT
+    link would; returns the deposit code."""
+    import json
+    import time
+
+    from locker.clock import rfc3339
+    from locker.commands import CommandProcessor
+    from locker.loop import call_on
+
+    payload = {
+        "command_id": f"r-{order_id}",
+        "sent_at": rfc3339(time.time()),
+        "order_id": order_id,
+        "items": [{"sku": "1", "qty": 1, "size": "S"}],
+    }
+    reply = call_on(
+        locker.loop.post,
+        lambda: CommandProcessor(locker.service).handle("reserve", json.dumps(payload)),
+        timeout=10,
+    )
+    code: str = reply["result"]["deposit_code"]
+    return code

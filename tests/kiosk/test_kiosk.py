@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningDaemon
+from conftest import RunningDaemon, reserve_on_loop
 from kiosk_helpers import SHOTS, Steps, display, overflowing, shot, tap  # noqa: F401 (a fixture)
 
 from drivers.sim import SimBoard
 from kiosk_ui.i18n import load
-from locker.clock import rfc3339
-from locker.commands import CommandProcessor
 from locker.daemon import Locker
 
 
@@ -37,29 +32,7 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Locker, SimBoard]]:
 @pytest.mark.usefixtures("display")
 def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]) -> None:
     locker, board = daemon
-    processor = CommandProcessor(locker.service)
-    done = threading.Event()
-    box: list[Any] = []
-
-    def reserve() -> None:
-        box.append(
-            processor.handle(
-                "reserve",
-                json.dumps(
-                    {
-                        "command_id": "k1",
-                        "sent_at": rfc3339(time.time()),
-                        "order_id": "SO-K",
-                        "items": [{"sku": "1", "qty": 1, "size": "S"}],
-                    }
-                ),
-            )
-        )
-        done.set()
-
-    locker.loop.post(reserve)
-    assert done.wait(5)
-    deposit_code = box[0]["result"]["deposit_code"]
+    deposit_code = reserve_on_loop(locker, "SO-K")
 
     from kiosk_ui.app import build_app
 

@@ -10,20 +10,16 @@ for text that does not fit, and saved under docs/screenshots/.
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningDaemon
+from conftest import RunningDaemon, reserve_on_loop
 from kiosk_helpers import Steps, display, overflowing, shot, tap  # noqa: F401 (a fixture)
 
 from drivers.sim import SimBoard
 from kiosk_ui.i18n import load
-from locker.clock import rfc3339
-from locker.commands import CommandProcessor
 from locker.pin import write_pin
 from locker.qr import save_png
 
@@ -48,20 +44,6 @@ def daemon(tmp_path: Path) -> Iterator[tuple[RunningDaemon, SimBoard, Path]]:
     running.stop()
 
 
-def reserve(running: RunningDaemon, order_id: str) -> str:
-    payload = {
-        "command_id": f"c-{order_id}",
-        "sent_at": rfc3339(time.time()),
-        "order_id": order_id,
-        "items": [{"sku": "1", "qty": 1, "size": "S"}],
-    }
-    reply = running.call(
-        lambda: CommandProcessor(running.locker.service).handle("reserve", json.dumps(payload))
-    )
-    code: str = reply["result"]["deposit_code"]
-    return code
-
-
 def pickup_qr(running: RunningDaemon, order_id: str) -> str | None:
     events = running.call(lambda: running.locker.store.events(0, 1000))
     for ev in events:
@@ -79,7 +61,7 @@ def test_staff_scanners_and_maintenance(
     running, board, frames = daemon
     locker = running.locker
     monkeypatch.setattr("kiosk_ui.app.REMINDER_SECONDS", 1.5)  # 20 s on the cabinet
-    first, second = reserve(running, "SO-S1"), reserve(running, "SO-S2")
+    first, second = reserve_on_loop(locker, "SO-S1"), reserve_on_loop(locker, "SO-S2")
 
     from kivy.core.window import Window
 

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningDaemon
+from conftest import RunningDaemon, reserve_on_loop
 
 from drivers.sim import SimBoard
-from locker.clock import parse_rfc3339, rfc3339
-from locker.commands import CommandProcessor
+from locker.clock import parse_rfc3339
 from locker.daemon import Locker
 
 
@@ -88,22 +87,7 @@ def test_subscribers_get_a_stream_of_state_changes(daemon: Locker) -> None:
     try:
         first = watcher.ask(id="w", op="subscribe")
         assert first["ok"] and first["result"]["locker_id"] == "api-1"
-        done = threading.Event()
-        reply: list[Any] = []
-
-        def reserve() -> None:  # the platform, on the loop as the MQTT link would be
-            payload = {
-                "command_id": "r1",
-                "sent_at": rfc3339(daemon.service.now()),
-                "order_id": "SO-A",
-                "items": [{"sku": "1", "qty": 1, "size": "S"}],
-            }
-            reply.append(CommandProcessor(daemon.service).handle("reserve", json.dumps(payload)))
-            done.set()
-
-        daemon.loop.post(reserve)
-        assert done.wait(5)
-        code = reply[0]["result"]["deposit_code"]
+        code = reserve_on_loop(daemon, "SO-A")
         opened = kiosk.ask(id=1, op="code", text=code, method="keypad")["result"]
         assert opened["outcome"] == "opened" and opened["compartments"] == [1]
         doors = set()
@@ -178,25 +162,6 @@ def test_maintenance_needs_the_technician_pin(daemon: Locker) -> None:
         c.close()
 
 
-def _reserve(daemon: Locker, order_id: str) -> str:
-    done, reply = threading.Event(), []
-
-    def reserve() -> None:
-        payload = {
-            "command_id": f"r-{order_id}",
-            "sent_at": rfc3339(daemon.service.now()),
-            "order_id": order_id,
-            "items": [{"sku": "1", "qty": 1, "size": "S"}],
-        }
-        reply.append(CommandProcessor(daemon.service).handle("reserve", json.dumps(payload)))
-        done.set()
-
-    daemon.loop.post(reserve)
-    assert done.wait(5)
-    code: str = reply[0]["result"]["deposit_code"]
-    return code
-
-
 def test_a_maintenance_session_shows_diagnostics_and_reissues_a_code(daemon: Locker) -> None:
     from locker.pin import write_pin
 
@@ -210,7 +175,7 @@ def test_a_maintenance_session_shows_diagnostics_and_reissues_a_code(daemon: Loc
         board = daemon.boards["b0"]
         assert isinstance(board, SimBoard)
         board.jammed.add(3)
-        deposit = _reserve(daemon, "SO-D")
+        deposit = reserve_on_loop(daemon, "SO-D")
         assert c.ask(id=5, op="code", text=deposit)["result"]["outcome"] == "opened"
         for _ in range(100):  # the door closes by itself: the order is loaded
             if c.ask(id=0, op="history", order_id="SO-D")["result"][-1]["stage"] == "deposited":
@@ -302,7 +267,7 @@ def test_lockerctl_qr_issues_a_new_code_and_renders_it(daemon: Locker, tmp_path:
     ctl = [str(Path(sys.executable).parent / "lockerctl"), "--config", str(daemon.config.path)]
     c = Client(daemon.config.api.socket)
     try:
-        deposit = _reserve(daemon, "SO-Q")
+        deposit = reserve_on_loop(daemon, "SO-Q")
         assert c.ask(id=1, op="code", text=deposit)["result"]["outcome"] == "opened"
         for _ in range(100):
             if c.ask(id=0, op="history", order_id="SO-Q")["result"][-1]["stage"] == "deposited":
