@@ -2,7 +2,8 @@
 
 Unknown sections and keys, wrong types and values out of bounds are errors
 that name the file and the key, and the daemon does not start: a typo in a
-cabinet's configuration must not turn into a silently wrong locker.
+cabinet's configuration must not turn into a silently wrong locker. How a
+table is read strictly is in `locker/config_reader.py`; this module is the shape.
 """
 
 from __future__ import annotations
@@ -10,21 +11,20 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from locker.errors import LockerError
+from locker.config_reader import ConfigError, Reader, names, resolve, table_list
+from locker.model import SIZES
+
+# ConfigError is raised by the reader and belongs to this module's interface too.
+__all__ = ["BoardConfig", "CompartmentConfig", "Config", "ConfigError", "load_config", "parse_config"]
 
 KNOWN_DRIVERS = ("kerong-cu16", "kerong-cu48", "modbus-relay", "gpio", "sim")
 SERIAL_DRIVERS = ("kerong-cu16", "kerong-cu48", "modbus-relay")
 BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 RANGE_RE = re.compile(r"\s*(\d+)\s*-\s*(\d+)\s*")
-
-
-class ConfigError(LockerError):
-    """The configuration file cannot be used; the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -184,111 +184,6 @@ def load_config(path: str | Path) -> Config:
     return parse_config(data, path)
 
 
-# -- reading values --------------------------------------------------------------------
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
-
-
-class _Reader:
-    """Reads one table, remembering where it is for error messages."""
-
-    def __init__(self, path: Path, where: str, data: object) -> None:
-        self.path = path
-        self.where = where
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: {where}: expected a table, got {_describe(data)}")
-        self.data: dict[str, Any] = data
-
-    def fail(self, key: str, problem: str) -> ConfigError:
-        return ConfigError(f"{self.path}: {self.where} {key}: {problem}")
-
-    def check_keys(self, known: tuple[str, ...]) -> None:
-        for key in self.data:
-            if key not in known:
-                raise self.fail(key, f"unknown key (known: {', '.join(sorted(known))})")
-
-    def has(self, key: str) -> bool:
-        return key in self.data
-
-    def _get(self, key: str, default: Any, required: bool) -> Any:
-        if key not in self.data:
-            if required:
-                raise self.fail(key, "missing (required)")
-            return default
-        return self.data[key]
-
-    def get_str(self, key: str, default: str = "", required: bool = False) -> str:
-        value = self._get(key, default, required)
-        if not isinstance(value, str):
-            raise self.fail(key, f"expected a string, got {_describe(value)}")
-        return value
-
-    def get_bool(self, key: str, default: bool = False) -> bool:
-        value = self._get(key, default, False)
-        if not isinstance(value, bool):
-            raise self.fail(key, f"expected true or false, got {_describe(value)}")
-        return value
-
-    def get_int(
-        self,
-        key: str,
-        default: int = 0,
-        lo: int | None = None,
-        hi: int | None = None,
-        required: bool = False,
-    ) -> int:
-        value = self._get(key, default, required)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"expected an integer, got {_describe(value)}")
-        self._bounds(key, value, lo, hi)
-        return value
-
-    def get_float(
-        self,
-        key: str,
-        default: float,
-        lo: float | None = None,
-        hi: float | None = None,
-        positive: bool = False,
-    ) -> float:
-        value = self._get(key, default, False)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(key, f"expected a number, got {_describe(value)}")
-        if positive and value <= 0:
-            raise self.fail(key, f"must be greater than 0, got {value}")
-        self._bounds(key, value, lo, hi)
-        return float(value)
-
-    def _bounds(self, key: str, value: float, lo: float | None, hi: float | None) -> None:
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            low = "" if lo is None else f"{lo}"
-            high = "" if hi is None else f"{hi}"
-            raise self.fail(
-                key, f"must be between {low or '-inf'} and {high or 'inf'}, got {value}"
-            )
-
-
-def _names(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls))
-
-
-def _resolve(base: Path, value: str) -> str:
-    if not value:
-        return value
-    p = Path(value)
-    return str(p if p.is_absolute() else (base / p))
-
-
 # -- sections --------------------------------------------------------------------------
 
 SECTIONS = (
@@ -314,47 +209,43 @@ def parse_config(data: Mapping[str, object], path: Path) -> Config:
             raise ConfigError(f"{path}: unknown section [{key}] (known: {', '.join(SECTIONS)})")
     if "locker" not in data:
         raise ConfigError(f"{path}: [locker] section missing (required: id, data_dir)")
-    locker = _locker(_Reader(path, "[locker]", data["locker"]), base)
-    mqtt = _mqtt(_Reader(path, "[mqtt]", data.get("mqtt", {})), base)
-    rules = _rules(_Reader(path, "[rules]", data.get("rules", {})))
-    doors = _doors(_Reader(path, "[doors]", data.get("doors", {})))
-    security = _security(_Reader(path, "[security]", data.get("security", {})), base)
+    locker = _locker(Reader(path, "[locker]", data["locker"]), base)
+    mqtt = _mqtt(Reader(path, "[mqtt]", data.get("mqtt", {})), base)
+    rules = _rules(Reader(path, "[rules]", data.get("rules", {})))
+    doors = _doors(Reader(path, "[doors]", data.get("doors", {})))
+    security = _security(Reader(path, "[security]", data.get("security", {})), base)
     boards = _boards(path, data.get("boards"))
     compartments = _compartments(path, data.get("compartments"), boards)
-    scanner = _scanner(_Reader(path, "[scanner]", data.get("scanner", {})), base)
-    api_r = _Reader(path, "[api]", data.get("api", {}))
-    api_r.check_keys(_names(ApiSection))
+    scanner = _scanner(Reader(path, "[scanner]", data.get("scanner", {})), base)
+    api_r = Reader(path, "[api]", data.get("api", {}))
+    api_r.check_keys(names(ApiSection))
     api = ApiSection(
-        socket=_resolve(base, api_r.get_str("socket", ApiSection.socket) or ApiSection.socket)
+        socket=resolve(base, api_r.get_str("socket", ApiSection.socket) or ApiSection.socket)
     )
-    kiosk_r = _Reader(path, "[kiosk]", data.get("kiosk", {}))
-    kiosk_r.check_keys(_names(KioskSection))
+    kiosk_r = Reader(path, "[kiosk]", data.get("kiosk", {}))
+    kiosk_r.check_keys(names(KioskSection))
     kiosk = KioskSection(
-        language=kiosk_r.get_str("language", KioskSection.language),
-        size=kiosk_r.get_str("size", KioskSection.size),
+        language=kiosk_r.get_choice("language", ("zh", "en"), KioskSection.language),
+        size=kiosk_r.get_choice("size", ("800x480", "1024x600"), KioskSection.size),
     )
-    if kiosk.language not in ("zh", "en"):
-        raise kiosk_r.fail("language", f'"{kiosk.language}" is not one of zh, en')
-    if kiosk.size not in ("800x480", "1024x600"):
-        raise kiosk_r.fail("size", f'"{kiosk.size}" is not one of 800x480, 1024x600')
     return Config(
         path, locker, mqtt, rules, doors, security, boards, compartments, scanner, api, kiosk
     )
 
 
-def _locker(r: _Reader, base: Path) -> LockerSection:
-    r.check_keys(_names(LockerSection))
+def _locker(r: Reader, base: Path) -> LockerSection:
+    r.check_keys(names(LockerSection))
     locker_id = r.get_str("id", required=True)
     if not ID_RE.fullmatch(locker_id):
         raise r.fail("id", f'"{locker_id}" must be 1-64 characters of A-Z a-z 0-9 _ -')
     data_dir = r.get_str("data_dir", required=True)
     if not data_dir:
         raise r.fail("data_dir", "must not be empty")
-    return LockerSection(id=locker_id, data_dir=Path(_resolve(base, data_dir)))
+    return LockerSection(id=locker_id, data_dir=Path(resolve(base, data_dir)))
 
 
-def _mqtt(r: _Reader, base: Path) -> MqttSection:
-    r.check_keys(_names(MqttSection))
+def _mqtt(r: Reader, base: Path) -> MqttSection:
+    r.check_keys(names(MqttSection))
     d = MqttSection()
     prefix = r.get_str("topic_prefix", d.topic_prefix)
     if (
@@ -376,17 +267,17 @@ def _mqtt(r: _Reader, base: Path) -> MqttSection:
         port=r.get_int("port", d.port, 1, 65535),
         topic_prefix=prefix,
         username=r.get_str("username", d.username),
-        password_file=_resolve(base, r.get_str("password_file", d.password_file)),
+        password_file=resolve(base, r.get_str("password_file", d.password_file)),
         tls=r.get_bool("tls", d.tls),
-        ca_file=_resolve(base, r.get_str("ca_file", d.ca_file)),
+        ca_file=resolve(base, r.get_str("ca_file", d.ca_file)),
         heartbeat_s=r.get_int("heartbeat_s", d.heartbeat_s, 1, 3600),
         command_max_age_s=r.get_int("command_max_age_s", d.command_max_age_s, 1, 7 * 86400),
         session_expiry_s=r.get_int("session_expiry_s", d.session_expiry_s, 7 * 86400, 2**32 - 1),
     )
 
 
-def _rules(r: _Reader) -> RulesSection:
-    r.check_keys(_names(RulesSection))
+def _rules(r: Reader) -> RulesSection:
+    r.check_keys(names(RulesSection))
     d = RulesSection()
     rules = RulesSection(
         max_items=r.get_int("max_items", d.max_items, 1, 1000),
@@ -412,8 +303,8 @@ def _rules(r: _Reader) -> RulesSection:
     return rules
 
 
-def _doors(r: _Reader) -> DoorsSection:
-    r.check_keys(_names(DoorsSection))
+def _doors(r: Reader) -> DoorsSection:
+    r.check_keys(names(DoorsSection))
     d = DoorsSection()
     return DoorsSection(
         open_confirm_s=r.get_float("open_confirm_s", d.open_confirm_s, positive=True, hi=60),
@@ -423,8 +314,8 @@ def _doors(r: _Reader) -> DoorsSection:
     )
 
 
-def _security(r: _Reader, base: Path) -> SecuritySection:
-    r.check_keys(_names(SecuritySection))
+def _security(r: Reader, base: Path) -> SecuritySection:
+    r.check_keys(names(SecuritySection))
     d = SecuritySection()
     sec = SecuritySection(
         remote_open_per_hour=r.get_int("remote_open_per_hour", d.remote_open_per_hour, 0, 3600),
@@ -434,20 +325,18 @@ def _security(r: _Reader, base: Path) -> SecuritySection:
         throttle_reset_s=r.get_float(
             "throttle_reset_s", d.throttle_reset_s, positive=True, hi=7 * 86400
         ),
-        key_file=_resolve(base, r.get_str("key_file", d.key_file)),
-        pin_file=_resolve(base, r.get_str("pin_file", d.pin_file)),
+        key_file=resolve(base, r.get_str("key_file", d.key_file)),
+        pin_file=resolve(base, r.get_str("pin_file", d.pin_file)),
     )
     if sec.throttle_max_s < sec.throttle_base_s:
         raise r.fail("throttle_max_s", f"must be at least throttle_base_s ({sec.throttle_base_s})")
     return sec
 
 
-def _scanner(r: _Reader, base: Path) -> ScannerSection:
-    r.check_keys(_names(ScannerSection))
+def _scanner(r: Reader, base: Path) -> ScannerSection:
+    r.check_keys(names(ScannerSection))
     d = ScannerSection()
-    driver = r.get_str("driver", d.driver)
-    if driver not in ("serial", "camera", "none"):
-        raise r.fail("driver", f'"{driver}" is not one of serial, camera, none')
+    driver = r.get_choice("driver", ("serial", "camera", "none"), d.driver)
     baud = r.get_int("baud", d.baud)
     if baud not in BAUDS:
         raise r.fail("baud", f"{baud} is not a standard rate ({', '.join(map(str, BAUDS))})")
@@ -461,41 +350,29 @@ def _scanner(r: _Reader, base: Path) -> ScannerSection:
     ):
         raise r.fail("port", f'"{port}": the camera is folder:PATH, opencv:DEVICE or picamera2')
     if driver == "camera" and port.startswith("folder:"):
-        port = "folder:" + _resolve(base, port.removeprefix("folder:"))
+        port = "folder:" + resolve(base, port.removeprefix("folder:"))
     return ScannerSection(driver=driver, port=port, baud=baud)
 
 
-def _table_list(path: Path, name: str, value: object) -> list[object]:
-    if value is None:
-        raise ConfigError(f"{path}: [[{name}]] missing: at least one is required")
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"{path}: [[{name}]] must be a non-empty array of tables")
-    return value
-
-
 def _boards(path: Path, value: object) -> tuple[BoardConfig, ...]:
-    known = _names(BoardConfig)
+    known = names(BoardConfig)
     boards: list[BoardConfig] = []
-    for i, raw in enumerate(_table_list(path, "boards", value), start=1):
-        r = _Reader(path, f"[[boards]] #{i}", raw)
+    for i, raw in enumerate(table_list(path, "boards", value), start=1):
+        r = Reader(path, f"[[boards]] #{i}", raw)
         r.check_keys(known)
         name = r.get_str("name", required=True)
         if not ID_RE.fullmatch(name):
             raise r.fail("name", f'"{name}" must be 1-64 characters of A-Z a-z 0-9 _ -')
         if any(b.name == name for b in boards):
             raise r.fail("name", f'"{name}" is used by two boards')
-        driver = r.get_str("driver", required=True)
-        if driver not in KNOWN_DRIVERS:
-            raise r.fail("driver", f'"{driver}" is not one of {", ".join(KNOWN_DRIVERS)}')
+        driver = r.get_choice("driver", KNOWN_DRIVERS, required=True)
         port = r.get_str("port", "")
         if driver in SERIAL_DRIVERS and not port:
             raise r.fail("port", f"required for driver {driver}")
         baud = r.get_int("baud", BoardConfig.baud)
         if baud not in BAUDS:
             raise r.fail("baud", f"{baud} is not a standard rate ({', '.join(map(str, BAUDS))})")
-        hook_sense = r.get_str("hook_sense", "normal")
-        if hook_sense not in ("normal", "inverted"):
-            raise r.fail("hook_sense", f'"{hook_sense}" is not one of normal, inverted')
+        hook_sense = r.get_choice("hook_sense", ("normal", "inverted"), "normal")
         lock_pins, door_pins = _pins(r, "lock_pins"), _pins(r, "door_pins")
         if driver == "gpio":
             if not lock_pins:
@@ -504,9 +381,7 @@ def _boards(path: Path, value: object) -> tuple[BoardConfig, ...]:
                 raise r.fail("door_pins", f"needs one pin per lock ({len(lock_pins)})")
             if len(set(lock_pins + door_pins)) != len(lock_pins + door_pins):
                 raise r.fail("door_pins", "a pin is used twice")
-        door_pull = r.get_str("door_pull", "none")
-        if door_pull not in ("up", "down", "none"):
-            raise r.fail("door_pull", f'"{door_pull}" is not one of up, down, none')
+        door_pull = r.get_choice("door_pull", ("up", "down", "none"), "none")
         # With the Pi's pull resistor the wiring is fixed: the reed switch closes to the
         # opposite rail, so an open door (or a cut cable) reads as the pulled level.
         door_open_high = r.get_bool("door_open_high", door_pull != "down")
@@ -540,7 +415,7 @@ def _boards(path: Path, value: object) -> tuple[BoardConfig, ...]:
     return tuple(boards)
 
 
-def _pins(r: _Reader, key: str) -> tuple[int, ...]:
+def _pins(r: Reader, key: str) -> tuple[int, ...]:
     value = r.data.get(key, [])
     if not isinstance(value, list) or not all(
         isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 27 for p in value
@@ -549,7 +424,7 @@ def _pins(r: _Reader, key: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-def _range(r: _Reader, key: str) -> range:
+def _range(r: Reader, key: str) -> range:
     text = r.get_str(key, required=True)
     m = RANGE_RE.fullmatch(text)
     if not m or int(m.group(1)) < 1 or int(m.group(1)) > int(m.group(2)):
@@ -565,15 +440,13 @@ def _compartments(
     by_channel: dict[tuple[str, int], int] = {}
     out: list[CompartmentConfig] = []
     board_names = {b.name for b in boards}
-    for i, raw in enumerate(_table_list(path, "compartments", value), start=1):
-        r = _Reader(path, f"[[compartments]] #{i}", raw)
+    for i, raw in enumerate(table_list(path, "compartments", value), start=1):
+        r = Reader(path, f"[[compartments]] #{i}", raw)
         r.check_keys(known)
         board = r.get_str("board", required=True)
         if board not in board_names:
             raise r.fail("board", f'"{board}" is not a board declared in [[boards]]')
-        size = r.get_str("size", required=True)
-        if size not in ("S", "M", "L"):
-            raise r.fail("size", f'"{size}" is not one of S, M, L')
+        size = r.get_choice("size", SIZES, required=True)
         low = r.get_bool("low", False)
         if r.has("numbers") or r.has("channels"):
             if r.has("number") or r.has("channel"):
