@@ -18,7 +18,14 @@ from locker.config_reader import ConfigError, Reader, names, resolve, table_list
 from locker.model import SIZES
 
 # ConfigError is raised by the reader and belongs to this module's interface too.
-__all__ = ["BoardConfig", "CompartmentConfig", "Config", "ConfigError", "load_config", "parse_config"]
+__all__ = [
+    "BoardConfig",
+    "CompartmentConfig",
+    "Config",
+    "ConfigError",
+    "load_config",
+    "parse_config",
+]
 
 KNOWN_DRIVERS = ("kerong-cu16", "kerong-cu48", "modbus-relay", "gpio", "sim")
 SERIAL_DRIVERS = ("kerong-cu16", "kerong-cu48", "modbus-relay")
