@@ -119,31 +119,42 @@ def build_app(
 
         def on_stop(self) -> None:
             Window.unbind(on_textinput=self.on_textinput, on_key_down=self.on_key_down)
-            for fn in (
-                self.check_daemon,
-                self.result_timeout,
-                self.door_reminder,
-                self.home_after_thanks,
-                self.walked_away,
-                self.maintenance.refresh,
-            ):
-                Clock.unschedule(fn)
+            self.cancel_timers()
+            Clock.unschedule(self.check_daemon)
+            Clock.unschedule(self.maintenance.refresh)
             self.stream.stop()
             self.api.close()
 
         # -- screens ---------------------------------------------------------------
 
-        def _screen_welcome(self, screen: Any) -> None:
+        def _heading_screen(
+            self, screen: Any, sizes: tuple[str, str, str], action: Any, aside: Any
+        ) -> tuple[Any, ...]:
+            """Title, hint and a row of a large action button beside a smaller one (the
+            welcome and staff screens); returns the four widgets and the screen's box."""
+            title_size, hint_size, action_size = sizes
             box = BoxLayout(orientation="vertical", padding=24, spacing=14)
-            title = centred(font_size="44sp", bold=True, size_hint_y=0.26)
-            hint = centred(font_size="26sp", size_hint_y=0.22)
+            title = centred(font_size=title_size, bold=True, size_hint_y=0.26)
+            hint = centred(font_size=hint_size, size_hint_y=0.3)
             row = BoxLayout(spacing=20, size_hint_y=0.34)
-            type_code = Button(font_size="30sp", on_release=lambda *_: self.keypad("shopper"))
-            language = Button(
-                font_size="24sp", size_hint_x=0.35, on_release=lambda *_: self.toggle_language()
+            main = Button(font_size=action_size, on_release=lambda *_: action())
+            side = Button(font_size="24sp", size_hint_x=0.35, on_release=lambda *_: aside())
+            row.add_widget(main)
+            row.add_widget(side)
+            for w in (title, hint, row):
+                box.add_widget(w)
+            screen.add_widget(box)
+            self.sm.add_widget(screen)
+            return title, hint, main, side, box
+
+        def _screen_welcome(self, screen: Any) -> None:
+            title, hint, type_code, language, box = self._heading_screen(
+                screen,
+                ("44sp", "26sp", "30sp"),
+                lambda: self.keypad("shopper"),
+                self.toggle_language,
             )
-            row.add_widget(type_code)
-            row.add_widget(language)
+            # The doors for staff and technicians, small and out of the shopper's way.
             footer = BoxLayout(spacing=12, size_hint_y=0.18)
             staff = Button(
                 font_size="18sp", size_hint_x=0.24, on_release=lambda *_: self.show("staff")
@@ -154,10 +165,7 @@ def build_app(
             footer.add_widget(staff)
             footer.add_widget(Widget())
             footer.add_widget(maintenance)
-            for w in (title, hint, row, footer):
-                box.add_widget(w)
-            screen.add_widget(box)
-            self.sm.add_widget(screen)
+            box.add_widget(footer)
             self.widgets.update(
                 title=title,
                 hint=hint,
@@ -168,20 +176,12 @@ def build_app(
             )
 
         def _screen_staff(self, screen: Any) -> None:
-            box = BoxLayout(orientation="vertical", padding=24, spacing=14)
-            title = centred(font_size="36sp", bold=True, size_hint_y=0.25)
-            hint = centred(font_size="22sp", size_hint_y=0.35)
-            row = BoxLayout(spacing=20, size_hint_y=0.35)
-            type_code = Button(font_size="28sp", on_release=lambda *_: self.keypad("staff"))
-            back = Button(
-                font_size="24sp", size_hint_x=0.35, on_release=lambda *_: self.show("welcome")
+            title, hint, type_code, back, _box = self._heading_screen(
+                screen,
+                ("36sp", "22sp", "28sp"),
+                lambda: self.keypad("staff"),
+                lambda: self.show("welcome"),
             )
-            row.add_widget(type_code)
-            row.add_widget(back)
-            for w in (title, hint, row):
-                box.add_widget(w)
-            screen.add_widget(box)
-            self.sm.add_widget(screen)
             self.widgets.update(
                 staff_title=title, staff_hint=hint, staff_type=type_code, staff_back=back
             )
@@ -256,10 +256,14 @@ def build_app(
             if name in ("welcome", "staff"):
                 self.mode = "staff" if name == "staff" else "shopper"
                 self.waiting_doors = set()
-                Clock.unschedule(self.result_timeout)
-                Clock.unschedule(self.door_reminder)
-                Clock.unschedule(self.home_after_thanks)
+                self.cancel_timers(keep_keypad=True)
             self.sm.current = name
+
+        def cancel_timers(self, keep_keypad: bool = False) -> None:
+            """Stop the result screen's timers (and the keypad's, unless kept)."""
+            timers = [self.result_timeout, self.door_reminder, self.home_after_thanks]
+            for fn in timers if keep_keypad else [*timers, self.walked_away]:
+                Clock.unschedule(fn)
 
         def home(self) -> None:
             """Back to where this person started: the staff screen or the welcome screen."""
@@ -316,13 +320,7 @@ def build_app(
             self.widgets["note"].color, self.widgets["note"].font_size = (1, 1, 1, 1), "20sp"
             self.code = ""
             self.sm.current = "result"
-            for fn in (
-                self.result_timeout,
-                self.door_reminder,
-                self.home_after_thanks,
-                self.walked_away,
-            ):
-                Clock.unschedule(fn)
+            self.cancel_timers()
             if r["outcome"] == "opened":
                 # The screen stays with the open door: a reminder if it stays open, thanks
                 # once it is closed (seen on lockerd's stream).
@@ -351,8 +349,7 @@ def build_app(
 
         def doors_closed(self) -> None:
             self.waiting_doors = set()
-            Clock.unschedule(self.door_reminder)
-            Clock.unschedule(self.result_timeout)
+            self.cancel_timers()
             self.widgets["result"].text = self.texts.t("thanks")
             self.widgets["note"].text = ""
             Clock.schedule_once(self.home_after_thanks, THANKS_SECONDS)
@@ -410,7 +407,6 @@ def build_app(
                 self.show_result(
                     {"outcome": "refused", "message": str(exc), "reason": "pin_refused"}
                 )
-                self.widgets["result"].text = self.texts.t("pin_refused", message=str(exc))
                 return
             self.show("maintenance")
             self.maintenance.enter(session["token"])
@@ -452,6 +448,8 @@ def describe(texts: Texts, r: dict[str, Any]) -> tuple[str, str]:
         return t("door_failed"), ""
     if reason in ("not_a_code", "already_loaded", "not_now"):
         return t(reason), ""
+    if reason == "pin_refused":
+        return t("pin_refused", message=r.get("message", "")), ""
     return t("refused", message=r.get("message", "")), ""
 
 

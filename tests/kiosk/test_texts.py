@@ -63,6 +63,10 @@ RESULTS = [
         ("This order is already in the locker", ""),
     ),
     (
+        {"outcome": "refused", "reason": "pin_refused", "message": "wrong PIN; 4 attempts left"},
+        ("PIN refused: wrong PIN; 4 attempts left", ""),
+    ),
+    (
         {"outcome": "refused", "reason": "not_now"},
         ("This code cannot be used now — please go to the service desk", ""),
     ),
