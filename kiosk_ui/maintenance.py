@@ -49,13 +49,17 @@ def wrapped(**kwargs: Any) -> Label:
     return label
 
 
+def _hms(at: float) -> str:
+    """A moment as the cabinet's local wall-clock time, HH:MM:SS."""
+    return time.strftime("%H:%M:%S", time.localtime(at))
+
+
 def _local_time(stamp: str) -> str:
     """'2026-11-25T10:14:59.578Z' as the cabinet's local '10:14:59'."""
     try:
-        at = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        return _hms(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
     except ValueError:
         return stamp
-    return at.astimezone().strftime("%H:%M:%S")
 
 
 def _frame(line: str) -> str:
@@ -65,8 +69,7 @@ def _frame(line: str) -> str:
         at = float(stamp)
     except ValueError:
         return line[:60]
-    clock = time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
-    return f"{clock} {rest}"[:60]
+    return f"{_hms(at)}.{int(at * 1000) % 1000:03d} {rest}"[:60]
 
 
 class MaintenanceScreen(Screen):  # type: ignore[misc]
@@ -191,7 +194,8 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
     def _compartment(self, number: int | None) -> dict[str, Any] | None:
         for c in self.diag.get("compartments", []):
             if c["number"] == number:
-                return dict(c)
+                found: dict[str, Any] = c
+                return found
         return None
 
     # -- drawing -----------------------------------------------------------------------
@@ -301,8 +305,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
         def row(r: dict[str, Any]) -> str:
             where = f" #{r['compartment']}" if r["compartment"] else ""
             order = f" {r['order_id']}" if r["order_id"] else ""
-            at = time.strftime("%H:%M:%S", time.localtime(r["at"]))
-            return f"{at} {r['action']}{where}{order}"
+            return f"{_hms(r['at'])} {r['action']}{where}{order}"
 
         lines = [f"[b]{t('alarms')}[/b]"]
         lines += [f"[color=ff6666]{row(r)}[/color]" for r in d["alarms"][:3]] or [t("none")]
