@@ -20,6 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from figures import pct  # noqa: E402  (bench/, beside this script)
+
 from drivers.sim import SimBoard  # noqa: E402
 from kiosk_ui.client import ApiClient  # noqa: E402
 from locker.clock import SystemClock, rfc3339  # noqa: E402
@@ -29,10 +31,6 @@ from locker.daemon import LoopThread, build  # noqa: E402
 from locker.pin import write_pin  # noqa: E402
 
 N = 200
-
-
-def pct(values: list[float], p: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(len(values) * p))]
 
 
 def main() -> None:

@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from figures import pct  # noqa: E402  (bench/, beside this script)
+
 from drivers.bus import forget_bus  # noqa: E402
 from drivers.kerong import make_cu48  # noqa: E402
 from drivers.sim import SimBoard  # noqa: E402
@@ -34,10 +36,6 @@ from locker.config import load_config  # noqa: E402
 from locker.daemon import build  # noqa: E402
 from locker.model import Method  # noqa: E402
 from simulator.kerong import KerongSim  # noqa: E402
-
-
-def pct(values: list[float], p: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(len(values) * p))]
 
 
 def ms(v: float) -> str:

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import paho.mqtt.client as mqtt  # noqa: E402
+from figures import pct  # noqa: E402  (bench/, beside this script)
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from drivers.bus import forget_bus  # noqa: E402
@@ -39,10 +40,6 @@ from locker.daemon import LoopThread, build  # noqa: E402
 from mqtt.link import PlatformLink  # noqa: E402
 from simulator.broker import Broker  # noqa: E402
 from simulator.kerong import KerongSim  # noqa: E402
-
-
-def pct(values: list[float], p: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(len(values) * p))]
 
 
 def ms(v: float) -> str:

@@ -22,16 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from figures import pct  # noqa: E402  (bench/, beside this script)
+
 from drivers.sim import SimBoard  # noqa: E402
 from locker.clock import SystemClock, rfc3339  # noqa: E402
 from locker.commands import CommandProcessor  # noqa: E402
 from locker.config import parse_config  # noqa: E402
 from locker.daemon import build  # noqa: E402
 from locker.model import Method  # noqa: E402
-
-
-def pct(values: list[float], p: float) -> float:
-    return sorted(values)[min(len(values) - 1, int(len(values) * p))]
 
 
 def main() -> None:
