@@ -120,3 +120,34 @@ class Steps:
         if self.error is not None:
             raise self.error
         assert not self.todo, f"steps left: {[f.__name__ for f in self.todo]}"
+
+
+def start_daemon(
+    tmp_path: Path,
+    locker_id: str,
+    channels: int,
+    compartments: str = "",
+    extra: str = "",
+    pin: str | None = None,
+) -> tuple[Any, Any]:
+    """A real lockerd (its build() and loop) on one simulated board whose doors stay open
+    until the test closes them; (RunningDaemon, SimBoard). Compartments default to one
+    small compartment per channel."""
+    from conftest import RunningDaemon
+
+    from drivers.sim import SimBoard
+    from locker.pin import write_pin
+
+    compartments = compartments or (
+        f'[[compartments]]\nnumbers = "1-{channels}"\nchannels = "1-{channels}"\n'
+        'board = "b0"\nsize = "S"\n'
+    )
+    (tmp_path / "locker.toml").write_text(
+        f'[locker]\nid = "{locker_id}"\ndata_dir = "data"\n[mqtt]\nenabled = false\n{extra}'
+        '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n' + compartments
+    )
+    board = SimBoard("b0", channels, door_close_s=0)
+    running = RunningDaemon(tmp_path / "locker.toml", {"b0": board})
+    if pin is not None:
+        write_pin(running.locker.config.pin_path, pin)
+    return running, board

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RunningDaemon, reserve_on_loop
-from kiosk_helpers import SHOTS, Steps, display, overflowing, shot, tap  # noqa: F401 (a fixture)
+from conftest import reserve_on_loop
+from kiosk_helpers import SHOTS, Steps, display, overflowing, shot, start_daemon, tap  # noqa: F401 (a fixture)
 
 from drivers.sim import SimBoard
 from kiosk_ui.i18n import load
@@ -17,13 +17,7 @@ from locker.daemon import Locker
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[Locker, SimBoard]]:
-    (tmp_path / "locker.toml").write_text(
-        '[locker]\nid = "kiosk-1"\ndata_dir = "data"\n[mqtt]\nenabled = false\n'
-        '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n'
-        '[[compartments]]\nnumbers = "1-8"\nchannels = "1-8"\nboard = "b0"\nsize = "S"\n'
-    )
-    board = SimBoard("b0", 8, door_close_s=0)
-    running = RunningDaemon(tmp_path / "locker.toml", {"b0": board})
+    running, board = start_daemon(tmp_path, "kiosk-1", 8)
     yield running.locker, board
     running.stop()
 

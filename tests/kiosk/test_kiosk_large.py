@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 from conftest import RunningDaemon
-from kiosk_helpers import Steps, display, overflowing, shot, tap  # noqa: F401 (a fixture)
+from kiosk_helpers import Steps, display, overflowing, shot, start_daemon, tap  # noqa: F401 (a fixture)
 
 from drivers.sim import SimBoard
 from kiosk_ui.i18n import load
-from locker.pin import write_pin
 
 PIN = "97531864"
 EN = load("en")
@@ -20,14 +19,7 @@ EN = load("en")
 
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[RunningDaemon, SimBoard]]:
-    (tmp_path / "locker.toml").write_text(
-        '[locker]\nid = "big-1"\ndata_dir = "data"\n[mqtt]\nenabled = false\n'
-        '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n'
-        '[[compartments]]\nnumbers = "1-112"\nchannels = "1-112"\nboard = "b0"\nsize = "S"\n'
-    )
-    board = SimBoard("b0", 112, door_close_s=0)
-    running = RunningDaemon(tmp_path / "locker.toml", {"b0": board})
-    write_pin(running.locker.config.pin_path, PIN)
+    running, board = start_daemon(tmp_path, "big-1", 112, pin=PIN)
     yield running, board
     running.stop()
 

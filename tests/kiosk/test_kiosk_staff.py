@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 from conftest import RunningDaemon, reserve_on_loop
-from kiosk_helpers import Steps, display, overflowing, shot, tap  # noqa: F401 (a fixture)
+from kiosk_helpers import Steps, display, overflowing, shot, start_daemon, tap  # noqa: F401 (a fixture)
 
 from drivers.sim import SimBoard
 from kiosk_ui.i18n import load
-from locker.pin import write_pin
 from locker.qr import save_png
 
 PIN = "24681357"
@@ -30,16 +29,16 @@ ZH, EN = load("zh"), load("en")
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[tuple[RunningDaemon, SimBoard, Path]]:
     frames = tmp_path / "frames"
-    (tmp_path / "locker.toml").write_text(
-        '[locker]\nid = "kiosk-2"\ndata_dir = "data"\n[mqtt]\nenabled = false\n'
-        '[scanner]\ndriver = "camera"\nport = "folder:frames"\n'
-        '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n'
-        '[[compartments]]\nnumbers = "1-4"\nchannels = "1-4"\nboard = "b0"\nsize = "S"\n'
-        '[[compartments]]\nnumbers = "5-8"\nchannels = "5-8"\nboard = "b0"\nsize = "M"\n'
+    running, board = start_daemon(
+        tmp_path,
+        "kiosk-2",
+        8,
+        compartments='[[compartments]]\nnumbers = "1-4"\nchannels = "1-4"\nboard = "b0"\n'
+        'size = "S"\n[[compartments]]\nnumbers = "5-8"\nchannels = "5-8"\nboard = "b0"\n'
+        'size = "M"\n',
+        extra='[scanner]\ndriver = "camera"\nport = "folder:frames"\n',
+        pin=PIN,
     )
-    board = SimBoard("b0", 8, door_close_s=0)  # doors stay open until the test closes them
-    running = RunningDaemon(tmp_path / "locker.toml", {"b0": board})
-    write_pin(running.locker.config.pin_path, PIN)
     yield running, board, frames
     running.stop()
 
