@@ -338,14 +338,15 @@ class Store:
         changes = self.db.total_changes
         try:
             yield tx
+            # COMMIT belongs inside: when it fails (a full or read-only medium, an I/O
+            # error) the change is not durable, so its after-commit work (an unlock
+            # above all) must be dropped with it, never left for the next transaction.
+            self.db.execute("COMMIT")
         except BaseException:
-            self._depth = 0
-            self.db.execute("ROLLBACK")
-            self.after.clear()
-            self.pending_events.clear()
+            self._abort()
             raise
-        self._depth = 0
-        self.db.execute("COMMIT")
+        finally:
+            self._depth = 0
         after, self.after = self.after, []
         events, self.pending_events = self.pending_events, []
         # The change is durable now; every follow-up runs even if one of them fails
@@ -363,6 +364,18 @@ class Store:
                 fn()
             except Exception:
                 log.exception("after-commit work %r failed", fn)
+
+    def _abort(self) -> None:
+        """Undo the open transaction and forget what was to follow its commit."""
+        self.after.clear()
+        self.pending_events.clear()
+        if self.db.in_transaction:
+            # A failed COMMIT may leave the transaction open (SQLITE_FULL) or already
+            # rolled back (some I/O errors); a ROLLBACK that fails too changes nothing.
+            try:
+                self.db.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.error("rollback failed: %s", exc)
 
     # -- reading the outbox (the MQTT pump and tools) --------------------------------
 

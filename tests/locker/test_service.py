@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
+import pytest
 from conftest import Locker, start_locker
 
 from locker.clock import rfc3339
@@ -355,3 +357,28 @@ def test_technician_test_open_is_logged_and_not_an_alarm(locker: Locker) -> None
     assert tuple(row) == ("technician:li", "maintenance_open", 6)
     state = locker.store.db.execute("SELECT state FROM openings").fetchone()["state"]
     assert state == "done"
+
+
+def test_no_unlock_reaches_the_board_when_the_intent_fails_to_commit(locker: Locker) -> None:
+    _, code = locker.deposit("SO-1")
+    unlocks_before = list(locker.board.unlocks)
+    # The COMMIT that would store the intent fails inside SQLite, as on a full medium: a
+    # deferred foreign key, checked only at COMMIT, rides along with every new opening.
+    db = locker.store.db
+    db.execute("CREATE TABLE trap (pk INTEGER REFERENCES orders(pk) DEFERRABLE INITIALLY DEFERRED)")
+    db.execute(
+        "CREATE TRIGGER trap_openings AFTER INSERT ON openings"
+        " BEGIN INSERT INTO trap VALUES (-1); END"
+    )
+    with pytest.raises(sqlite3.IntegrityError):
+        locker.code(code)
+    db.execute("DROP TRIGGER trap_openings")
+    # Later transactions commit (door polls, timers, a command): the failed transaction's
+    # unlock must not ride along with any of them.
+    locker.advance(1)
+    assert locker.reserve("SO-2")["ok"]
+    locker.advance(1)
+    assert locker.board.unlocks == unlocks_before
+    # and the code still works once the medium does
+    assert locker.code(code).outcome == "opened"
+    assert len(locker.board.unlocks) == len(unlocks_before) + 1

@@ -138,3 +138,33 @@ def test_forgetting_acknowledged_events_tells_no_listener(tmp_path: Path) -> Non
     store.delete_events([ev.seq for ev in store.events()])
     assert heard == [["deposited"]] and store.outbox_depth() == 0
     store.close()
+
+
+def fail_commits_that_touch(store: Store, table: str) -> None:
+    """Make every COMMIT of a transaction that inserts into `table` fail inside SQLite:
+    a trigger adds a row whose deferred foreign key is checked only at COMMIT."""
+    store.db.execute(
+        "CREATE TABLE commit_trap (pk INTEGER REFERENCES orders(pk) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    store.db.execute(
+        f"CREATE TRIGGER trap_{table} AFTER INSERT ON {table}"
+        " BEGIN INSERT INTO commit_trap VALUES (-1); END"
+    )
+
+
+def test_a_failed_commit_drops_its_after_commit_work_for_good(tmp_path: Path) -> None:
+    store = Store(tmp_path / "l.db", BOOK)
+    fail_commits_that_touch(store, "audit")
+    ran: list[str] = []
+    with pytest.raises(sqlite3.IntegrityError), store.transaction() as tx:
+        tx.audit(0.0, "t", "intent")
+        tx.emit("e", {}, 0.0)
+        tx.after_commit(lambda: ran.append("unlock"))
+    assert ran == [] and not store.db.in_transaction
+    # The next transaction that does commit must not carry the dead one's work.
+    with store.transaction() as tx:
+        tx.emit("next", {}, 0.0)
+    assert ran == []
+    assert [e.type for e in store.events()] == ["next"]
+    assert store.db.execute("SELECT COUNT(*) FROM audit").fetchone()[0] == 0
+    store.close()
