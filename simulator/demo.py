@@ -19,7 +19,7 @@ from pathlib import Path
 
 from locker.clock import rfc3339
 from locker.commands import CommandProcessor
-from locker.config import load_config
+from locker.config import Config, load_config
 from locker.daemon import build
 from locker.errors import LockerError
 from locker.model import Method
@@ -40,9 +40,20 @@ def run(config_path: str, keep_data: bool = False) -> int:
     except LockerError as exc:
         print(f"locker-sim: {exc}")
         return 2
-    tmp = None
-    if not keep_data:
-        tmp = tempfile.TemporaryDirectory(prefix="locker-demo-")
+    # A fresh key and database per run, removed when it ends, Ctrl-C included.
+    tmp = None if keep_data else tempfile.TemporaryDirectory(prefix="locker-demo-")
+    try:
+        return _walk(config, config_path, tmp)
+    except KeyboardInterrupt:
+        print("\nstopped (Ctrl-C)")
+        return 130
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _walk(config: Config, config_path: str, tmp: tempfile.TemporaryDirectory[str] | None) -> int:
+    if tmp is not None:
         locker_section = dataclasses.replace(config.locker, data_dir=Path(tmp.name))
         config = dataclasses.replace(
             config,
@@ -150,6 +161,4 @@ def run(config_path: str, keep_data: bool = False) -> int:
         print(f"(demo finished at {datetime.now(UTC):%H:%M:%S} UTC)")
     finally:
         locker.close()
-        if tmp is not None:
-            tmp.cleanup()
     return 0

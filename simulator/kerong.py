@@ -2,7 +2,7 @@
 
 Several boards (addresses) share one simulated bus. Doors come from a
 `SimBoard` per address. A request with a bad checksum, or for an address
-nobody has, gets no reply, as on a real bus.
+nobody has (or whose board is unplugged), gets no reply, as on a real bus.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class KerongSim(PtyDevice):
         replies = []
         for addr in targets:
             sim = self.boards.get(addr)
-            if sim is None:
+            if sim is None or addr in self.faults.unplugged:
                 continue
             if command == CU48_STATUS:
                 body = bytes([STX, addr, 0x00, CU48_REPLY])
@@ -105,7 +105,9 @@ class KerongSim(PtyDevice):
     def _cu16(self, frame: bytes) -> list[bytes]:
         board, lock, command = frame[1] >> 4, (frame[1] & 0x0F) + 1, frame[2]
         sim = self.boards.get(board)
-        if sim is None or command not in (CU16_STATUS, CU16_UNLOCK):
+        if sim is None or board in self.faults.unplugged:
+            return []
+        if command not in (CU16_STATUS, CU16_UNLOCK):
             return []
         if command == CU16_UNLOCK and lock <= sim.channels:
             sim.unlock(lock)

@@ -3,7 +3,8 @@
 FC01 reads the relays (on while a flash pulse runs), FC02 the door sensors,
 FC05 switches a relay, all relays (coil 0x00FF), or flashes one (coil
 0x0200 + channel, value = duration in 100 ms steps). Replies echo FC05 as the
-real boards do; a bad CRC or an unknown slave id gets no reply.
+real boards do; a bad CRC, an unknown slave id or an unplugged board gets no
+reply.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class ModbusRelaySim(PtyDevice):
     def _handle(self, frame: bytes) -> bytes | None:
         slave, function = frame[0], frame[1]
         sim = self.boards.get(slave)
-        if sim is None:
+        if sim is None or slave in self.faults.unplugged:
             return None
         address, value = struct.unpack(">HH", frame[2:6])
         n = sim.channels

@@ -34,6 +34,18 @@ log = logging.getLogger(__name__)
 Printer = Callable[[str], None]
 
 
+class PlatformError(Exception):
+    """The platform simulator cannot go on (told to the user in one line)."""
+
+
+class NoBroker(PlatformError):
+    """No MQTT broker answers at the given address."""
+
+
+class NoReply(PlatformError):
+    """A locker did not answer a command in time (not running, or another broker or id)."""
+
+
 def _nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
     if isinstance(sock, socket.socket):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -71,10 +83,16 @@ class PlatformSim:
         self.client.on_message = self._on_message
         self.client.on_socket_open = _nodelay
         self._ready = threading.Event()
-        self.client.connect(host, port)
+        try:
+            self.client.connect(host, port)
+        except OSError as exc:
+            raise NoBroker(
+                f"cannot connect to the MQTT broker at {host}:{port}: {exc.strerror or exc}"
+            ) from exc
         self.client.loop_start()
         if not self._ready.wait(10):
-            raise ConnectionError(f"no MQTT broker answering at {host}:{port}")
+            self.close()
+            raise NoBroker(f"the MQTT broker at {host}:{port} did not accept the connection")
 
     def close(self) -> None:
         self.client.disconnect()
@@ -137,7 +155,7 @@ class PlatformSim:
         self.out(f"platform: QR for {order} (show it to the camera): {png}\n{terminal(text)}")
 
     def command(self, locker_id: str, name: str, timeout: float = 10, **fields: Any) -> Any:
-        """Send a command and wait for its reply."""
+        """Send a command and wait for its reply (NoReply after `timeout` seconds)."""
         command_id = str(uuid.uuid4())
         box: queue.Queue[dict[str, Any]] = queue.Queue()
         with self._lock:
@@ -152,12 +170,18 @@ class PlatformSim:
         )
         try:
             return box.get(timeout=timeout)
+        except queue.Empty:
+            raise NoReply(
+                f"locker {locker_id} did not answer {name} within {timeout:g} s"
+            ) from None
         finally:
             with self._lock:
                 self._replies.pop(command_id, None)
 
-    def reserve(self, locker_id: str, order_id: str, items: list[dict[str, Any]]) -> Any:
-        reply = self.command(locker_id, "reserve", order_id=order_id, items=items)
+    def reserve(
+        self, locker_id: str, order_id: str, items: list[dict[str, Any]], timeout: float = 10
+    ) -> Any:
+        reply = self.command(locker_id, "reserve", timeout, order_id=order_id, items=items)
         if reply["ok"]:
             r = reply["result"]
             self.out(

@@ -4,7 +4,8 @@ The driver under test opens the pty's slave path like a real /dev/ttyUSB0;
 the device reads requests on the master side, answers as the firmware would,
 and takes the real time of every byte at the configured baud rate. Faults a
 technician or a test can switch on: no reply, a corrupted checksum, replies
-split into pieces with pauses, and the whole device off the bus.
+split into pieces with pauses, one board (address) unplugged, and the whole
+bus off the wire.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 import time
 import tty
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,10 @@ log = logging.getLogger(__name__)
 class Faults:
     """Switches for misbehaviour; each applies to every reply while set."""
 
-    offline: bool = False  # no reply at all, as if unplugged from the bus
+    offline: bool = False  # no reply at all from any board: the bus cable is cut
+    # Addresses whose board is unplugged: they neither answer nor act on a request,
+    # while the other boards on the bus carry on (the responders check it).
+    unplugged: set[int] = field(default_factory=set)
     no_reply: int = 0  # drop the next N replies
     bad_checksum: int = 0  # corrupt the last byte of the next N replies
     split: bool = False  # send replies in two pieces with a pause between
