@@ -64,8 +64,11 @@ def load_or_create_key(path: Path) -> bytes:
 def _read_key(path: Path) -> bytes:
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
+        # data_dir is relative to the configuration's folder, not to wherever the
+        # reader of this message stands: the command to run names the absolute path.
         raise KeyFileError(
-            f"{path}: key file is readable by others (mode {mode:o}); run chmod 600 {path}"
+            f"{path}: key file is readable by others (mode {mode:o});"
+            f" run chmod 600 {path.absolute()}"
         )
     text = path.read_text(encoding="ascii").strip()
     try:
