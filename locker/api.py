@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from locker.entry import CodeResult
+from locker.instance import AlreadyRunning
 from locker.loop import call_on
 from locker.model import CommandError, Method
 from locker.pin import read_pin_hash
@@ -36,6 +37,19 @@ MAX_LINE = 64 * 1024
 Post = Callable[[Callable[[], None]], None]
 Health = Callable[[], dict[str, Any]]
 SESSION_S = 300.0  # a maintenance session ends after five minutes without a request
+
+
+def _served(path: str) -> bool:
+    """Whether a live process accepts connections on the Unix socket at `path`."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:  # absent, stale (refused), not a socket: nobody serves it
+        return False
+    finally:
+        probe.close()
+    return True
 
 
 class ApiError(Exception):
@@ -65,11 +79,19 @@ class LocalApi:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if _served(path):
+            # Another lockerd (other data directory, same socket path) answers there:
+            # taking the path over would cut its kiosk off.
+            raise AlreadyRunning(
+                f"{path} is served by another running lockerd; give this one its own"
+                " [api] socket or stop the other"
+            )
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+            os.unlink(path)  # left by a daemon that died
         self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._server.bind(path)
         os.chmod(path, 0o660)  # the daemon's user and the kiosk's group, nobody else
+        self._inode = os.stat(path).st_ino
         self._server.listen(8)
         self._server.settimeout(0.2)
         self._threads: list[threading.Thread] = []
@@ -88,8 +110,10 @@ class LocalApi:
                     conn.shutdown(socket.SHUT_RDWR)
         for t in self._threads:
             t.join(timeout=2)
+        # Only our own socket: the path may since belong to a daemon started after us.
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.path)
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
 
     # -- connections -------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from locker.clock import Clock, SystemClock, rfc3339
 from locker.codes import CodeBook, load_or_create_key
 from locker.config import Config, load_config
 from locker.errors import LockerError
+from locker.instance import InstanceLock
 from locker.loop import Loop, call_on
 from locker.model import Method
 from locker.service import Service
@@ -35,6 +36,7 @@ log = logging.getLogger("lockerd")
 T = TypeVar("T")
 DEFAULT_CONFIG = "/etc/locker/locker.toml"
 VERSION = "0.1.0"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass
@@ -50,15 +52,13 @@ class Locker:
     camera: CameraScanner | None = None
     link: PlatformLink | None = None
     api: LocalApi | None = None
+    instance: InstanceLock | None = None
 
     def start_inputs(self) -> None:
-        """Start the threads that feed the loop (scanner, platform link, local API)."""
-        if self.scanner is not None:
-            self.scanner.start()
-        if self.camera is not None:
-            self.camera.start()
-        if self.link is not None:
-            self.link.start()
+        """Start the threads that feed the loop (local API, scanner, platform link).
+
+        The API comes first: a socket another live lockerd serves stops this one
+        (AlreadyRunning) before it touches the scanner or the broker."""
         try:
             self.api = LocalApi(
                 self.service,
@@ -70,6 +70,12 @@ class Locker:
         except OSError as exc:
             # The locker serves the platform and the scanner without it; the kiosk waits.
             log.error("local API not available on %s: %s", self.config.api.socket, exc)
+        if self.scanner is not None:
+            self.scanner.start()
+        if self.camera is not None:
+            self.camera.start()
+        if self.link is not None:
+            self.link.start()
 
     def health(self) -> dict[str, Any]:
         """What the maintenance screen shows: boards, platform link, outbox, version."""
@@ -89,7 +95,9 @@ class Locker:
             "clock_synchronised": clock_synchronised(),
             "mqtt_connected": bool(self.link and self.link.connected),
             "outbox": self.store.outbox_depth(),
-            "scanner_online": bool(self.scanner and self.scanner.online),
+            # None: no serial scanner to be online (keypad only, or the camera, whose
+            # failure shows in devices_down).
+            "scanner_online": None if self.scanner is None else self.scanner.online,
             "version": VERSION,
         }
 
@@ -133,17 +141,24 @@ class Locker:
         }
 
     def close(self) -> None:
-        if self.api is not None:
-            self.api.close()
-        if self.link is not None:
-            self.link.stop()
-        if self.scanner is not None:
-            self.scanner.stop()
-        if self.camera is not None:
-            self.camera.stop()
-        for board in self.boards.values():
-            board.close()
-        self.store.close()
+        """Stop every part, each whatever the others did: the database is always closed
+        (its WAL checkpointed) and the data directory released."""
+        steps: list[tuple[str, Callable[[], None] | None]] = [
+            ("local API", self.api.close if self.api else None),
+            ("platform link", self.link.stop if self.link else None),
+            ("scanner", self.scanner.stop if self.scanner else None),
+            ("camera", self.camera.stop if self.camera else None),
+            *((f"board {name}", board.close) for name, board in self.boards.items()),
+            ("database", self.store.close),
+            ("data directory lock", self.instance.release if self.instance else None),
+        ]
+        for what, step in steps:
+            if step is None:
+                continue
+            try:
+                step()
+            except Exception:
+                log.exception("stopping the %s failed; stopping the rest", what)
 
 
 class LoopThread:
@@ -234,37 +249,63 @@ def build(
 ) -> Locker:
     """Open the database and the boards and start the service (no thread is started)."""
     data_dir = config.locker.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    codebook = CodeBook.from_key(load_or_create_key(config.key_path))
-    store = Store(data_dir / "locker.db", codebook)
-    if boards is None:
-        boards = {b.name: make_board(b) for b in config.boards}
-    service = Service(config, store, boards, clock or SystemClock())
-    service.start()
-    loop = Loop(service, boards)
-    link = None
-    if config.mqtt.enabled:
-        link = PlatformLink(service, config.mqtt, loop.post)
-        loop.tickers.append(link.tick)
-    return Locker(
-        config,
-        store,
-        boards,
-        service,
-        loop,
-        _scanner(config, service, loop),
-        _camera(config, service, loop),
-        link,
-    )
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        instance = InstanceLock(data_dir)
+    except OSError as exc:
+        raise LockerError(
+            f"data directory {data_dir}: {exc.strerror or exc}; create it for the daemon's"
+            " user (deploy/install.sh does) or set [locker] data_dir"
+        ) from exc
+    store: Store | None = None
+    try:
+        codebook = CodeBook.from_key(load_or_create_key(config.key_path))
+        store = Store(data_dir / "locker.db", codebook)
+        if boards is None:
+            boards = {b.name: make_board(b) for b in config.boards}
+        service = Service(config, store, boards, clock or SystemClock())
+        service.start()
+        loop = Loop(service, boards)
+        link = None
+        if config.mqtt.enabled:
+            link = PlatformLink(service, config.mqtt, loop.post)
+            loop.tickers.append(link.tick)
+        return Locker(
+            config,
+            store,
+            boards,
+            service,
+            loop,
+            _scanner(config, service, loop),
+            _camera(config, service, loop),
+            link,
+            instance=instance,
+        )
+    except BaseException:
+        # Nothing half-built stays behind holding the data directory.
+        if store is not None:
+            store.close()
+        instance.release()
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lockerd", description="Pickup locker daemon")
+    parser = argparse.ArgumentParser(
+        prog="lockerd",
+        description="Pickup locker daemon",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="TOML configuration file")
-    parser.add_argument("--log-level", default=os.environ.get("LOCKER_LOG", "INFO"))
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("LOCKER_LOG", "INFO").upper(),
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="how much to log (environment: LOCKER_LOG)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
@@ -295,8 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         locker.start_inputs()
         locker.loop.run_forever()
+    except LockerError as exc:
+        log.error("%s", exc)
+        return 2
     finally:
         locker.close()
+        log.info("stopped")
     return 0
 
 

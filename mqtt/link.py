@@ -13,6 +13,7 @@ import json
 import logging
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,7 @@ from locker.config import MqttSection
 from locker.errors import LockerError
 from locker.model import ErrorCode
 from locker.service import Service
+from mqtt.outage import OutageLog
 from mqtt.schemas import command_problem
 from mqtt.topics import Topics
 
@@ -78,6 +80,7 @@ class PlatformLink:
         self._state_last: str = ""
         self._heartbeat_at = 0.0
         self._responses: dict[str, tuple[str, bytes | None]] = {}
+        self.outage = OutageLog(log, f"{settings.host}:{settings.port}", time.monotonic)
         self.client = self._make_client()
         service.store.on_commit.append(self._committed)
         service.reply_listeners.append(self._late_reply)
@@ -112,6 +115,7 @@ class PlatformLink:
         client.on_message = self._on_message
         client.on_publish = self._on_publish
         client.on_socket_open = self._on_socket_open
+        client.on_connect_fail = self._on_connect_fail
         return client
 
     def start(self) -> None:
@@ -128,11 +132,15 @@ class PlatformLink:
 
     def stop(self) -> None:
         """A clean goodbye: the retained status says offline (no Last Will on a clean stop)."""
-        if self.connected:
+        if self.connected and self.client.is_connected():
             info = self.client.publish(
                 self.topics.status, _json({"online": False}), qos=1, retain=True
             )
-            info.wait_for_publish(timeout=2)
+            try:
+                info.wait_for_publish(timeout=2)
+            except (RuntimeError, ValueError) as exc:
+                # The broker went away meanwhile: the Last Will says offline for us.
+                log.info("no goodbye to the broker: %s", exc)
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -148,15 +156,22 @@ class PlatformLink:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None:
         if reason.is_failure:
-            log.warning("broker refused the connection: %s", reason)
+            self.outage.failed(f"the broker refused the connection ({reason})")
             return
+        self.outage.connected()
         client.subscribe(self.topics.commands, qos=1)
         self.post(self._connected)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho calls this inside its `except OSError` around the connect: the error in
+        # flight is the reason (refused, does not resolve, unreachable, TLS).
+        exc = sys.exc_info()[1]
+        self.outage.failed(str(exc) if exc is not None else "connection failed")
 
     def _on_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
     ) -> None:
-        self.post(self._disconnected)
+        self.post(lambda: self._disconnected(reason))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         name = self.topics.command_name(msg.topic)
@@ -187,9 +202,9 @@ class PlatformLink:
         self._state_last = ""  # the retained state is published again on every connect
         self.pump()
 
-    def _disconnected(self) -> None:
+    def _disconnected(self, reason: ReasonCode) -> None:
         if self.connected:
-            log.warning("disconnected from the broker; reconnecting")
+            log.warning("disconnected from the broker (%s); reconnecting", reason)
         self.connected = False
 
     def _command(

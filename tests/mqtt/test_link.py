@@ -289,9 +289,7 @@ def test_sigkill_between_commit_and_puback(tmp_path: Path, broker: Broker) -> No
     from locker.storage import Store
     from simulator.console import Cabinet
 
-    cab = Cabinet(tmp_path / "cab", cu48=1, scanner=False)
-    text = cab.config_path.read_text().replace('id = "sim-locker"', 'id = "mq-1"')
-    cab.config_path.write_text(text + f"\n[mqtt]\nport = {broker.port}\n")
+    cab = Cabinet(tmp_path / "cab", cu48=1, scanner=False, locker_id="mq-1", mqtt_port=broker.port)
     config = load_config(cab.config_path)
     broker.stop()  # no PUBACK can come
     proc = subprocess.Popen(
