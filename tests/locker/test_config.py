@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from locker import config as config_module
 from locker.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -216,3 +220,59 @@ def test_a_pull_down_means_an_open_door_reads_low(tmp_path: Path) -> None:
     assert (board.door_pull, board.door_open_high) == ("down", False)
     config = load_config(write(tmp_path, GPIO))
     assert (config.boards[0].door_pull, config.boards[0].door_open_high) == ("none", True)
+
+
+def _example_keys() -> tuple[dict[str, list[dict[str, object]]], set[tuple[str, str]]]:
+    """The example's tables (each as a list of entries) and the keys marked as differing."""
+    text = (ROOT / "config" / "example.toml").read_text()
+    data = tomllib.loads(text)
+    tables = {k: (v if isinstance(v, list) else [v]) for k, v in data.items()}
+    marked: set[tuple[str, str]] = set()
+    table = ""
+    for line in text.splitlines():
+        header = re.fullmatch(r"\[\[?(\w+)\]\]?.*", line)
+        if header:
+            table = header.group(1)
+        elif "# not the default" in line:
+            marked.add((table, line.split("=")[0].strip()))
+    return tables, marked
+
+
+def test_example_shows_every_key_with_its_default_or_says_why_not(tmp_path: Path) -> None:
+    # The loader's own defaults: what a minimal configuration is read as.
+    loaded = load_config(write(tmp_path, BASE))
+    defaults = {
+        "mqtt": loaded.mqtt,
+        "rules": loaded.rules,
+        "doors": loaded.doors,
+        "security": loaded.security,
+        "boards": loaded.boards[0],
+        "compartments": loaded.compartments[0],
+        "scanner": loaded.scanner,
+        "api": loaded.api,
+        "kiosk": loaded.kiosk,
+        "locker": loaded.locker,
+    }
+    assert set(defaults) == set(config_module.SECTIONS)  # a new section is checked too
+    required = {
+        "locker": {"id", "data_dir"},
+        "boards": {"name", "driver"},
+        "compartments": {"number", "channel", "board", "size"},
+    }
+    tables, marked = _example_keys()
+    differing = set()
+    for section, shape in defaults.items():
+        entries = tables.get(section, [])
+        for f in dataclasses.fields(shape):
+            present = [e[f.name] for e in entries if f.name in e]
+            assert present, f"config/example.toml: [{section}] {f.name} is not shown"
+            if f.name in required.get(section, set()):
+                continue
+            default = getattr(shape, f.name)
+            for value in present:
+                if (tuple(value) if isinstance(value, list) else value) != default:
+                    differing.add((section, f.name))
+    assert {"numbers", "channels"} <= set().union(*tables["compartments"])  # the range form
+    # Exactly the lines that say "not the default" differ from it, and they say why.
+    assert differing == marked
+    assert marked == {("boards", "door_close_s"), ("compartments", "low"), ("api", "socket")}
