@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,6 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from simulator.broker import Broker
 from simulator.platform import PlatformSim
+from simulator.stack import NO_SCREEN
 
 BIN = Path(sys.executable).parent
 
@@ -84,3 +90,80 @@ def test_instances_share_the_events_and_confirm_only_on_picked_up(tmp_path: Path
         a.close()
         b.close()
         broker.stop()
+
+
+def run_until(argv: list[str | Path], env: dict[str, str], line: str) -> subprocess.Popen[str]:
+    """Start `argv` and return once it has printed `line` (its output is unbuffered)."""
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout is not None
+    for printed in proc.stdout:
+        if line in printed:
+            return proc
+    proc.wait(60)
+    raise AssertionError(f"{argv} ended (exit {proc.returncode}) before printing {line!r}")
+
+
+def private_tmp() -> dict[str, str]:
+    """An environment whose temporary folder is new and empty, without a screen."""
+    # Short on purpose: lockerd's socket lies below it, and a Unix socket path is short.
+    tmp = tempfile.mkdtemp(prefix="st-")
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    return {**env, "TMPDIR": tmp, "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.mark.slow
+def test_the_stack_leaves_no_files_behind_and_says_the_kiosk_was_skipped() -> None:
+    env = private_tmp()
+    try:
+        out = subprocess.run(
+            [BIN / "locker-sim", "stack"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+            env=env,
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "receipt confirmed by the platform: yes" in out.stdout
+        assert NO_SCREEN in out.stdout
+        assert os.listdir(env["TMPDIR"]) == []
+    finally:
+        shutil.rmtree(env["TMPDIR"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_stack_and_leaves_no_files_behind() -> None:
+    env = private_tmp()
+    try:
+        stack = run_until([BIN / "locker-sim", "stack"], env, "the platform reserves a compartment")
+        stack.send_signal(signal.SIGINT)
+        _, err = stack.communicate(timeout=60)
+        assert "Traceback" not in err
+        assert stack.returncode in (0, 130)  # 0: it had just finished
+        assert os.listdir(env["TMPDIR"]) == []
+    finally:
+        shutil.rmtree(env["TMPDIR"])
+
+
+def test_ctrl_c_stops_the_demo_without_a_traceback_and_leaves_no_files(tmp_path: Path) -> None:
+    # The example's doors, closing by themselves only after 20 s: the Ctrl-C comes while
+    # the demo waits for the first one.
+    config = tmp_path / "slow-doors.toml"
+    example = (Path(__file__).parents[2] / "config" / "example.toml").read_text()
+    slow, changed = re.subn(r"(?m)^door_close_s = [0-9.]+", "door_close_s = 20", example)
+    assert changed == 1
+    config.write_text(slow)
+    env = private_tmp()
+    try:
+        demo = run_until(
+            [BIN / "locker-sim", "demo", "--config", str(config)], env, "the simulated door opens"
+        )
+        demo.send_signal(signal.SIGINT)
+        _, err = demo.communicate(timeout=60)
+        assert "Traceback" not in err
+        assert demo.returncode == 130
+        assert os.listdir(env["TMPDIR"]) == []
+    finally:
+        shutil.rmtree(env["TMPDIR"])
