@@ -1,50 +1,92 @@
 #!/usr/bin/env bash
 # Install the locker on the cabinet's Raspberry Pi (Raspberry Pi OS / Debian), from a clone:
-#   sudo deploy/install.sh            # install or upgrade, enable both services
-#   sudo deploy/install.sh --no-enable
+#   sudo deploy/install.sh              # install or upgrade, enable both services
+#   sudo deploy/install.sh --no-enable  # the same, the services left as they are
+#   deploy/install.sh --root DIR        # everything under DIR instead of / (see below)
 # Idempotent: an existing /etc/locker/locker.toml, database, key and PIN are never touched.
+#
+# The software is installed from the project's wheel (deploy/build-wheel.sh: the files git
+# tracks), never by copying the clone, which holds caches, build output and untracked
+# files such as a QR PNG with a live pickup code.
+#
+# --root DIR puts /opt/locker, /etc/locker and the units under DIR and leaves the machine
+# alone: no system packages, users, file owners or systemd. Any user may run it. The venv
+# in it is made for DIR/opt/locker and cannot be moved: it is for seeing what an
+# installation holds (the tests use it), not for copying to a cabinet.
 set -euo pipefail
 
-PREFIX=/opt/locker
-ETC=/etc/locker
+usage() { sed -n '2,5s/^# \{0,1\}//p' "$0"; }
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 ENABLE=1
-[ "${1:-}" = "--no-enable" ] && ENABLE=0
-[ "$(id -u)" = 0 ] || { echo "install.sh: run as root (sudo)" >&2; exit 1; }
+ROOT=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--no-enable) ENABLE=0 ;;
+	--root)
+		[ $# -ge 2 ] || { echo "install.sh: --root needs a folder" >&2; exit 2; }
+		ROOT=$(mkdir -p "$2" && cd "$2" && pwd)
+		shift
+		;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+	esac
+	shift
+done
+PREFIX=$ROOT/opt/locker
+ETC=$ROOT/etc/locker
+UNITS=$ROOT/etc/systemd/system
+APT_PACKAGES=(python3 python3-venv libzbar0 libmtdev1 fonts-wqy-microhei)
 
-echo "== system packages"
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	python3 python3-venv libzbar0 libmtdev1 fonts-wqy-microhei rsync >/dev/null
+if [ -z "$ROOT" ]; then
+	[ "$(id -u)" = 0 ] || { echo "install.sh: run as root (sudo), or with --root DIR" >&2; exit 1; }
+	echo "== system packages: ${APT_PACKAGES[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
 
-echo "== users: locker (the daemon), kiosk (the screen)"
-getent group gpio >/dev/null || groupadd --system gpio
-id -u locker >/dev/null 2>&1 || useradd --system --user-group --home-dir /var/lib/locker \
-	--shell /usr/sbin/nologin locker
-id -u kiosk >/dev/null 2>&1 || useradd --system --user-group --home-dir /var/lib/locker-kiosk \
-	--shell /usr/sbin/nologin kiosk
+	echo "== users: locker (the daemon), kiosk (the screen)"
+	getent group gpio >/dev/null || groupadd --system gpio
+	id -u locker >/dev/null 2>&1 || useradd --system --user-group --home-dir /var/lib/locker \
+		--shell /usr/sbin/nologin locker
+	id -u kiosk >/dev/null 2>&1 || useradd --system --user-group --home-dir /var/lib/locker-kiosk \
+		--shell /usr/sbin/nologin kiosk
+else
+	echo "== installing under $ROOT: system packages (${APT_PACKAGES[*]}), users and systemd left alone"
+fi
 
 echo "== software in $PREFIX"
 install -d -m 0755 "$PREFIX"
-rsync -a --delete --exclude .git --exclude .venv --exclude var --exclude '__pycache__' \
-	"$SRC"/ "$PREFIX"/src/
+if [ -d "$PREFIX/src" ]; then
+	# Earlier installers copied the whole clone here, untracked files included.
+	rm -rf "$PREFIX/src"
+	echo "   removed $PREFIX/src (a copy of the clone left by an older installer)"
+fi
 # The system's Python (not a per-user one): the services run as other users. System
 # site packages stay visible so that a camera library installed with apt
 # (python3-picamera2, python3-opencv) is found; the pinned packages in the venv win.
 [ -x "$PREFIX/.venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$PREFIX/.venv"
 "$PREFIX/.venv/bin/pip" install -q --upgrade pip
-"$PREFIX/.venv/bin/pip" install -q "$PREFIX/src[kiosk]"
+BUILD=$(mktemp -d)
+trap 'rm -rf "$BUILD"' EXIT
+WHEEL=$(PYTHON="$PREFIX/.venv/bin/python" "$SRC/deploy/build-wheel.sh" "$BUILD")
+"$PREFIX/.venv/bin/pip" install -q "$WHEEL[kiosk]"
+# The version does not change with every fix: without this, pip would keep the old code.
+"$PREFIX/.venv/bin/pip" install -q --no-deps --force-reinstall "$WHEEL"
+echo "   installed $(basename "$WHEEL")"
 cp "$SRC/README.md" "$PREFIX/README.md"
 
 echo "== configuration in $ETC"
-install -d -m 0750 -o root -g locker "$ETC"
+if [ -z "$ROOT" ]; then
+	install -d -m 0750 -o root -g locker "$ETC"
+else
+	install -d -m 0750 "$ETC"
+fi
 if [ ! -e "$ETC/locker.toml" ]; then
 	# The example, with the cabinet's paths: state under /var/lib/locker (systemd's
 	# StateDirectory), the socket under /run/locker (RuntimeDirectory).
 	sed -e 's|^data_dir = .*|data_dir = "/var/lib/locker"|' \
 		-e 's|^socket = .*|socket = "/run/locker/api.sock"|' \
 		"$SRC/config/example.toml" >"$ETC/locker.toml"
-	chown root:locker "$ETC/locker.toml"
+	[ -n "$ROOT" ] || chown root:locker "$ETC/locker.toml"
 	chmod 0640 "$ETC/locker.toml"
 	echo "   wrote $ETC/locker.toml: set [locker] id, [mqtt], [[boards]], [[compartments]]"
 else
@@ -52,20 +94,36 @@ else
 fi
 "$PREFIX/.venv/bin/lockerd" --help >/dev/null
 
-echo "== systemd units"
-install -m 0644 "$SRC/systemd/lockerd.service" "$SRC/systemd/locker-kiosk.service" \
-	/etc/systemd/system/
-if [ -d /run/systemd/system ]; then
+echo "== systemd units in $UNITS"
+install -d -m 0755 "$UNITS"
+install -m 0644 "$SRC/systemd/lockerd.service" "$SRC/systemd/locker-kiosk.service" "$UNITS/"
+SYSTEMD=0
+if [ -n "$ROOT" ]; then
+	echo "   not enabled (--root)"
+elif [ -d /run/systemd/system ]; then
 	systemctl daemon-reload
 	if [ "$ENABLE" = 1 ]; then
 		systemctl enable lockerd.service locker-kiosk.service
 	fi
+	SYSTEMD=1
+else
+	# A container or chroot: the software and configuration are in place, only the
+	# services are missing, so say it and carry on.
+	echo "   systemd is not running on this machine: the units are NOT enabled and nothing"
+	echo "   will start lockerd. On a machine booted with systemd, run:"
+	echo "     systemctl daemon-reload && systemctl enable lockerd locker-kiosk"
 fi
 
-cat <<NEXT
-Installed. Next:
-  1. edit $ETC/locker.toml (locker id, broker, boards, compartments)
-  2. sudo systemctl start lockerd locker-kiosk; journalctl -u lockerd -f
-  3. sudo -u locker $PREFIX/.venv/bin/lockerctl --config $ETC/locker.toml set-pin
-     (the technician PIN, kept hashed; lockerctl and the maintenance screen ask for it)
-NEXT
+if [ -n "$ROOT" ]; then
+	echo "Installed under $ROOT."
+	exit 0
+fi
+echo "Installed. Next:"
+echo "  1. edit $ETC/locker.toml (locker id, broker, boards, compartments)"
+if [ "$SYSTEMD" = 1 ]; then
+	echo "  2. sudo systemctl start lockerd locker-kiosk; journalctl -u lockerd -f"
+else
+	echo "  2. start lockerd once systemd runs it (see above)"
+fi
+echo "  3. sudo -u locker $PREFIX/.venv/bin/lockerctl --config $ETC/locker.toml set-pin"
+echo "     (the technician PIN, kept hashed; lockerctl and the maintenance screen ask for it)"
