@@ -3,8 +3,9 @@
 Screens: welcome (scan or type), a numeric keypad with large targets, the
 result of a code (door open until it is closed again, with a reminder while it
 stays open; wrong code with attempts left; the wait when throttled; door
-failed: service desk; thank you), the staff screen (deposit and retrieval
-codes), the maintenance diagnostic screen behind the technician PIN, and "out
+failed: service desk, as soon as lockerd reports a door of the order jammed;
+thank you), the staff screen (deposit and retrieval codes; back to the welcome
+screen when left idle), the maintenance diagnostic screen behind the technician PIN, and "out
 of service" while lockerd is away — the kiosk reconnects by itself. Chinese and
 English, switched on screen. A USB scanner in keyboard mode types into the
 code field; results of the serial scanner and the camera (read by lockerd)
@@ -14,6 +15,7 @@ arrive on lockerd's stream and are shown the same way.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -35,9 +37,14 @@ DOOR_WAIT_SECONDS = 120.0  # an open door keeps its screen at most this long
 REMINDER_SECONDS = 20.0  # then "please close the door"
 THANKS_SECONDS = 3.0
 KEYPAD_IDLE_SECONDS = 45.0  # a keypad left half-typed goes back to the start
+STAFF_IDLE_SECONDS = 60.0  # the staff screen left alone goes back to the shoppers' welcome
+COUNTDOWN_TICK_SECONDS = 1.0  # the throttle's wait is counted down once a second
 RETRY_SECONDS = 2.0
 REMINDER_COLOUR = (1.0, 0.72, 0.15, 1)
 ENTER_KEYS = (13, 271)  # Return, keypad Enter
+SIZES = ("800x480", "1024x600")
+KEYPAD_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "backspace", "0", "ok")
+WORD_KEYS = ("backspace", "ok", "clear")  # keys labelled with a text, not a digit
 
 
 def font() -> str | None:
@@ -96,7 +103,10 @@ def build_app(
             self.mode = "shopper"  # what the keypad is for: shopper, staff or pin
             self.waiting_doors: set[int] = set()
             self.opened_seen: set[int] = set()
+            self.fault_before: set[int] = set()  # waiting doors already in fault at the code
             self.doors: dict[int, str] = {}
+            self.states: dict[int, str] = {}  # compartment -> state, from lockerd's stream
+            self.wait_left = 0.0  # seconds of the throttle's wait still to count down
             self.wedge = WedgeBuffer()
             self.sm = ScreenManager(transition=NoTransition())
             self.widgets: dict[str, Any] = {}
@@ -176,14 +186,25 @@ def build_app(
             )
 
         def _screen_staff(self, screen: Any) -> None:
-            title, hint, type_code, back, _box = self._heading_screen(
+            title, hint, type_code, back, box = self._heading_screen(
                 screen,
                 ("36sp", "22sp", "28sp"),
                 lambda: self.keypad("staff"),
                 lambda: self.show("welcome"),
             )
+            footer = BoxLayout(spacing=12, size_hint_y=0.18)
+            language = Button(
+                font_size="18sp", size_hint_x=0.24, on_release=lambda *_: self.toggle_language()
+            )
+            footer.add_widget(Widget())
+            footer.add_widget(language)
+            box.add_widget(footer)
             self.widgets.update(
-                staff_title=title, staff_hint=hint, staff_type=type_code, staff_back=back
+                staff_title=title,
+                staff_hint=hint,
+                staff_type=type_code,
+                staff_back=back,
+                staff_language=language,
             )
 
         def _screen_keypad(self, screen: Any) -> None:
@@ -192,13 +213,17 @@ def build_app(
             shown = centred(font_size="40sp", size_hint_y=0.2)
             grid = GridLayout(cols=3, spacing=8)
             keys: dict[str, Any] = {}
-            for key in ("1", "2", "3", "4", "5", "6", "7", "8", "9", "clear", "0", "ok"):
-                button = Button(font_size="34sp")
+            for key in KEYPAD_KEYS:
+                button = Button(font_size="26sp" if key in WORD_KEYS else "34sp")
                 button.bind(on_release=lambda _b, k=key: self.press(k))
                 grid.add_widget(button)
                 keys[key] = button
-            back = Button(font_size="22sp", size_hint_y=0.15, on_release=lambda *_: self.home())
-            for w in (prompt, shown, grid, back):
+            row = BoxLayout(spacing=8, size_hint_y=0.15)
+            back = Button(font_size="22sp", on_release=lambda *_: self.home())
+            keys["clear"] = Button(font_size="22sp", on_release=lambda *_: self.press("clear"))
+            row.add_widget(back)
+            row.add_widget(keys["clear"])
+            for w in (prompt, shown, grid, row):
                 box.add_widget(w)
             screen.add_widget(box)
             self.sm.add_widget(screen)
@@ -236,32 +261,51 @@ def build_app(
             w["staff_hint"].text = t("staff_hint")
             w["staff_type"].text = t("staff_type")
             w["staff_back"].text = t("back")
-            w["prompt"].text = t(
-                {"shopper": "enter_code", "staff": "staff_prompt"}.get(self.mode, "pin_prompt")
-            )
+            w["staff_language"].text = t("language")
+            self.prompt()
             w["back"].text = t("back")
             w["done"].text = t("done")
             for key, button in w["keys"].items():
-                button.text = t(key) if key in ("ok", "clear") else key
+                button.text = t(key) if key in WORD_KEYS else key
             w["offline"].text = t("offline")
             w["shown"].text = "•" * len(self.code)
+
+        def prompt(self, key: str | None = None) -> None:
+            """The keypad's prompt: what to type in this mode, or `key`'s text."""
+            modes = {"shopper": "enter_code", "staff": "staff_prompt"}
+            self.widgets["prompt"].text = self.texts.t(key or modes.get(self.mode, "pin_prompt"))
 
         def toggle_language(self) -> None:
             self.texts.toggle()
             self.refresh_texts()
+            if self.sm.current == "staff":  # a touch: the staff screen's idle time restarts
+                self.show("staff")
+
+        def reset_language(self) -> None:
+            if self.texts.lang != self.default_lang:
+                self.texts.lang = self.default_lang
+                self.refresh_texts()
 
         def show(self, name: str) -> None:
             self.code = ""
             self.widgets["shown"].text = ""
+            Clock.unschedule(self.staff_idle)
             if name in ("welcome", "staff"):
                 self.mode = "staff" if name == "staff" else "shopper"
                 self.waiting_doors = set()
                 self.cancel_timers(keep_keypad=True)
+            if name == "staff":
+                Clock.schedule_once(self.staff_idle, STAFF_IDLE_SECONDS)
             self.sm.current = name
 
         def cancel_timers(self, keep_keypad: bool = False) -> None:
             """Stop the result screen's timers (and the keypad's, unless kept)."""
-            timers = [self.result_timeout, self.door_reminder, self.home_after_thanks]
+            timers = [
+                self.result_timeout,
+                self.door_reminder,
+                self.home_after_thanks,
+                self.count_down,
+            ]
             for fn in timers if keep_keypad else [*timers, self.walked_away]:
                 Clock.unschedule(fn)
 
@@ -280,15 +324,24 @@ def build_app(
             """Nobody finished: the next person starts afresh, in the default language."""
             if self.sm.current in ("keypad", "result"):
                 self.home()
-            if self.texts.lang != self.default_lang:
-                self.texts.lang = self.default_lang
-                self.refresh_texts()
+            self.reset_language()
+
+        def staff_idle(self, _dt: float) -> None:
+            """Staff walked off: the screen is the shoppers' again, in the default language."""
+            if self.sm.current == "staff":
+                self.show("welcome")
+                self.reset_language()
 
         def press(self, key: str) -> None:
             Clock.unschedule(self.walked_away)
             Clock.schedule_once(self.walked_away, KEYPAD_IDLE_SECONDS)
+            self.prompt()
             if key == "clear":
                 self.code = ""
+            elif key == "backspace":
+                self.code = self.code[:-1]
+            elif key == "ok" and not self.code:
+                self.prompt("empty_code")  # nothing to send: lockerd would call it no code
             elif key == "ok":
                 code, self.code = self.code, ""
                 if self.mode == "pin":
@@ -308,8 +361,8 @@ def build_app(
             except ApiUnavailable:
                 self.show("offline")
                 return
-            except ValueError as exc:
-                self.show_result({"outcome": "refused", "message": str(exc), "reason": None})
+            except ValueError:  # a request lockerd refused: nothing a shopper can act on
+                self.show_result({"outcome": "refused", "reason": None})
                 return
             self.show_result(result)
 
@@ -323,11 +376,18 @@ def build_app(
             self.cancel_timers()
             if r["outcome"] == "opened":
                 # The screen stays with the open door: a reminder if it stays open, thanks
-                # once it is closed (seen on lockerd's stream).
+                # once it is closed, the service desk if lockerd reports it jammed (all
+                # seen on lockerd's stream).
                 self.waiting_doors = set(r["compartments"])
                 self.opened_seen = set()
+                self.fault_before = {n for n in self.waiting_doors if self.states.get(n) == "fault"}
                 Clock.schedule_once(self.door_reminder, REMINDER_SECONDS)
                 Clock.schedule_once(self.result_timeout, DOOR_WAIT_SECONDS)
+            elif r["outcome"] == "throttled":
+                # The screen counts the wait down and stays until it is over (or Done).
+                self.waiting_doors = set()
+                self.wait_left = float(r["wait_s"])
+                Clock.schedule_interval(self.count_down, COUNTDOWN_TICK_SECONDS)
             else:
                 self.waiting_doors = set()
                 Clock.schedule_once(self.result_timeout, RESULT_SECONDS)
@@ -338,6 +398,16 @@ def build_app(
         def result_timeout(self, _dt: float) -> None:
             if self.sm.current == "result":
                 self.walked_away(0)
+
+        def count_down(self, dt: float) -> None:
+            """One tick of the throttle's wait: `dt` is the time Kivy's clock says passed."""
+            self.wait_left -= dt
+            if self.sm.current != "result" or self.wait_left <= 0:
+                Clock.unschedule(self.count_down)
+                self.result_timeout(0)
+                return
+            seconds = math.ceil(self.wait_left)
+            self.widgets["result"].text = self.texts.t("throttled", seconds=seconds)
 
         def door_reminder(self, _dt: float) -> None:
             still_open = sorted(n for n in self.waiting_doors if self.doors.get(n) == "open")
@@ -362,11 +432,15 @@ def build_app(
 
         def on_stream(self, message: dict[str, Any]) -> None:
             if message["stream"] == "state":
-                self.doors = {c["number"]: c["door"] for c in message["state"]["compartments"]}
+                compartments = message["state"]["compartments"]
+                self.doors = {c["number"]: c["door"] for c in compartments}
+                self.states = {c["number"]: c["state"] for c in compartments}
                 # A door counts as closed again only once it was seen open after the code:
                 # "closed" before that is the state from before the unlock.
                 self.opened_seen |= {n for n in self.waiting_doors if self.doors.get(n) == "open"}
-                if (
+                if self.sm.current == "result" and self.door_failed(message["events"]):
+                    self.show_result({"outcome": "door_failed"})
+                elif (
                     self.sm.current == "result"
                     and self.waiting_doors
                     and self.waiting_doors <= self.opened_seen
@@ -375,6 +449,16 @@ def build_app(
                     self.doors_closed()
             elif message["stream"] == "entry" and self.accepts_codes():
                 self.show_result(message)
+
+        def door_failed(self, events: list[str]) -> bool:
+            """Did lockerd give up on a door of the order before it was seen open? Then its
+            compartment is in fault: jammed after the unlock retries, or its board gone. A
+            compartment still in fault from an earlier jam counts once a new alarm comes."""
+            failed = {
+                n for n in self.waiting_doors - self.opened_seen if self.states.get(n) == "fault"
+            }
+            alarm = "door_alarm" in events or "fault" in events
+            return bool(failed - self.fault_before or (failed and alarm))
 
         def accepts_codes(self) -> bool:
             """Codes from a scanner count on the shopper and staff screens only."""
@@ -402,11 +486,11 @@ def build_app(
             except ApiUnavailable:
                 self.show("offline")
                 return
-            except ValueError as exc:
+            except ValueError:
+                # lockerd's reply says why only in English words (no attempts-left field):
+                # the screen says it generically, in the language shown.
                 self.mode = "shopper"
-                self.show_result(
-                    {"outcome": "refused", "message": str(exc), "reason": "pin_refused"}
-                )
+                self.show_result({"outcome": "refused", "reason": "pin_refused"})
                 return
             self.show("maintenance")
             self.maintenance.enter(session["token"])
@@ -425,7 +509,8 @@ def build_app(
 
 
 def describe(texts: Texts, r: dict[str, Any]) -> tuple[str, str]:
-    """What the screen says about a code's result: the text and a second line."""
+    """What the screen says about a code's result: the text and a second line. Only the
+    reply's fields are read, never its English `message`."""
     t = texts.t
     compartments = r.get("compartments", [])
     numbers = ", ".join(str(n) for n in compartments)
@@ -438,56 +523,95 @@ def describe(texts: Texts, r: dict[str, Any]) -> tuple[str, str]:
             order = t("order_line", order=r["order_id"]) if r.get("order_id") else ""
             return t(key + many, numbers=numbers), order
         return t("opened" + many, numbers=numbers), ""
-    if outcome == "wrong" and reason == "other_locker":
-        return t("other_locker"), t("attempts_left", left=r["attempts_left"])
     if outcome == "wrong":
-        return t("wrong", left=r["attempts_left"]), t("service_desk_hint")
+        left = r["attempts_left"]
+        if reason == "other_locker":
+            return t("other_locker"), texts.n("attempts_left", left, left=left)
+        return texts.n("wrong", left, left=left), t("service_desk_hint")
     if outcome == "throttled":
-        return t("throttled", seconds=int(r["wait_s"] + 0.999)), ""
+        return t("throttled", seconds=math.ceil(r["wait_s"])), ""
     if outcome == "door_failed":
         return t("door_failed"), ""
-    if reason in ("not_a_code", "already_loaded", "not_now"):
+    if reason in ("not_a_code", "already_loaded", "not_now", "pin_refused"):
         return t(reason), ""
-    if reason == "pin_refused":
-        return t("pin_refused", message=r.get("message", "")), ""
-    return t("refused", message=r.get("message", "")), ""
+    return t("refused"), ""
+
+
+class SettingsError(Exception):
+    """The configuration cannot tell the kiosk where lockerd is or how to show itself."""
+
+
+def screen_size(text: str) -> tuple[int, int]:
+    """`--size`: one of the two screens the layout is made for."""
+    if text not in SIZES:
+        raise argparse.ArgumentTypeError(f"expected {' or '.join(SIZES)}, not {text!r}")
+    width, height = text.split("x")
+    return int(width), int(height)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="locker-kiosk", description="Pickup locker kiosk")
-    parser.add_argument("--config", default="/etc/locker/locker.toml")
-    parser.add_argument("--lang", choices=["zh", "en"], help="default: [kiosk] language or zh")
-    parser.add_argument("--size", help="800x480 or 1024x600 (default: [kiosk] size)")
+    parser.add_argument(
+        "--config",
+        default="/etc/locker/locker.toml",
+        help="lockerd's configuration (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lang",
+        choices=["zh", "en"],
+        help="the default language (default: [kiosk] language, else zh)",
+    )
+    parser.add_argument(
+        "--size",
+        type=screen_size,
+        metavar="WxH",
+        help=f"{' or '.join(SIZES)} (default: [kiosk] size, else {SIZES[0]})",
+    )
     parser.add_argument("--fullscreen", action="store_true", help="the cabinet's screen")
-    parser.add_argument("--socket", help="lockerd's local API socket (default: from --config)")
+    parser.add_argument("--socket", help="lockerd's local API socket (default: [api] socket)")
     args = parser.parse_args(argv)
-    settings = _settings(args.config)
+    try:
+        settings = _settings(args.config)
+    except SettingsError as exc:
+        # A screen stuck on "out of service" would not say why: say it and stop.
+        parser.exit(2, f"locker-kiosk: {exc}\n")
     socket_path = args.socket or settings["socket"]
-    width, height = (int(x) for x in (args.size or settings["size"]).split("x"))
+    size = args.size or screen_size(settings["size"])
     lang = args.lang or settings["language"]
-    build_app(socket_path, lang, (width, height), args.fullscreen).run()
+    build_app(socket_path, lang, size, args.fullscreen).run()
     return 0
 
 
 def _settings(path: str) -> dict[str, str]:
-    """[api] socket and [kiosk] language and size of the daemon's configuration (lockerd
-    has checked them; nothing else is read)."""
+    """[api] socket and [kiosk] language and size of the daemon's configuration (nothing
+    else is read); SettingsError names the file and the key when one cannot be used."""
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError):
-        data = {}
-    socket_path = str(data.get("api", {}).get("socket", "/run/locker/api.sock"))
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: configuration file not found") from None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read the configuration: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    api, kiosk = data.get("api", {}), data.get("kiosk", {})
+    if not isinstance(api, dict) or not isinstance(kiosk, dict):
+        raise SettingsError(f"{path}: [api] and [kiosk] must be tables")
+    socket_path = api.get("socket", "/run/locker/api.sock")
+    if not isinstance(socket_path, str) or not socket_path:
+        raise SettingsError(f"{path}: [api] socket: expected a path")
     if not socket_path.startswith("/"):
         socket_path = str(Path(path).parent / socket_path)
-    kiosk = data.get("kiosk", {})
-    language = str(kiosk.get("language", "zh"))
-    size = str(kiosk.get("size", "800x480"))
-    return {
-        "socket": socket_path,
-        "language": language if language in ("zh", "en") else "zh",
-        "size": size if size in ("800x480", "1024x600") else "800x480",
-    }
+    choices = {"language": ("zh", "en"), "size": SIZES}
+    settings = {"socket": socket_path, "language": "zh", "size": SIZES[0]}
+    for key, allowed in choices.items():
+        value = kiosk.get(key, settings[key])
+        if value not in allowed:
+            raise SettingsError(
+                f"{path}: [kiosk] {key}: expected {' or '.join(allowed)}, not {value!r}"
+            )
+        settings[key] = value
+    return settings
 
 
 if __name__ == "__main__":

@@ -2,8 +2,10 @@
 
 A grid of compartments coloured by state (red for a fault, grey out of
 service) with open doors marked; the selected compartment's details with
-test-open and the service toggle; boards with their error counts and last
-frames; the platform link and the outbox; recent alarms and events; the
+test-open (confirmed by a second tap when the compartment may hold an order)
+and the service toggle; every board on a line of its own with its error count,
+and the last frames of the selected compartment's board; the platform link and
+the outbox; recent alarms and events, each naming its board or compartment; the
 software version. Everything comes from lockerd's `diagnostics` request with
 the session token; the screen closes itself after two idle minutes so it is
 never left open for the next shopper.
@@ -16,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from datetime import datetime
 from typing import Any
 
 from kivy.clock import Clock
@@ -25,7 +26,10 @@ from kivy.uix.button import Button
 from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
 from kivy.uix.screenmanager import Screen
+from kivy.uix.scrollview import ScrollView
+from kivy.utils import escape_markup
 
+from kiosk_ui.audit import audit_row, frame, local_time
 from kiosk_ui.client import ApiUnavailable
 
 IDLE_S = 120.0
@@ -40,6 +44,12 @@ COLOURS = {
     "out_of_service": (0.42, 0.42, 0.42, 1),
     "fault": (0.82, 0.14, 0.14, 1),
 }
+# Compartments that may hold an order: a test-open there needs a second tap.
+EMPTY_STATES = ("free", "out_of_service")
+LIGHT_TEXT = (1.0, 1.0, 1.0, 1)
+DARK_TEXT = (0.08, 0.08, 0.08, 1)
+OPEN_TEXT = (1.0, 0.92, 0.2, 1)
+MIN_CONTRAST = 3.0  # WCAG's minimum for large text: the cells' text is read from a step away
 
 
 def wrapped(**kwargs: Any) -> Label:
@@ -49,27 +59,27 @@ def wrapped(**kwargs: Any) -> Label:
     return label
 
 
-def _hms(at: float) -> str:
-    """A moment as the cabinet's local wall-clock time, HH:MM:SS."""
-    return time.strftime("%H:%M:%S", time.localtime(at))
+def _luminance(colour: tuple[float, ...]) -> float:
+    def channel(v: float) -> float:
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in colour[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
 
-def _local_time(stamp: str) -> str:
-    """'2026-11-25T10:14:59.578Z' as the cabinet's local '10:14:59'."""
-    try:
-        return _hms(datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
-    except ValueError:
-        return stamp
+def contrast(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """WCAG contrast ratio of two colours, 1 to 21."""
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
 
 
-def _frame(line: str) -> str:
-    """'1795601699.578 > 02 00 …' as '10:14:59.578 > 02 00 …' (at most 60 characters)."""
-    stamp, _, rest = line.partition(" ")
-    try:
-        at = float(stamp)
-    except ValueError:
-        return line[:60]
-    return f"{_hms(at)}.{int(at * 1000) % 1000:03d} {rest}"[:60]
+def cell_text_colour(background: tuple[float, ...], door_open: bool) -> tuple[float, ...]:
+    """An open door stands out in yellow where yellow reads well on the state's colour
+    (not on the amber of a loaded compartment); otherwise light or dark text, whichever
+    reads better."""
+    if door_open and contrast(OPEN_TEXT, background) >= MIN_CONTRAST:
+        return OPEN_TEXT
+    return max((LIGHT_TEXT, DARK_TEXT), key=lambda c: contrast(c, background))
 
 
 class MaintenanceScreen(Screen):  # type: ignore[misc]
@@ -82,6 +92,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
         self.cells: dict[int, Button] = {}
         self.last_touch = time.monotonic()
         self.notice: tuple[str, dict[str, Any]] | None = None
+        self.confirming: int | None = None  # a test-open waiting for its second tap
 
         root = BoxLayout(orientation="vertical", padding=6, spacing=6)
         top = BoxLayout(size_hint_y=0.11, spacing=6)
@@ -102,9 +113,18 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
         self.service = Button(font_size="16sp", on_release=lambda *_: self.do_toggle_service())
         actions.add_widget(self.test_open)
         actions.add_widget(self.service)
-        self.boards = wrapped(font_size="12sp", size_hint_y=0.3)
+        # Every board has a line; a cabinet with more boards than fit scrolls.
+        self.boards = Label(
+            font_size="12sp", markup=True, halign="left", valign="top", size_hint_y=None
+        )
+        self.boards.bind(
+            width=lambda w, width: setattr(w, "text_size", (width, None)),
+            texture_size=lambda w, size: setattr(w, "height", size[1]),
+        )
+        self.boards_view = ScrollView(size_hint_y=0.3, do_scroll_x=False, bar_width=6)
+        self.boards_view.add_widget(self.boards)
         self.events = wrapped(font_size="12sp", size_hint_y=0.35)
-        for w in (self.detail, actions, self.boards, self.events):
+        for w in (self.detail, actions, self.boards_view, self.events):
             side.add_widget(w)
         body.add_widget(self.grid)
         body.add_widget(side)
@@ -118,6 +138,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
         self.token = token
         self.selected = None
         self.notice = None
+        self.confirming = None
         self.last_touch = time.monotonic()
         self.refresh(0)
         Clock.schedule_interval(self.refresh, REFRESH_S)
@@ -160,6 +181,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
     def select(self, number: int) -> None:
         self.selected = number
         self.notice = None
+        self.confirming = None
         self.render()
 
     def _act(self, op: str, done_key: str, **fields: Any) -> None:
@@ -168,13 +190,22 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
             self.notice = (done_key, {"number": self.selected})
         except ApiUnavailable:
             self.notice = ("offline", {})
-        except ValueError as exc:
-            self.notice = ("action_refused", {"message": str(exc)})
+        except ValueError:  # lockerd's reason is English: the screen says it generically
+            self.notice = ("action_refused", {})
         self.refresh(0)
 
     def do_test_open(self) -> None:
-        if self.selected is not None:
-            self._act("test_open", "test_opened")
+        comp = self._compartment(self.selected)
+        if comp is None:
+            return
+        if comp["state"] not in EMPTY_STATES and self.confirming != comp["number"]:
+            # A loaded compartment opened by mistake is an order out in the open.
+            self.confirming = comp["number"]
+            self.notice = ("test_open_confirm", {"number": comp["number"]})
+            self.render()
+            return
+        self.confirming = None
+        self._act("test_open", "test_opened")
 
     def do_toggle_service(self) -> None:
         comp = self._compartment(self.selected)
@@ -211,8 +242,8 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
             [
                 t("maintenance_title", locker=d["locker_id"], version=d["version"]),
                 link,
-                t("outbox", n=d["outbox"]),
-                t(clock, time=_local_time(d["time"])),
+                self.app.texts.n("outbox", d["outbox"], n=d["outbox"]),
+                t(clock, time=local_time(d["time"])),
             ]
         )
         self.exit.text = t("exit")
@@ -247,14 +278,14 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
             if c["door"] == "open":
                 lines.append(t("door_open_short"))
             cell.text = "\n".join(lines)
-            cell.bold = selected
-            # An open door stands out in yellow whatever the state's colour.
-            cell.color = (1, 0.92, 0.2, 1) if c["door"] == "open" else (1, 1, 1, 1)
+            cell.bold = selected or c["door"] == "open"
+            cell.color = cell_text_colour(cell.background_color, c["door"] == "open")
 
     def _render_detail(self) -> None:
         t = self.app.texts.t
         comp = self._compartment(self.selected)
-        self.test_open.text = t("test_open")
+        confirming = comp is not None and self.confirming == comp["number"]
+        self.test_open.text = t("confirm_open") if confirming else t("test_open")
         if comp is None:
             self.detail.text = t("select_compartment") + self._notice_text()
             self.service.text = t("take_out")
@@ -286,29 +317,40 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
         return "\n" + text
 
     def _boards_text(self, d: dict[str, Any]) -> str:
-        t = self.app.texts.t
-        lines = [f"[b]{t('boards')}[/b]"]
+        """One line a board (so every board shows, however many), the driver's words when
+        it is offline, and the last frames of the selected compartment's board."""
+        texts = self.app.texts
+        comp = self._compartment(self.selected)
+        lines = [f"[b]{texts.t('boards')}[/b]"]
         for b in d["boards"]:
-            status = t("online") if b["online"] else t("offline_board")
-            lines.append(t("board_line", name=b["name"], status=status, errors=b["errors"]))
-            if b["detail"] and not b["online"]:
-                lines.append(f"  {b['detail']}")
-            for frame in b["frames"][-3:]:
-                lines.append(f"  {_frame(frame)}")
+            online = b["online"]
+            status = (
+                texts.t("online") if online else f"[color=ff6666]{texts.t('offline_board')}[/color]"
+            )
+            lines.append(
+                texts.n(
+                    "board_line",
+                    b["errors"],
+                    name=escape_markup(b["name"]),
+                    status=status,
+                    errors=b["errors"],
+                )
+            )
+            if b["detail"] and not online:
+                lines.append(f"  {escape_markup(b['detail'])}")
+            if comp is not None and comp["board"] == b["name"]:
+                lines += [f"  {frame(f)}" for f in b["frames"][-3:]]
         if d.get("devices_down"):
-            lines.append(t("devices_down", devices=", ".join(d["devices_down"])))
+            lines.append(texts.t("devices_down", devices=", ".join(d["devices_down"])))
         return "\n".join(lines)
 
     def _events_text(self, d: dict[str, Any]) -> str:
-        t = self.app.texts.t
-
-        def row(r: dict[str, Any]) -> str:
-            where = f" #{r['compartment']}" if r["compartment"] else ""
-            order = f" {r['order_id']}" if r["order_id"] else ""
-            return f"{_hms(r['at'])} {r['action']}{where}{order}"
-
-        lines = [f"[b]{t('alarms')}[/b]"]
-        lines += [f"[color=ff6666]{row(r)}[/color]" for r in d["alarms"][:3]] or [t("none")]
-        lines.append(f"[b]{t('recent')}[/b]")
-        lines += [row(r) for r in d["recent"][:5]]
+        texts = self.app.texts
+        lines = [f"[b]{texts.t('alarms')}[/b]"]
+        alarms = [
+            f"[color=ff6666]{escape_markup(audit_row(texts, r))}[/color]" for r in d["alarms"][:3]
+        ]
+        lines += alarms or [texts.t("none")]
+        lines.append(f"[b]{texts.t('recent')}[/b]")
+        lines += [escape_markup(audit_row(texts, r)) for r in d["recent"][:5]]
         return "\n".join(lines)

@@ -1,4 +1,9 @@
-"""Helpers for the kiosk's UI tests: Xvfb, real touches, screenshots, steps one frame apart."""
+"""Helpers for the kiosk's UI tests: Xvfb, real touches, screenshots, steps one frame apart.
+
+Screenshots go to a temporary folder, so a test run leaves the committed ones in
+docs/screenshots/ alone; `LOCKER_SHOTS=docs/screenshots` (`make screenshots`)
+writes them there on purpose.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +18,24 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
 FRAME_S = 0.3
 MAX_WAIT_FRAMES = 50  # a step that waits for something gives up after 15 s
 
 
+_shots: list[Path] = []
+
+
+def shots_dir() -> Path:
+    """Where this session's screenshots go: $LOCKER_SHOTS, else the session's temporary
+    folder (set by the `display` fixture)."""
+    assert _shots, "screenshots need the display fixture"
+    return _shots[0]
+
+
 @pytest.fixture(scope="session")
-def display() -> Iterator[str]:
+def display(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    wanted = os.environ.get("LOCKER_SHOTS")
+    _shots[:] = [Path(wanted).resolve() if wanted else tmp_path_factory.mktemp("screenshots")]
     exe = shutil.which("Xvfb")
     assert exe, "Xvfb is installed by make test"
     number = 90 + os.getpid() % 9
@@ -46,15 +62,30 @@ def tap(widget: Any) -> None:
 
 
 def shot(name: str) -> Path:
-    """Save the window as docs/screenshots/NAME.png (Kivy appends a counter; drop it)."""
+    """Save the window as NAME.png in the screenshots folder (Kivy appends a counter to
+    the name it is given; drop it)."""
     from kivy.core.window import Window
 
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    Window.screenshot(name=str(SHOTS / f"{name}.png"))
-    produced = sorted(SHOTS.glob(f"{name}*.png"))[-1]
-    target = SHOTS / f"{name}.png"
-    produced.replace(target)
+    folder = shots_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.png"
+    Path(Window.screenshot(name=str(target))).replace(target)
     return target
+
+
+def fire(callback: Callable[[float], Any]) -> float:
+    """Run a timer the app has on Kivy's clock as if its time had come (the test moves the
+    clock on instead of waiting); returns the timer's period. Fails if none is scheduled."""
+    from kivy.clock import Clock
+
+    events = [e for e in Clock.get_events() if e.get_callback() == callback]
+    assert events, f"no timer scheduled for {callback.__name__}"
+    event = events[0]
+    timeout = float(event.timeout)
+    if not event.loop:
+        event.cancel()
+    callback(timeout)
+    return timeout
 
 
 def overflowing(root: Any) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from conftest import reserve_on_loop
-from kiosk_helpers import SHOTS, Steps, display, overflowing, shot, start_daemon, tap  # noqa: F401 (a fixture)
+from kiosk_helpers import Steps, display, overflowing, shot, shots_dir, start_daemon, tap  # noqa: F401 (a fixture)
 
 from drivers.sim import SimBoard
 from kiosk_ui.i18n import load
@@ -142,4 +142,4 @@ def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]
         "04-wrong-code",
         "05-compartment-open",
     ):
-        assert (SHOTS / f"{name}.png").stat().st_size > 1000
+        assert (shots_dir() / f"{name}.png").stat().st_size > 1000

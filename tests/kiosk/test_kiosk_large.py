@@ -76,5 +76,5 @@ def test_a_large_cabinet_fits_the_maintenance_screen(
     step.run()
     assert seen["cols"] == 12
     assert seen["cells"] == {1: "1\nOPEN", 2: "2", 57: "57\nOPEN", 112: "112\nOPEN"}
-    assert "door_forced #112" in seen["events"]
+    assert f"{EN['action_door_forced']} #112" in seen["events"]
     assert seen["overflow"] == {"800x480": [], "1024x600": []}, "text that does not fit"

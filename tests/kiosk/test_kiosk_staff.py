@@ -265,7 +265,7 @@ def test_staff_scanners_and_maintenance(
     assert "Compartment 3 opened for a test" in seen["detail"]
     assert "platform NOT connected" in seen["status"] and "version" in seen["status"]
     assert "  ·  clock " in seen["status"]  # the cabinet's time, and whether it is synchronised
-    assert "maintenance_open #3" in seen["events"]
+    assert f"{EN['action_maintenance_open']} #3" in seen["events"]
     assert "out of service" in seen["out_of_service"]
     assert seen["zh_detail"].startswith("3 号柜格（S）：停用")  # noqa: RUF001 (Chinese punctuation)
     assert seen["zh_detail"].endswith(ZH["taken_out"].format(number=3))
