@@ -1,0 +1,153 @@
+"""The installation: the wheel and `deploy/install.sh --root`, built from a clone full of
+what a cabinet's clone collects (caches, build output, a QR PNG with a live pickup code)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from locker.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("locker", "drivers", "mqtt", "simulator", "kiosk_ui")
+
+# Untracked files and caches in the clone; none may reach a wheel or an installation.
+STRAYS = {
+    "SO-1-pickup-qr.png": b"\x89PNG a pickup code",
+    "locker/SO-2-pickup-qr.png": b"\x89PNG a pickup code",
+    "locker/stray_untracked.py": b"raise SystemExit('an untracked module was installed')\n",
+    "locker/__pycache__/stray_cache.cpython-311.pyc": b"\0",
+    "mqtt/schemas/__pycache__/stray_cache.cpython-311.pyc": b"\0",
+    "build/lib/locker/stray_old_build.py": b"",
+    "pickup_locker.egg-info/stray_SOURCES.txt": b"",
+    "var/demo/locker.key": b"00" * 32,
+    ".pytest_cache/stray": b"",
+}
+
+
+def git(folder: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(folder), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> Path:
+    """A clone of the project as it is now (tracked files, working-tree content), with the
+    strays a cabinet's clone collects."""
+    src = tmp_path / "src"
+    for name in git(ROOT, "ls-files", "-z").split("\0"):
+        if name and (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            (src / name).write_bytes((ROOT / name).read_bytes())
+            (src / name).chmod((ROOT / name).stat().st_mode)
+    git(src, "init", "-q")
+    git(src, "add", "-A")
+    for name, content in STRAYS.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(content)
+    return src
+
+
+def package_data_allowed(name: str) -> bool:
+    """The files of the wheel besides modules: the ones pyproject.toml declares."""
+    return (
+        (name.startswith("mqtt/schemas/") and name.endswith(".json"))
+        or name == "mqtt/asyncapi.yaml"
+        or (name.startswith("kiosk_ui/translations/") and name.endswith(".json"))
+    )
+
+
+def test_pyproject_gives_setuptools_nothing_to_warn_about() -> None:
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # `project.license` as a table was deprecated
+        dist = apply_configuration(Distribution(), ROOT / "pyproject.toml")
+    assert dist.metadata.license_expression == "LicenseRef-Proprietary"
+
+
+def test_the_wheel_holds_the_packages_and_their_data_and_nothing_else(
+    clone: Path, tmp_path: Path
+) -> None:
+    out = subprocess.run(
+        [str(clone / "deploy" / "build-wheel.sh"), str(tmp_path / "dist")],
+        env={**os.environ, "PYTHON": sys.executable},
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    wheel = Path(out.stdout.strip())
+    assert wheel.parent == tmp_path / "dist" and wheel.name.endswith("-py3-none-any.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+    ours = [n for n in names if ".dist-info/" not in n]
+    assert all(n.split("/")[0] in PACKAGES for n in ours), sorted(ours)
+    assert [n for n in ours if not n.endswith(".py") and not package_data_allowed(n)] == []
+    assert [n for n in names if "stray" in n or "__pycache__" in n] == []
+    # Every tracked module and data file of the packages is in it.
+    tracked = {n for n in git(ROOT, "ls-files", *PACKAGES).split() if (ROOT / n).is_file()}
+    assert {n for n in tracked if n.endswith(".py") or package_data_allowed(n)} == set(ours)
+
+
+@pytest.mark.slow
+def test_install_puts_the_package_in_place_never_the_clone(clone: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    old_copy = root / "opt" / "locker" / "src"  # what earlier installers left
+    old_copy.mkdir(parents=True)
+    (old_copy / "SO-0-pickup-qr.png").write_bytes(b"\x89PNG")
+
+    def install() -> str:
+        run = subprocess.run(
+            [str(clone / "deploy" / "install.sh"), "--root", str(root)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=900,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        return run.stdout
+
+    first = install()
+    assert f"removed {old_copy}" in first
+    assert "system packages (" in first and "left alone" in first
+    assert not old_copy.exists()
+    files = [p for p in root.rglob("*") if p.is_file()]
+    for stray in ("pickup-qr.png", "stray", "locker.key"):
+        assert [p for p in files if stray in p.name] == [], stray
+    site = next((root / "opt" / "locker" / ".venv" / "lib").glob("python3*/site-packages"))
+    for package in PACKAGES:
+        for p in (site / package).rglob("*"):
+            name = p.relative_to(site).as_posix()
+            assert p.is_dir() or name.endswith((".py", ".pyc")) or package_data_allowed(name)
+    assert not (site / "tests").exists() and not (site / "build").exists()
+    config = load_config(root / "etc" / "locker" / "locker.toml")
+    assert config.locker.data_dir == Path("/var/lib/locker")
+    assert config.api.socket == "/run/locker/api.sock"
+    units = root / "etc" / "systemd" / "system"
+    assert sorted(p.name for p in units.iterdir()) == ["locker-kiosk.service", "lockerd.service"]
+    lockerctl = root / "opt" / "locker" / ".venv" / "bin" / "lockerctl"
+    help_text = subprocess.run(
+        [str(lockerctl), "--help"], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert "set-pin" in help_text.stdout
+
+    # An upgrade with a fix but the same version number installs the fix, and keeps the
+    # configuration as the technician edited it.
+    (root / "etc" / "locker" / "locker.toml").write_text(
+        config.path.read_text().replace('id = "store-001-a"', 'id = "store-042-b"')
+    )
+    ctl = clone / "locker" / "ctl.py"
+    ctl.write_text(ctl.read_text() + "\nUPGRADE_MARK = 1\n")
+    second = install()
+    assert "kept" in second
+    assert "UPGRADE_MARK = 1" in (site / "locker" / "ctl.py").read_text()
+    assert load_config(root / "etc" / "locker" / "locker.toml").locker.id == "store-042-b"
