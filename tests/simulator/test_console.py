@@ -254,3 +254,20 @@ def cab_without_camera(tmp_path: Path) -> Cabinet:
     cab = Cabinet(tmp_path / "plain", cu48=0, scanner=False)
     cab.close()  # nothing of it is used but its console
     return cab
+
+
+def test_a_relative_dir_means_the_same_folder_to_lockerd_and_the_simulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cab = Cabinet(Path("var/sim"), cu48=1, scanner=False, camera=True)
+    try:
+        config = load_config("var/sim/locker.toml")  # resolved as lockerd resolves it
+        here = tmp_path / "var" / "sim"
+        assert config.locker.data_dir == here / "data"
+        assert config.api.socket == str(here / "api.sock")
+        assert config.scanner.port == f"folder:{here / 'camera'}"
+        cab.run("show 12345678")
+        assert [p.name for p in (here / "camera").iterdir()] == ["frame-00001.png"]
+    finally:
+        cab.close()
