@@ -27,6 +27,10 @@ from locker.boards import BoardError
 from locker.config import BoardConfig
 
 log = logging.getLogger(__name__)
+# pymodbus logs "No response received" at ERROR for a missed reply even when our retry
+# then succeeds; a failure that matters reaches the locker as a BoardError with the last
+# frames (and the journal through the board's fault), so its own lines are only noise.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 FLASH_BASE = 0x0200
 DEFAULT_CHANNELS = 8
@@ -127,6 +131,7 @@ class ModbusLine:
                 except (ModbusException, OSError, termios.error) as exc:
                     self._last_io = time.monotonic()
                     problem = str(exc) or type(exc).__name__
+                    log.debug("%s on %s, attempt %d: %s", board, self.port, attempt + 1, problem)
                     if not isinstance(exc, ModbusException):
                         self.client.close()  # type: ignore[no-untyped-call]  # reopen next time
                 self.errors += 1

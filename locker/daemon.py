@@ -25,7 +25,7 @@ from locker.config import Config, load_config
 from locker.errors import LockerError
 from locker.instance import InstanceLock
 from locker.loop import Loop, call_on
-from locker.model import Method
+from locker.model import ALARM_ACTIONS, Method
 from locker.service import Service
 from locker.storage import Store
 from locker.sysclock import clock_synchronised
@@ -116,9 +116,9 @@ class Locker:
             alarms = [
                 dict(r)
                 for r in tx.q(
-                    f"{AUDIT_SQL} WHERE action IN ({','.join('?' * len(ALARMS))})"
+                    f"{AUDIT_SQL} WHERE action IN ({','.join('?' * len(ALARM_ACTIONS))})"
                     " ORDER BY id DESC LIMIT 10",
-                    ALARMS,
+                    ALARM_ACTIONS,
                 )
             ]
         for c in snap["compartments"]:
@@ -191,14 +191,6 @@ class LoopThread:
 
 
 AUDIT_SQL = "SELECT at, actor, action, order_id, compartment, detail FROM audit"
-ALARMS = (
-    "door_forced",
-    "door_left_open",
-    "door_jammed",
-    "board_offline",
-    "device_offline",
-    "code_attempts_throttled",
-)
 
 
 def last_frames(board: object, count: int = 8) -> list[str]:
@@ -221,7 +213,7 @@ def _camera(config: Config, service: Service, loop: Loop) -> CameraScanner | Non
 
     def code(text: str) -> None:
         result = service.enter_code(text, Method.CAMERA)
-        log.info("camera: %s (%s)", result.outcome, result.message)
+        log.info("camera: %s", result.summary())
 
     return CameraScanner(source, lambda text: loop.post(lambda: code(text)))
 
@@ -232,8 +224,7 @@ def _scanner(config: Config, service: Service, loop: Loop) -> SerialScanner | No
 
     def code(text: str) -> None:
         result = service.enter_code(text, Method.SCANNER)
-        # Never the code itself in a log line: only what the screen would say.
-        log.info("scanner: %s (%s)", result.outcome, result.message)
+        log.info("scanner: %s", result.summary())
 
     return SerialScanner(
         config.scanner.port,

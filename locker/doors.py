@@ -188,8 +188,9 @@ class DoorTracker:
 
     def _opened(self, tx: Transaction, number: int, prev: Door, now: float) -> None:
         row = tx.one(
-            "SELECT d.opening_id, d.outcome, o.order_pk, o.command_id FROM opening_doors d"
-            " JOIN openings o ON o.id = d.opening_id WHERE o.state='active' AND d.number=?"
+            "SELECT d.opening_id, d.outcome, o.order_pk, o.command_id, o.purpose, r.order_id"
+            " FROM opening_doors d JOIN openings o ON o.id = d.opening_id"
+            " LEFT JOIN orders r ON r.pk = o.order_pk WHERE o.state='active' AND d.number=?"
             " AND d.seen_open_at IS NULL ORDER BY d.opening_id DESC LIMIT 1",
             (number,),
         )
@@ -200,6 +201,12 @@ class DoorTracker:
         key = (row["opening_id"], number)
         self.deadline.pop(key, None)
         self.no_retry.discard(key)
+        of_order = f" of order {row['order_id']}" if row["order_id"] else ""
+        tx.after_commit(
+            functools.partial(
+                log.info, "compartment %d seen open (%s%s)", number, row["purpose"], of_order
+            )
+        )
         tx.q(
             "UPDATE opening_doors SET seen_open_at=?, outcome='opened' WHERE opening_id=?"
             " AND number=?",
@@ -317,8 +324,7 @@ class DoorTracker:
     def _alarm(
         self, tx: Transaction, number: int, kind: str, order_id: str | None, now: float
     ) -> None:
-        """A `door_alarm` event (forced, left_open, jammed), audited."""
-        log.warning("door alarm: compartment %d %s", number, kind)
+        """A `door_alarm` event (forced, left_open, jammed), audited (and so in the journal)."""
         tx.audit(now, "system", f"door_{kind}", order_id, number)
         fields: dict[str, Any] = {"compartment": number, "kind": kind}
         if order_id:
@@ -365,6 +371,14 @@ class DoorTracker:
         if row["order_pk"] is not None:
             o = tx.one("SELECT order_id FROM orders WHERE pk=?", (row["order_pk"],))
             order_id = o["order_id"] if o else None
+            # The order's history keeps the failed attempt beside the stages that worked.
+            tx.stage(
+                row["order_pk"],
+                "open_failed",
+                now,
+                f"compartment {number}: {outcome.replace('_', ' ')}"
+                f" after {row['attempts']} unlock attempts",
+            )
         if outcome == "jammed":
             tx.q("UPDATE compartments SET jammed=1 WHERE number=?", (number,))
             self._alarm(tx, number, "jammed", order_id, now)

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from locker.service import Service
 
 
+ALREADY_OPEN = "compartment already open"
+
+
 @dataclass(frozen=True)
 class CodeResult:
     """What a terminal shows after a code was entered."""
@@ -40,6 +43,15 @@ class CodeResult:
     # Why a code was refused, for the screen to pick its text: other_locker, not_a_code,
     # already_loaded, not_now (None for a plain wrong code).
     reason: str | None = None
+
+    def summary(self) -> str:
+        """One journal line: what the code led to, as far as it is known now (the door's
+        own outcome is logged when it is seen), never the code itself."""
+        if self.outcome != "opened":
+            return f"{self.outcome} ({self.message})"
+        numbers = ", ".join(map(str, self.compartments))
+        done = "already open" if self.message == ALREADY_OPEN else "unlock sent"
+        return f"{self.purpose} code of order {self.order_id}: compartment {numbers} {done}"
 
 
 class CodeEntry:
@@ -132,7 +144,7 @@ class CodeEntry:
         if active is not None:
             return CodeResult(
                 "opened",
-                "compartment already open",
+                ALREADY_OPEN,
                 purpose=purpose.value,
                 order_id=order["order_id"],
                 compartments=tuple(active),

@@ -30,6 +30,16 @@ class OrderState(StrEnum):
     RETRIEVED = "retrieved"
 
 
+# Audit actions that are alarms: a warning in the journal, the maintenance screen's list.
+ALARM_ACTIONS = (
+    "door_forced",
+    "door_left_open",
+    "door_jammed",
+    "board_offline",
+    "device_offline",
+    "code_attempts_throttled",
+)
+
 # "Active reservation" in the contract's ORDER_EXISTS sense.
 ACTIVE_STATES = (OrderState.RESERVED, OrderState.LOADED)
 

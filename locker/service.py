@@ -488,7 +488,6 @@ class Service:
             if not self.online.get(board, True):
                 return
             self.online[board] = False
-            log.warning("board %s offline: %s", board, error.detail)
             tx.q("UPDATE boards SET online=0 WHERE name=?", (board,))
             numbers = sorted(c.number for c in self.compartments.values() if c.board == board)
             tx.audit(now, "system", "board_offline", detail=f"{board}: {error.detail}"[:200])
@@ -510,7 +509,6 @@ class Service:
         now = self.now()
         with self.store.transaction() as tx:
             self.online[board] = True
-            log.info("board %s answering again", board)
             tx.q("UPDATE boards SET online=1, detail='' WHERE name=?", (board,))
             numbers = sorted(c.number for c in self.compartments.values() if c.board == board)
             tx.audit(now, "system", "board_online", detail=board)

@@ -26,6 +26,7 @@ from typing import Any
 from locker.clock import rfc3339
 from locker.codes import CodeBook
 from locker.errors import LockerError
+from locker.model import ALARM_ACTIONS
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,26 @@ MIGRATIONS: tuple[str, ...] = (
 SECRET_FIELDS = frozenset({"pickup_code", "pickup_qr", "deposit_code"})
 
 
+# The audit trail, mirrored to the journal once it is durable: what happened, never what
+# was only asked (and never a code: the audit holds none).
+journal = logging.getLogger("locker.audit")
+AuditLine = tuple[str, str, str | None, int | None, str]
+
+
+def _journal(
+    actor: str, action: str, order_id: str | None, compartment: int | None, detail: str
+) -> None:
+    where = "".join(
+        (
+            f" order {order_id}" if order_id else "",
+            f" compartment {compartment}" if compartment is not None else "",
+            f": {detail}" if detail else "",
+        )
+    )
+    level = logging.WARNING if action in ALARM_ACTIONS else logging.INFO
+    journal.log(level, "%s by %s%s", action, actor, where)
+
+
 class StorageError(LockerError):
     """The database cannot be opened or is newer than this software."""
 
@@ -228,6 +249,7 @@ class Transaction:
             " VALUES (?,?,?,?,?,?)",
             (at, actor, action, order_id, compartment, detail),
         )
+        self._store.pending_audit.append((actor, action, order_id, compartment, detail))
 
     def stage(self, order_pk: int, stage: str, at: float, detail: str = "") -> None:
         self.db.execute(
@@ -285,6 +307,7 @@ class Store:
         self._depth = 0
         self.after: list[Callable[[], None]] = []
         self.pending_events: list[str] = []
+        self.pending_audit: list[AuditLine] = []
         self.on_commit: list[Callable[[list[str]], None]] = []
         self._migrate()
 
@@ -323,11 +346,13 @@ class Store:
             name = f"sp{self._depth}"
             self.db.execute(f"SAVEPOINT {name}")
             self._depth += 1
+            audited = len(self.pending_audit)
             try:
                 yield tx
             except BaseException:
                 self.db.execute(f"ROLLBACK TO {name}")
                 self.db.execute(f"RELEASE {name}")
+                del self.pending_audit[audited:]
                 raise
             finally:
                 self._depth -= 1
@@ -349,6 +374,9 @@ class Store:
             self._depth = 0
         after, self.after = self.after, []
         events, self.pending_events = self.pending_events, []
+        for line in self.pending_audit:
+            _journal(*line)
+        self.pending_audit.clear()
         # The change is durable now; every follow-up runs even if one of them fails
         # (one board's error must not keep the next compartment's unlock from going out).
         # Listeners hear of transactions that changed something (not of timers that
@@ -369,6 +397,7 @@ class Store:
         """Undo the open transaction and forget what was to follow its commit."""
         self.after.clear()
         self.pending_events.clear()
+        self.pending_audit.clear()
         if self.db.in_transaction:
             # A failed COMMIT may leave the transaction open (SQLITE_FULL) or already
             # rolled back (some I/O errors); a ROLLBACK that fails too changes nothing.

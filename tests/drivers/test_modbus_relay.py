@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -91,6 +92,18 @@ def test_faults_are_retried_then_reported(
     assert any(" > 01 02 00 00 00 08" in f for f in err.value.frames)
     device.faults.offline = False
     assert b1.read_doors()[1] is False
+
+
+def test_a_missed_reply_that_the_retry_recovers_logs_nothing_alarming(
+    bus: tuple[ModbusRelaySim, dict[int, SimBoard]], caplog: pytest.LogCaptureFixture
+) -> None:
+    device, _ = bus
+    b1 = board(device)
+    caplog.set_level(logging.DEBUG)
+    device.faults.no_reply = 1
+    assert b1.read_doors()[1] is False
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("attempt 1" in r.getMessage() for r in caplog.records)  # kept for debugging
 
 
 def test_inverted_inputs_and_bad_channel(bus: tuple[ModbusRelaySim, dict[int, SimBoard]]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -110,6 +111,39 @@ def test_unlock_acknowledged_but_door_never_opened_is_no_pickup(locker: Locker) 
     locker.open_close(3)
     assert len(locker.events("picked_up")) == 1
     assert len(locker.events("fault_cleared")) == 1
+
+
+def test_a_jammed_attempt_is_in_the_history_and_the_journal_says_what_happened(
+    locker: Locker, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, code = locker.deposit()
+    caplog.set_level(logging.INFO)
+    locker.board.jammed.add(3)
+    result = locker.code(code, Method.SCANNER)
+    # What the daemon logs for the scan: what was asked, not that the door opened.
+    assert result.summary() == "pickup code of order SO-1: compartment 3 unlock sent"
+    for _ in range(10):
+        locker.advance(1)
+    journal = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert (logging.WARNING, "door_jammed by system order SO-1 compartment 3") in journal
+    assert not any("seen open" in line for _, line in journal)
+    stages = locker.service.history("SO-1")
+    failed = [s for s in stages if s["stage"] == "open_failed"]
+    assert [s["detail"] for s in failed] == ["compartment 3: jammed after 3 unlock attempts"]
+    # Once freed, the shopper's second try works and the journal follows the door.
+    locker.board.jammed.clear()
+    caplog.clear()
+    locker.code(code, Method.SCANNER)
+    locker.open_close(3)
+    journal = [r.getMessage() for r in caplog.records]
+    assert "compartment 3 seen open (pickup of order SO-1)" in journal
+    assert "picked_up by scanner order SO-1" in journal
+    assert [s["stage"] for s in locker.service.history("SO-1")][-4:] == [
+        "open_failed",
+        "opened",
+        "closed",
+        "collected",
+    ]
 
 
 def test_reservation_lapses(locker: Locker) -> None:
