@@ -1,4 +1,5 @@
-"""The README's technician walkthrough, command for command, from a fresh working directory.
+"""The README's technician walkthrough, command for command, from a fresh working directory
+(the commands are read from the README itself, so the two cannot drift apart).
 
 `locker-sim boards --dir var/sim ...` (with its private broker), `lockerd --config
 var/sim/locker.toml`, then the platform command that `locker-sim boards` prints: an order
@@ -27,6 +28,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 BIN = Path(sys.executable).parent
+README = Path(__file__).parents[2] / "README.md"
 UNBUFFERED = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
@@ -54,6 +56,18 @@ class Lines:
             found = re.search(pattern, line)
             if found:
                 return found
+
+
+def readme_commands() -> list[list[str]]:
+    """The three terminals' commands as the README's technician section writes them, with
+    `.venv/bin/` standing for this interpreter's folder."""
+    section = README.read_text().split("## The simulator, for technicians")[1]
+    block = section.split("```sh\n")[1].split("```")[0]
+    commands = [shlex.split(line, comments=True) for line in block.splitlines()]
+    return [
+        [str(BIN / Path(w).name) if w.startswith(".venv/bin/") else w for w in words]
+        for words in commands
+    ]
 
 
 def wait_until_online(port: int, locker_id: str) -> None:
@@ -104,18 +118,10 @@ def test_the_readme_walkthrough_as_written(tmp_path: Path, extra: list[str], hol
         return proc
 
     try:
+        boards_cmd, lockerd_cmd, platform_cmd = readme_commands()
+        assert boards_cmd[1:] == ["boards", "--dir", "var/sim", "--cu48", "2", "--modbus", "1"]
         boards = start(
-            [
-                BIN / "locker-sim",
-                "boards",
-                "--dir",
-                "var/sim",
-                "--cu48",
-                "2",
-                "--modbus",
-                "1",
-                *extra,
-            ],
+            [*boards_cmd, *extra],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -124,9 +130,10 @@ def test_the_readme_walkthrough_as_written(tmp_path: Path, extra: list[str], hol
         console = Lines(boards.stdout)
         console.expect(r"simulated cabinet ready: locker store-001-a")
         lockerd = shlex.split(console.expect(r"run the daemon: +(.*)")[1])
-        assert lockerd == [str(BIN / "lockerd"), "--config", "var/sim/locker.toml"]
+        assert lockerd == lockerd_cmd == [str(BIN / "lockerd"), "--config", "var/sim/locker.toml"]
         platform = shlex.split(console.expect(r"play the platform: +(.*)")[1])
         port = int(platform[platform.index("--port") + 1])
+        assert platform == [str(port) if w == "PORT" else w for w in platform_cmd]
         assert platform[-5:] == ["--locker", "store-001-a", "--orders", "3", "--follow"]
 
         log = (tmp_path / "lockerd.log").open("w")
