@@ -21,7 +21,7 @@ if command -v git >/dev/null && "${GIT[@]}" rev-parse --is-inside-work-tree >/de
 	# Tracked files with their content in the working tree, so a local fix is built too;
 	# a tracked file deleted in the working tree is left out.
 	"${GIT[@]}" ls-files -z | grep -zE "$PARTS" | while IFS= read -r -d '' f; do
-		[ -e "$SRC/$f" ] && (cd "$SRC" && cp --parents -- "$f" "$STAGE/")
+		if [ -e "$SRC/$f" ]; then (cd "$SRC" && cp --parents -- "$f" "$STAGE/"); fi
 	done
 else
 	echo "build-wheel.sh: $SRC is not a git clone: building from every file in its packages" >&2
