@@ -125,6 +125,8 @@ class Steps:
         if not self.todo or self.error is not None:
             self.app.stop()
             return
+        if self.app.sm.transition.is_active:
+            return  # the screen is still changing (a slow frame): no touch lands until it has
         fn = self.todo[0]
         try:
             done = fn()
@@ -164,21 +166,42 @@ def start_daemon(
     """A real lockerd (its build() and loop) on one simulated board whose doors stay open
     until the test closes them; (RunningDaemon, SimBoard). Compartments default to one
     small compartment per channel."""
+    running, boards = start_cabinet(tmp_path, locker_id, {"b0": channels}, compartments, extra, pin)
+    return running, boards["b0"]
+
+
+def start_cabinet(
+    tmp_path: Path,
+    locker_id: str,
+    boards: dict[str, int],
+    compartments: str = "",
+    extra: str = "",
+    pin: str | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """A real lockerd on several simulated boards (name -> channels), doors staying open
+    until the test closes them; (RunningDaemon, {name: SimBoard}). Compartments default to
+    one small compartment per channel, numbered on from one board to the next."""
     from conftest import RunningDaemon
 
     from drivers.sim import SimBoard
     from locker.pin import write_pin
 
-    compartments = compartments or (
-        f'[[compartments]]\nnumbers = "1-{channels}"\nchannels = "1-{channels}"\n'
-        'board = "b0"\nsize = "S"\n'
-    )
+    if not compartments:
+        first = 1
+        for name, channels in boards.items():
+            last = first + channels - 1
+            compartments += (
+                f'[[compartments]]\nnumbers = "{first}-{last}"\nchannels = "1-{channels}"\n'
+                f'board = "{name}"\nsize = "S"\n'
+            )
+            first = last + 1
+    declared = "".join(f'[[boards]]\nname = "{name}"\ndriver = "sim"\n' for name in boards)
     (tmp_path / "locker.toml").write_text(
         f'[locker]\nid = "{locker_id}"\ndata_dir = "data"\n[mqtt]\nenabled = false\n{extra}'
-        '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n' + compartments
+        '[api]\nsocket = "api.sock"\n' + declared + compartments
     )
-    board = SimBoard("b0", channels, door_close_s=0)
-    running = RunningDaemon(tmp_path / "locker.toml", {"b0": board})
+    sims = {name: SimBoard(name, channels, door_close_s=0) for name, channels in boards.items()}
+    running = RunningDaemon(tmp_path / "locker.toml", sims)
     if pin is not None:
         write_pin(running.locker.config.pin_path, pin)
-    return running, board
+    return running, sims
