@@ -54,3 +54,9 @@ bench: deps
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# The README's screenshots, taken again on purpose: a test run writes its own to a
+# temporary folder and leaves the committed ones alone.
+.PHONY: screenshots
+screenshots: deps
+	LOCKER_SHOTS=docs/screenshots $(BIN)/pytest tests/kiosk -q
