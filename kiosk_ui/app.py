@@ -130,6 +130,7 @@ def build_app(
         def on_stop(self) -> None:
             Window.unbind(on_textinput=self.on_textinput, on_key_down=self.on_key_down)
             self.cancel_timers()
+            Clock.unschedule(self.staff_idle)
             Clock.unschedule(self.check_daemon)
             Clock.unschedule(self.maintenance.refresh)
             self.stream.stop()

@@ -42,9 +42,15 @@ def frame(line: str) -> str:
     return f"{hms(at)}.{int(at * 1000) % 1000:03d} {rest}"[:60]
 
 
+def named(texts: Texts, kind: str, value: str) -> str:
+    """A name lockerd gives a thing (an action, a door's state, a fault, a device) in the
+    screen's language: the text `KIND_VALUE`, or the name itself if this kiosk has none."""
+    key = f"{kind}_{value}".replace(" ", "_")
+    return texts.t(key) if texts.has(key) else value
+
+
 def action_text(texts: Texts, action: str) -> str:
-    key = f"action_{action}"
-    return texts.t(key) if texts.has(key) else action
+    return named(texts, "action", action)
 
 
 def audit_row(texts: Texts, r: dict[str, Any]) -> str:

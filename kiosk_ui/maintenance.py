@@ -29,7 +29,7 @@ from kivy.uix.screenmanager import Screen
 from kivy.uix.scrollview import ScrollView
 from kivy.utils import escape_markup
 
-from kiosk_ui.audit import audit_row, frame, local_time
+from kiosk_ui.audit import audit_row, frame, local_time, named
 from kiosk_ui.client import ApiUnavailable
 
 IDLE_S = 120.0
@@ -293,8 +293,9 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
             return
         self.test_open.disabled = self.service.disabled = False
         self.service.text = t("put_in") if not comp["in_service"] else t("take_out")
-        door = t(f"door_{comp['door']}") if comp["door"] in ("open", "closed") else comp["door"]
-        fault = t("fault_line", fault=comp["fault"]) if comp["fault"] else ""
+        texts = self.app.texts
+        door = named(texts, "door", comp["door"])
+        fault = t("fault_line", fault=named(texts, "fault", comp["fault"])) if comp["fault"] else ""
         self.detail.text = (
             t(
                 "compartment_line",
@@ -341,7 +342,8 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
             if comp is not None and comp["board"] == b["name"]:
                 lines += [f"  {frame(f)}" for f in b["frames"][-3:]]
         if d.get("devices_down"):
-            lines.append(texts.t("devices_down", devices=", ".join(d["devices_down"])))
+            devices = ", ".join(named(texts, "device", name) for name in d["devices_down"])
+            lines.append(texts.t("devices_down", devices=devices))
         return "\n".join(lines)
 
     def _events_text(self, d: dict[str, Any]) -> str:

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from kiosk_ui.app import describe
-from kiosk_ui.audit import action_text, audit_row
+from kiosk_ui.audit import action_text, audit_row, named
 from kiosk_ui.i18n import LANGUAGES, ONE, Texts, load
+from locker.model import Door
 
 LOCKER = Path(__file__).resolve().parents[2] / "locker"
 # Runs of Latin letters a Chinese screen may show: what people there call things by, and
@@ -226,6 +227,16 @@ def test_lockerds_source_is_read() -> None:
     assert {"not_a_code", "other_locker", "already_loaded", "not_now"} <= reasons
 
 
+def diagnostics_names() -> dict[str, list[str]]:
+    """The names lockerd's `diagnostics` gives a compartment's door and fault and a device
+    that is down (locker/daemon.py), which the maintenance screen shows."""
+    return {
+        "door": [door.value for door in Door],
+        "fault": ["jammed", "board offline"],
+        "device": ["camera", "scanner"],
+    }
+
+
 def latin_words(text: str) -> set[str]:
     return set(re.findall(r"[A-Za-z]+", text)) - ALLOWED_LATIN
 
@@ -252,6 +263,9 @@ def test_the_chinese_screens_hold_no_english() -> None:
                 shown[f"result {outcome}/{reason}/{purpose}"] = f"{text} {note}"
     for action in audit_actions():
         shown[f"audit {action}"] = action_text(zh, action)
+    for kind, values in diagnostics_names().items():
+        for value in values:
+            shown[f"{kind} {value}"] = named(zh, kind, value)
     english = {where: latin_words(text) for where, text in shown.items() if latin_words(text)}
     assert english == {}
 
