@@ -2,14 +2,15 @@
 
 Screens: welcome (scan or type), a numeric keypad with large targets, the
 result of a code (door open until it is closed again, with a reminder while it
-stays open; wrong code with attempts left; the wait when throttled; door
-failed: service desk, as soon as lockerd reports a door of the order jammed;
-thank you), the staff screen (deposit and retrieval codes; back to the welcome
-screen when left idle), the maintenance diagnostic screen behind the technician PIN, and "out
-of service" while lockerd is away — the kiosk reconnects by itself. Chinese and
-English, switched on screen. A USB scanner in keyboard mode types into the
-code field; results of the serial scanner and the camera (read by lockerd)
-arrive on lockerd's stream and are shown the same way.
+stays open; wrong code with attempts left; the wait when throttled, counted
+down; door failed: service desk, as soon as lockerd reports a door of the order
+jammed; thank you), the staff screen (deposit and retrieval codes; back to the
+welcome screen when left idle), the maintenance diagnostic screen behind the
+technician PIN, and "out of service" while lockerd is away — the kiosk
+reconnects by itself. Chinese and English, switched on screen. A USB scanner
+in keyboard mode types into the code field; results of the serial scanner and
+the camera (read by lockerd) arrive on lockerd's stream and are shown the same
+way.
 """
 
 from __future__ import annotations
