@@ -95,6 +95,10 @@ class Locker:
             "clock_synchronised": clock_synchronised(),
             "mqtt_connected": bool(self.link and self.link.connected),
             "outbox": self.store.outbox_depth(),
+            # Work waiting for the loop now, and the most it has been since the start:
+            # every producer is bounded at its source, so a growing figure is a defect.
+            "loop_backlog": self.loop.backlog,
+            "loop_backlog_max": self.loop.max_backlog,
             # None: no serial scanner to be online (keypad only, or the camera, whose
             # failure shows in devices_down).
             "scanner_online": None if self.scanner is None else self.scanner.online,
@@ -332,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         locker.close()
-        log.info("stopped")
+        log.info("stopped (deepest work queue: %d)", locker.loop.max_backlog)
     return 0
 
 

@@ -4,6 +4,14 @@ Other threads (the MQTT client, the local API, the scanner) never call the
 service directly; they `post` work here. The loop polls every board every
 `[doors] poll_ms`, hands the readings to the service, fires timers, and keeps
 trying a board that stopped answering with a capped backoff.
+
+Work per turn is bounded (a count and a time budget), so a flood of commands
+never keeps the loop from reading the doors or pinging the watchdog. Posting
+never blocks (paho calls back holding its own locks, and the loop publishes
+through the same client: a post that waited could deadlock the two); instead
+every producer is bounded where it starts: the broker hands the MQTT link at
+most `RECEIVE_MAXIMUM` unacknowledged commands, events in flight are a window,
+each local API connection has one request in flight and connections are capped.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from locker.boards import Board, BoardError
-from locker.sdnotify import notify, watchdog_interval_s
+from locker.sdnotify import Notifier, watchdog_interval_s
 from locker.service import Service
 
 log = logging.getLogger(__name__)
@@ -27,6 +35,11 @@ MAX_BACKOFF_S = 2.0
 # While an unlock waits to be confirmed by its door sensor, its board is read this
 # often: the confirmation (and the remote open's reply) should not wait a whole poll.
 CONFIRM_POLL_S = 0.02
+# At most this much posted work between two looks at the doors and the watchdog: a
+# command is a transaction with an fsync (about a millisecond on an SD card, more on a
+# bad one), and the time budget caps a turn whatever each job costs.
+MAX_JOBS_PER_TURN = 64
+MAX_TURN_WORK_S = 0.05
 
 
 def call_on(post: Callable[[Callable[[], None]], None], fn: Callable[[], T], timeout: float) -> T:
@@ -59,7 +72,8 @@ class Loop:
         self.service = service
         self.poll_s = service.config.doors.poll_ms / 1000
         self._polls = [_BoardPoll(b) for b in boards.values()]
-        self._work: queue.Queue[Callable[[], None]] = queue.Queue()
+        self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self.max_backlog = 0  # the deepest the queue has been, for health and benches
         # Periodic work of adapters (the MQTT link's state and heartbeat), every turn.
         self.tickers: list[Callable[[], None]] = []
         self._stop = False
@@ -67,16 +81,24 @@ class Loop:
         service.unlock_listeners.append(self._expedite)
         self._watchdog = watchdog_interval_s()
         self._watchdog_due = 0.0
+        self.notifier = Notifier()
 
     def post(self, fn: Callable[[], None]) -> None:
-        """Run `fn` on the loop thread (safe to call from any thread)."""
+        """Run `fn` on the loop thread (safe to call from any thread, never blocks)."""
         self._work.put(fn)
 
     def stop(self) -> None:
-        self.post(self._halt)
-
-    def _halt(self) -> None:
+        """Stop after the current turn (safe from a signal handler or any thread)."""
         self._stop = True
+        self.post(lambda: None)  # wake a turn waiting for work
+
+    def _take(self, timeout: float) -> Callable[[], None] | None:
+        try:
+            if timeout > 0:
+                return self._work.get(timeout=timeout)
+            return self._work.get_nowait()
+        except queue.Empty:
+            return None
 
     def _expedite(self, board: str) -> None:
         """Read this board at the next turn: an unlock pulse just went out."""
@@ -115,26 +137,32 @@ class Loop:
             self.service.doors_read(p.board.name, doors)
 
     def run_once(self, timeout: float) -> None:
-        """One turn: pending work, due polls, timers; waits at most `timeout` for work."""
-        try:
-            fn = self._work.get(timeout=max(0.0, timeout))
-        except queue.Empty:
-            pass
-        else:
+        """One turn: pending work (bounded), due polls, timers, the watchdog; waits at most
+        `timeout` for work."""
+        self.max_backlog = max(self.max_backlog, self._work.qsize())
+        fn = self._take(max(0.0, timeout))
+        # Real time for the budget, like the watchdog: it is about this process keeping
+        # its rhythm, not about the locker's clock.
+        budget_end = time.monotonic() + MAX_TURN_WORK_S
+        ran = 0
+        while fn is not None:
             self._run(fn)
-            while True:
-                try:
-                    fn = self._work.get_nowait()
-                except queue.Empty:
-                    break
-                self._run(fn)
+            ran += 1
+            if ran >= MAX_JOBS_PER_TURN or time.monotonic() >= budget_end:
+                break
+            fn = self._take(0)
         self.poll_boards()
         self.service.tick()
         for ticker in self.tickers:
             self._run(ticker)
         if self._watchdog is not None and time.monotonic() >= self._watchdog_due:
-            notify("WATCHDOG=1")  # real time: the watchdog is about this process being alive
+            self.notifier.notify("WATCHDOG=1")
             self._watchdog_due = time.monotonic() + self._watchdog
+
+    @property
+    def backlog(self) -> int:
+        """Posted work not yet run."""
+        return self._work.qsize()
 
     def _run(self, fn: Callable[[], None]) -> None:
         # Work comes from outside (a command, a scanned line). A bug it trips must not
@@ -146,9 +174,10 @@ class Loop:
             log.exception("job %r failed; the locker carries on", fn)
 
     def run_forever(self) -> None:
-        notify("READY=1")
+        self.notifier.notify("READY=1")
         clock = self.service.clock
         while not self._stop:
-            wait = min(self.next_due() - clock.monotonic(), self.poll_s)
+            wait = 0.0 if self.backlog else min(self.next_due() - clock.monotonic(), self.poll_s)
             self.run_once(max(0.0, wait))
-        notify("STOPPING=1")
+        self.notifier.notify("STOPPING=1")
+        self.notifier.close()

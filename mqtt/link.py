@@ -1,14 +1,22 @@
 """The platform link: paho-mqtt (MQTT 5) as a thin adapter around the service.
 
-paho's network thread only receives and acknowledges; everything that reads
-or changes state is posted to the daemon's loop. The outbox pump publishes
-stored events in `seq` order with QoS 1, a bounded number in flight, and
-deletes an event only when the broker's PUBACK for it arrives — so an event
-survives disconnects, restarts and power cuts until the broker has it.
+paho's network thread only receives; everything that reads or changes state
+is posted to the daemon's loop. The outbox pump publishes stored events in
+`seq` order with QoS 1, a bounded number in flight, and deletes an event only
+when the broker's PUBACK for it arrives — so an event survives disconnects,
+restarts and power cuts until the broker has it.
+
+The same holds the other way: a command is acknowledged to the broker
+(`manual_ack`) only once its transaction and stored reply have committed, so a
+command the locker received but had not yet handled when it died is delivered
+again; its `command_id` keeps it from acting twice. The broker keeps at most
+`RECEIVE_MAXIMUM` unacknowledged commands in flight to us, which is the
+back-pressure that keeps a flood out of memory.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import socket
@@ -45,6 +53,10 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 WINDOW = 100  # events in flight at once
+RECEIVE_MAXIMUM = 50  # commands the broker may have in flight to us, unacknowledged
+# The broker must not send us anything larger (MQTT 5 Maximum Packet Size: it drops such a
+# message instead); between MAX_PAYLOAD and this, a command is refused unread.
+MAX_PACKET = 4 * MAX_PAYLOAD
 STATE_DEBOUNCE_S = 1.0
 
 Post = Callable[[Callable[[], None]], None]
@@ -80,6 +92,7 @@ class PlatformLink:
         self._state_last: str = ""
         self._heartbeat_at = 0.0
         self._responses: dict[str, tuple[str, bytes | None]] = {}
+        self._connection = 0  # counts connections (paho's thread writes, the loop reads)
         self.outage = OutageLog(log, f"{settings.host}:{settings.port}", time.monotonic)
         self.client = self._make_client()
         service.store.on_commit.append(self._committed)
@@ -93,6 +106,7 @@ class PlatformLink:
             CallbackAPIVersion.VERSION2,
             client_id=f"locker-{self.svc.locker_id}",
             protocol=mqtt.MQTTv5,
+            manual_ack=True,
         )
         if s.username:
             password = None
@@ -121,6 +135,8 @@ class PlatformLink:
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.settings.session_expiry_s
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        props.MaximumPacketSize = MAX_PACKET
         self.client.connect_async(
             self.settings.host,
             self.settings.port,
@@ -159,6 +175,9 @@ class PlatformLink:
             self.outage.failed(f"the broker refused the connection ({reason})")
             return
         self.outage.connected()
+        # Before any message of this connection is handed over: an acknowledgement meant
+        # for the last connection's packet id must not acknowledge this one's.
+        self._connection += 1
         client.subscribe(self.topics.commands, qos=1)
         self.post(self._connected)
 
@@ -174,14 +193,27 @@ class PlatformLink:
         self.post(lambda: self._disconnected(reason))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        ack = functools.partial(self._ack, msg.mid, msg.qos, self._connection)
         name = self.topics.command_name(msg.topic)
         if name is None:
+            self.post(ack)
             return
         props = getattr(msg, "properties", None)
         response = getattr(props, "ResponseTopic", None) if props else None
         correlation = getattr(props, "CorrelationData", None) if props else None
+        if len(msg.payload) > MAX_PAYLOAD:
+            # Refused unread: parsing megabytes of JSON is the attack.
+            self.post(lambda: self._oversized(response, correlation, ack))
+            return
         payload = bytes(msg.payload)
-        self.post(lambda: self._command(name, payload, response, correlation))
+        self.post(lambda: self._command(name, payload, response, correlation, ack))
+
+    def _ack(self, mid: int, qos: int, connection: int) -> None:
+        """Acknowledge a command to the broker, once what it did has committed."""
+        if qos and connection == self._connection:
+            self.client.ack(mid, qos)
+        # Otherwise the connection it came on is gone: the broker delivers it again (and
+        # its command_id answers it from the stored reply).
 
     def _on_publish(
         self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any
@@ -208,18 +240,37 @@ class PlatformLink:
         self.connected = False
 
     def _command(
-        self, name: str, payload: bytes, response: str | None, correlation: bytes | None
+        self,
+        name: str,
+        payload: bytes,
+        response: str | None,
+        correlation: bytes | None,
+        ack: Callable[[], None],
     ) -> None:
+        # answer() commits the command's effect and its stored (or pending) reply; the
+        # reply goes out before the acknowledgement, so a locker that dies in between has
+        # the command delivered again and answers it from the stored reply.
         reply = self.answer(name, payload)
         if reply is None:  # answered later (a remote open waits for the door)
             try:
                 command_id = json.loads(payload)["command_id"]
             except (ValueError, KeyError, TypeError):
+                ack()
                 return
             if response:
                 self._responses[command_id] = (response, correlation)
-            return
+        else:
+            self._send_reply(reply, response, correlation)
+        ack()
+
+    def _oversized(
+        self, response: str | None, correlation: bytes | None, ack: Callable[[], None]
+    ) -> None:
+        reply = error_reply(
+            None, ErrorCode.INVALID_PAYLOAD, f"payload is larger than {MAX_PAYLOAD // 1024} KiB"
+        )
         self._send_reply(reply, response, correlation)
+        ack()
 
     def answer(self, name: str, payload: bytes) -> Reply | None:
         """The reply to one command as received (None: it comes when the door moves)."""

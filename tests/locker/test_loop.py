@@ -77,3 +77,40 @@ def test_a_board_is_read_quickly_while_an_unlock_awaits_its_door(locker: Locker)
         locker.clock.advance(0.02)
         locker.loop.poll_boards()
     assert reads[0] == 5  # every 20 ms while confirming
+
+
+def test_a_flood_of_posted_work_never_keeps_the_loop_from_the_doors(locker: Locker) -> None:
+    """5,000 commands queued at once (a burst from the broker, a backlog after a restart):
+    a door forced in the middle of them is seen while most are still waiting."""
+    from locker.loop import MAX_JOBS_PER_TURN
+
+    done = [0]
+    seen_at: list[int] = []
+
+    def command(i: int) -> None:
+        locker.command("extend", order_id=f"SO-{i}", pickup_until="2030-01-01T00:00:00Z")
+        done[0] += 1
+        if done[0] == 100:
+            locker.board.open_door(7)  # forced: no command asked for it
+
+    def watch(types: list[str]) -> None:
+        if "door_alarm" in types and not seen_at:
+            seen_at.append(done[0])
+
+    locker.store.on_commit.append(watch)
+    total = 5_000
+    # The broker's side: posts as fast as the loop takes them (waiting when the queue is
+    # full), as paho's thread would.
+    producer = threading.Thread(
+        target=lambda: [locker.loop.post(lambda i=i: command(i)) for i in range(total)]
+    )
+    producer.start()
+    while producer.is_alive() or locker.loop.backlog:
+        locker.clock.advance(0.1)  # every turn finds the board due for a poll
+        locker.loop.run_once(0.01)
+    producer.join()
+    assert done[0] == total
+    [alarm] = locker.events("door_alarm")
+    assert alarm.fields["kind"] == "forced" and alarm.fields["compartment"] == 7
+    # Seen within a turn of the forcing, not after the whole backlog.
+    assert seen_at and seen_at[0] <= 100 + MAX_JOBS_PER_TURN < total // 10
