@@ -197,6 +197,10 @@ class LoopThread:
 AUDIT_SQL = "SELECT at, actor, action, order_id, compartment, detail FROM audit"
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def last_frames(board: object, count: int = 8) -> list[str]:
     """The last frames on a board's serial line (Kerong's bus, Modbus's line); GPIO and the
     in-memory simulator have none."""
@@ -317,10 +321,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info(
-        "locker %s started: %d compartments on %d boards, version %s",
+        "locker %s started: %s on %s, version %s",
         config.locker.id,
-        len(config.compartments),
-        len(config.boards),
+        plural(len(config.compartments), "compartment"),
+        plural(len(config.boards), "board"),
         VERSION,
     )
     if clock_synchronised() is False:

@@ -58,7 +58,7 @@ def test_lockerd_starts_notifies_systemd_and_stops_cleanly(tmp_path: Path) -> No
         proc.kill()
         sock.close()
     assert proc.stderr is not None
-    assert "locker t-1 started: 4 compartments on 1 boards" in proc.stderr.read()
+    assert "locker t-1 started: 4 compartments on 1 board," in proc.stderr.read()
 
 
 def test_lockerd_refuses_a_bad_config_naming_file_and_key(tmp_path: Path) -> None:
