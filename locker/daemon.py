@@ -63,7 +63,7 @@ class Locker:
             self.api = LocalApi(
                 self.service,
                 self.config.api.socket,
-                self.loop.post,
+                self.loop.post_urgent,  # a person at the screen or with lockerctl waits
                 self.health,
                 self.diagnostics,
             )
@@ -223,7 +223,7 @@ def _camera(config: Config, service: Service, loop: Loop) -> CameraScanner | Non
         result = service.enter_code(text, Method.CAMERA)
         log.info("camera: %s", result.summary())
 
-    return CameraScanner(source, lambda text: loop.post(lambda: code(text)))
+    return CameraScanner(source, lambda text: loop.post_urgent(lambda: code(text)))
 
 
 def _scanner(config: Config, service: Service, loop: Loop) -> SerialScanner | None:
@@ -237,7 +237,7 @@ def _scanner(config: Config, service: Service, loop: Loop) -> SerialScanner | No
     return SerialScanner(
         config.scanner.port,
         config.scanner.baud,
-        lambda text: loop.post(lambda: code(text)),
+        lambda text: loop.post_urgent(lambda: code(text)),
         on_offline=lambda detail: loop.post(lambda: service.device_failed("scanner", detail)),
         on_online=lambda: loop.post(lambda: service.device_ok("scanner")),
     )

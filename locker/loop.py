@@ -12,10 +12,14 @@ through the same client: a post that waited could deadlock the two); instead
 every producer is bounded where it starts: the broker hands the MQTT link at
 most `RECEIVE_MAXIMUM` unacknowledged commands, events in flight are a window,
 each local API connection has one request in flight and connections are capped.
+Work for a person in front of the cabinet (a code at the screen or the scanner, a
+maintenance request) is posted as urgent and runs before the platform's backlog:
+a flood of commands must not make a shopper wait for their door.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import time
@@ -40,6 +44,7 @@ CONFIRM_POLL_S = 0.02
 # bad one), and the time budget caps a turn whatever each job costs.
 MAX_JOBS_PER_TURN = 64
 MAX_TURN_WORK_S = 0.05
+URGENT, NORMAL = 0, 1
 
 
 def call_on(post: Callable[[Callable[[], None]], None], fn: Callable[[], T], timeout: float) -> T:
@@ -72,7 +77,11 @@ class Loop:
         self.service = service
         self.poll_s = service.config.doors.poll_ms / 1000
         self._polls = [_BoardPoll(b) for b in boards.values()]
-        self._work: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        # (priority, order, job): urgent work first, first come first served within each.
+        self._work: queue.PriorityQueue[tuple[int, int, Callable[[], None]]] = (
+            queue.PriorityQueue()
+        )
+        self._order = itertools.count()
         self.max_backlog = 0  # the deepest the queue has been, for health and benches
         # Periodic work of adapters (the MQTT link's state and heartbeat), every turn.
         self.tickers: list[Callable[[], None]] = []
@@ -85,7 +94,11 @@ class Loop:
 
     def post(self, fn: Callable[[], None]) -> None:
         """Run `fn` on the loop thread (safe to call from any thread, never blocks)."""
-        self._work.put(fn)
+        self._work.put((NORMAL, next(self._order), fn))
+
+    def post_urgent(self, fn: Callable[[], None]) -> None:
+        """Like `post`, ahead of all normal work (someone is waiting at the cabinet)."""
+        self._work.put((URGENT, next(self._order), fn))
 
     def stop(self) -> None:
         """Stop after the current turn (safe from a signal handler or any thread)."""
@@ -95,8 +108,8 @@ class Loop:
     def _take(self, timeout: float) -> Callable[[], None] | None:
         try:
             if timeout > 0:
-                return self._work.get(timeout=timeout)
-            return self._work.get_nowait()
+                return self._work.get(timeout=timeout)[2]
+            return self._work.get_nowait()[2]
         except queue.Empty:
             return None
 

@@ -114,3 +114,15 @@ def test_a_flood_of_posted_work_never_keeps_the_loop_from_the_doors(locker: Lock
     assert alarm.fields["kind"] == "forced" and alarm.fields["compartment"] == 7
     # Seen within a turn of the forcing, not after the whole backlog.
     assert seen_at and seen_at[0] <= 100 + MAX_JOBS_PER_TURN < total // 10
+
+
+def test_a_code_at_the_cabinet_goes_ahead_of_the_platforms_backlog(locker: Locker) -> None:
+    ran: list[str] = []
+    for _ in range(1_000):
+        locker.loop.post(lambda: ran.append("command"))
+    locker.loop.post_urgent(lambda: ran.append("code at the screen"))
+    locker.loop.run_once(0.0)
+    assert ran[0] == "code at the screen"
+    while locker.loop.backlog:
+        locker.loop.run_once(0.0)
+    assert ran.count("command") == 1_000  # and nothing of the backlog is lost
