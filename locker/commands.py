@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 MAX_PAYLOAD = 64 * 1024
 MAX_COMMAND_ID = 128
+# Contract v1.1: how far a platform's clock may run ahead of the locker's.
+MAX_CLOCK_SKEW_S = 60
 COMMANDS = ("reserve", "cancel", "extend", "reissue_code", "open", "set_service", "sync")
 
 Reply = dict[str, Any]
@@ -119,22 +121,42 @@ class CommandProcessor:
                 f"unknown command {name[:64]!r}; known: {', '.join(COMMANDS)}",
             )
         try:
-            sent_at = _time(data, "sent_at")
-            if "expires_at" in data and data["expires_at"] is not None:
-                expires_at = _time(data, "expires_at")
-                if now > expires_at:
-                    raise CommandError(
-                        ErrorCode.COMMAND_EXPIRED,
-                        "command arrived after its expires_at; not executed",
-                    )
-            elif now - sent_at > self.max_age_s:
-                raise CommandError(
-                    ErrorCode.COMMAND_EXPIRED,
-                    f"command is older than {self.max_age_s} s (sent_at); not executed",
-                )
+            self._check_fresh(data, now)
             return handler(command_id, data)
         except CommandError as exc:
             return error_reply(command_id, exc.code, exc.message, exc.result)
+
+    def _check_fresh(self, data: Mapping[str, Any], now: float) -> None:
+        """Contract v1.1: a command lives at most command_max_age_s from its sent_at.
+
+        Without the upper bounds a command dated in the future, or one with a far
+        expires_at, would stay executable long after it was meant to be: a remote
+        open kept back by an outage could still fire days later.
+        """
+        sent_at = _time(data, "sent_at")
+        if sent_at - now > MAX_CLOCK_SKEW_S:
+            raise CommandError(
+                ErrorCode.COMMAND_EXPIRED,
+                f"sent_at lies more than {MAX_CLOCK_SKEW_S} s in the future; not executed"
+                " (check the platform's and the locker's clocks)",
+            )
+        if "expires_at" in data and data["expires_at"] is not None:
+            expires_at = _time(data, "expires_at")
+            if expires_at - sent_at > self.max_age_s:
+                raise CommandError(
+                    ErrorCode.COMMAND_EXPIRED,
+                    f"expires_at lies more than {self.max_age_s} s after sent_at; not executed",
+                )
+            if now > expires_at:
+                raise CommandError(
+                    ErrorCode.COMMAND_EXPIRED,
+                    "command arrived after its expires_at; not executed",
+                )
+        elif now - sent_at > self.max_age_s:
+            raise CommandError(
+                ErrorCode.COMMAND_EXPIRED,
+                f"command is older than {self.max_age_s} s (sent_at); not executed",
+            )
 
     @staticmethod
     def _ok(command_id: str, result: Any) -> Reply:

@@ -67,14 +67,57 @@ def test_stale_commands_are_not_executed(locker: Locker) -> None:
         "compartment": 5,
     }
     assert err(locker.commands.handle("open", json.dumps(fresh_but_expired))) == "COMMAND_EXPIRED"
-    long_lived = {
+    # expires_at, when given, decides: older than it would be without it, still fresh
+    within_expiry = {
         "command_id": "ok",
-        "sent_at": rfc3339(now - 3600),
-        "expires_at": rfc3339(now + 60),
+        "sent_at": rfc3339(now - 250),
+        "expires_at": rfc3339(now + 50),
     }
-    assert locker.commands.handle("sync", json.dumps(long_lived))["ok"]
+    assert locker.commands.handle("sync", json.dumps(within_expiry))["ok"]
     locker.poll()
     assert locker.board.unlocks == []  # the stale remote open never fired
+
+
+@pytest.mark.parametrize(
+    ("sent_after_s", "expires_after_s", "message"),
+    [
+        (61, None, "in the future"),
+        (3600, None, "in the future"),
+        (0, 301, "after sent_at"),
+        (-3600, 3600, "after sent_at"),  # hours old yet still 'fresh' by a far expires_at
+        (0, 7 * 86400, "after sent_at"),
+    ],
+)
+def test_remote_open_outside_the_freshness_bounds_never_fires(
+    locker: Locker, sent_after_s: float, expires_after_s: float | None, message: str
+) -> None:
+    """Contract v1.1: sent_at at most 60 s ahead, expires_at at most command_max_age_s on."""
+    now = locker.clock.now()
+    command: dict[str, Any] = {
+        "command_id": "far",
+        "sent_at": rfc3339(now + sent_after_s),
+        "compartment": 5,
+        "reason": "test",
+        "operator": "cs-1",
+    }
+    if expires_after_s is not None:
+        command["expires_at"] = rfc3339(now + expires_after_s)
+    reply = locker.commands.handle("open", json.dumps(command))
+    assert err(reply) == "COMMAND_EXPIRED" and message in reply["error"]["message"]
+    locker.advance(1)
+    assert locker.board.unlocks == [] and locker.replies == []
+
+
+def test_the_freshness_bounds_themselves_are_accepted(locker: Locker) -> None:
+    now = locker.clock.now()
+    ahead = {"command_id": "ahead", "sent_at": rfc3339(now + 60)}
+    assert locker.commands.handle("sync", json.dumps(ahead))["ok"]
+    longest = {"command_id": "longest", "sent_at": rfc3339(now), "expires_at": rfc3339(now + 300)}
+    assert locker.commands.handle("sync", json.dumps(longest))["ok"]
+    reply = locker.command("open", compartment=5, expires_at=rfc3339(now + 300), reason="r")
+    assert reply is None  # answered once the door is seen open
+    locker.poll()
+    assert [ch for _, ch in locker.board.unlocks] == [locker.config.compartment(5).channel]
 
 
 def test_duplicate_command_id_answers_again_without_acting(locker: Locker) -> None:
