@@ -78,9 +78,7 @@ class Loop:
         self.poll_s = service.config.doors.poll_ms / 1000
         self._polls = [_BoardPoll(b) for b in boards.values()]
         # (priority, order, job): urgent work first, first come first served within each.
-        self._work: queue.PriorityQueue[tuple[int, int, Callable[[], None]]] = (
-            queue.PriorityQueue()
-        )
+        self._work: queue.PriorityQueue[tuple[int, int, Callable[[], None]]] = queue.PriorityQueue()
         self._order = itertools.count()
         self.max_backlog = 0  # the deepest the queue has been, for health and benches
         # Periodic work of adapters (the MQTT link's state and heartbeat), every turn.
