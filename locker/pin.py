@@ -42,17 +42,38 @@ def check_pin(pin: str, stored: str) -> bool:
 
 
 def write_pin(path: Path, pin: str) -> None:
-    """Store a new PIN (digits only, at least six), mode 0600, atomically."""
+    """Store a new PIN (digits only, at least six), mode 0600, atomically.
+
+    The PIN's folder belongs to the locker user, and lockerctl may run as root: a
+    fixed temporary name, or a PIN path that is a symlink, would let that user make
+    root write through a planted link into any file. So the new file gets a name of
+    its own, created with O_EXCL|O_NOFOLLOW (never an existing file, never through
+    a link), and replaces the PIN file by rename, which replaces a link itself,
+    never its target. A PIN path that is a link is refused outright all the same.
+    """
     if not pin.isdigit() or len(pin) < MIN_DIGITS:
         raise PinError(f"a technician PIN is at least {MIN_DIGITS} digits")
-    tmp = path.with_suffix(".new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if path.is_symlink():
+        raise PinError(f"{path} is a symbolic link; remove it and set the PIN again")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.new")
+        try:
+            fd = os.open(tmp, flags, 0o600)
+            break
+        except FileExistsError:
+            continue
     try:
-        os.write(fd, (hash_pin(pin) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.fchmod(fd, 0o600)  # the umask may only take bits away; say it outright
+            os.write(fd, (hash_pin(pin) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_pin_hash(path: Path) -> str | None:

@@ -219,3 +219,30 @@ def test_help_shows_the_default_configuration() -> None:
         [str(BIN / "lockerctl"), "--help"], capture_output=True, text=True, check=True, timeout=30
     )
     assert "(default: /etc/locker/locker.toml)" in " ".join(out.stdout.split())
+
+
+def test_set_pin_never_writes_through_a_planted_link(tmp_path: Path) -> None:
+    """The locker user owns the PIN's folder; lockerctl may run as root."""
+    config = tmp_path / "locker.toml"
+    config.write_text(CONFIG.format(mqtt="enabled = false"))
+    data = tmp_path / "data"
+    data.mkdir()
+    victim = tmp_path / "shadow"
+    victim.write_text("root's file\n")
+    # the temporary name an older lockerctl used, planted in advance
+    (data / "technician.new").symlink_to(victim)
+    out = ctl(config, "set-pin", "--pin-stdin", stdin=PIN + "\n")
+    assert out.returncode == 0, out.stderr
+    assert victim.read_text() == "root's file\n"
+    pin = data / "technician.pin"
+    assert not pin.is_symlink() and pin.read_text().startswith("pbkdf2_sha256$")
+    assert sorted(p.name for p in data.iterdir()) == ["technician.new", "technician.pin"]
+
+    # the PIN path itself a link: refused, nothing written anywhere
+    pin.unlink()
+    pin.symlink_to(victim)
+    out = ctl(config, "set-pin", "--pin-stdin", stdin=PIN + "\n")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == (f"lockerctl: {pin} is a symbolic link; remove it and set the PIN again\n")
+    assert victim.read_text() == "root's file\n" and pin.is_symlink()
+    assert sorted(p.name for p in data.iterdir()) == ["technician.new", "technician.pin"]
