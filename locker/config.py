@@ -75,13 +75,20 @@ class DoorsSection:
     poll_ms: int = 100
 
 
+# The longest wait one terminal's wrong codes may cause: a longer one would let a single
+# person keep a terminal closed to every customer (the daily budget slows guessing instead).
+MAX_TERMINAL_WAIT_S = 300.0
+
+
 @dataclass(frozen=True)
 class SecuritySection:
     remote_open_per_hour: int = 10
     free_attempts: int = 5
     throttle_base_s: float = 30
-    throttle_max_s: float = 900
+    throttle_max_s: float = 60
     throttle_reset_s: float = 900
+    wrong_codes_per_day: int = 200
+    budget_wait_s: float = 900
     key_file: str = ""  # "" = {data_dir}/locker.key
     pin_file: str = ""  # "" = {data_dir}/technician.pin
 
@@ -327,11 +334,17 @@ def _security(r: Reader, base: Path) -> SecuritySection:
     sec = SecuritySection(
         remote_open_per_hour=r.get_int("remote_open_per_hour", d.remote_open_per_hour, 0, 3600),
         free_attempts=r.get_int("free_attempts", d.free_attempts, 1, 1000),
-        throttle_base_s=r.get_float("throttle_base_s", d.throttle_base_s, positive=True, hi=86400),
-        throttle_max_s=r.get_float("throttle_max_s", d.throttle_max_s, positive=True, hi=86400),
+        throttle_base_s=r.get_float(
+            "throttle_base_s", d.throttle_base_s, positive=True, hi=MAX_TERMINAL_WAIT_S
+        ),
+        throttle_max_s=r.get_float(
+            "throttle_max_s", d.throttle_max_s, positive=True, hi=MAX_TERMINAL_WAIT_S
+        ),
         throttle_reset_s=r.get_float(
             "throttle_reset_s", d.throttle_reset_s, positive=True, hi=7 * 86400
         ),
+        wrong_codes_per_day=r.get_int("wrong_codes_per_day", d.wrong_codes_per_day, 1, 100_000),
+        budget_wait_s=r.get_float("budget_wait_s", d.budget_wait_s, positive=True, hi=86400),
         key_file=resolve(base, r.get_str("key_file", d.key_file)),
         pin_file=resolve(base, r.get_str("pin_file", d.pin_file)),
     )

@@ -2,7 +2,17 @@
 
 The throttle is checked first, then the code is looked up by its keyed hash;
 a right code opens the compartments its order needs at this stage (deposit,
-pickup or retrieval), a wrong one counts against the terminal.
+pickup or retrieval), a wrong one counts against the terminal and against the
+locker's daily budget (`locker.throttle`). Only an entry that starts a new
+opening resets the terminal: a live code that opens nothing (a loaded order's
+deposit code, one's own code while the door is still open, a code whose board
+is offline) proves nothing about the person guessing.
+
+The staff screen is a terminal of its own ("staff"): it takes deposit codes only
+(loading and retrieval), and shopper failures never make it wait, so no one at
+the shopper's terminal can keep staff from loading or emptying the locker.
+Input that is not a code at all is throttled on its own, lightly, and audited at
+most once a minute per terminal.
 """
 
 from __future__ import annotations
@@ -15,16 +25,32 @@ from locker.model import Method, OrderState, Purpose
 from locker.pin import check_pin
 from locker.storage import Transaction
 from locker.throttle import (
+    BudgetPolicy,
+    BudgetState,
+    ThrottlePolicy,
     ThrottleState,
     attempts_left,
+    budget_wait_s,
     record_failure,
     record_success,
+    spend,
     wait_s,
 )
 
 if TYPE_CHECKING:
     from locker.service import Service
 
+
+# Terminals that are not a method: the staff screen, the technician PIN, and the
+# throttle table's row that holds the locker's daily budget (the event's terminal too).
+STAFF = "staff"
+TECHNICIAN = "technician"
+LOCKER = "locker"
+# Not-a-code input is a nuisance, not a guess (it tells nothing about any code): it waits
+# on its own, lightly, so a mistyped or stray scan never costs a shopper a code attempt.
+NOT_A_CODE_FREE = 10
+NOT_A_CODE_BASE_S = 1.0
+NOT_A_CODE_AUDIT_S = 60.0  # at most one audit row per terminal in this time, with a count
 
 ALREADY_OPEN = "compartment already open"
 
@@ -59,40 +85,66 @@ class CodeEntry:
 
     def __init__(self, svc: Service) -> None:
         self.svc = svc
+        security = svc.config.security
+        self.budget = BudgetPolicy(
+            per_day=security.wrong_codes_per_day, wait_s=security.budget_wait_s
+        )
+        self.not_a_code = ThrottlePolicy(
+            free_attempts=NOT_A_CODE_FREE,
+            base_s=NOT_A_CODE_BASE_S,
+            max_s=max(NOT_A_CODE_BASE_S, security.throttle_max_s),
+            reset_s=security.throttle_reset_s,
+        )
 
     # -- codes at the locker -----------------------------------------------------------
 
-    def enter_code(self, text: str, method: Method) -> CodeResult:
-        """A code typed, scanned or seen by the camera at this terminal."""
-        terminal = method.value
+    def enter_code(self, text: str, method: Method, staff: bool = False) -> CodeResult:
+        """A code typed, scanned or seen by the camera at this terminal; `staff` when it
+        was entered on the staff screen (deposit codes only, its own throttle)."""
+        terminal = STAFF if staff else method.value
         now = self.svc.now()
         with self.svc.store.transaction() as tx:
-            state, waiting = self._throttled(tx, terminal, now, "codes")
-            if waiting is not None:
-                return waiting
+            state = self.throttle_state(tx, terminal)
+            wait = wait_s(state, now)
+            if not staff:
+                wait = max(wait, budget_wait_s(self.budget_state(tx), now, self.budget))
+            if wait > 0:
+                return _waiting(wait, "codes")
             try:
                 parsed = parse_code_input(text, self.svc.locker_id)
             except CodeFormatError as exc:
                 if exc.reason == "other_locker":
                     return self._wrong(tx, terminal, state, now, str(exc), exc.reason)
-                tx.audit(now, terminal, "code_rejected", detail=str(exc))
-                return CodeResult("refused", str(exc), reason=exc.reason)
+                return self._not_a_code(tx, terminal, now, exc)
             digest = self.svc.codebook.digest(parsed.code)
             row = tx.one("SELECT digest, order_pk, kind FROM codes WHERE digest=?", (digest,))
             if (
                 row is None
                 or not self.svc.codebook.matches(parsed.code, row["digest"])
                 or (parsed.kind is not None and parsed.kind != row["kind"])
+                # The staff screen loads and empties compartments: a pickup code is not
+                # live there, so guessing at it finds no shopper's code.
+                or (staff and row["kind"] != "deposit")
             ):
                 return self._wrong(tx, terminal, state, now, "wrong code")
-            self.save_throttle(tx, terminal, record_success(state))
             order = tx.one("SELECT * FROM orders WHERE pk=?", (row["order_pk"],))
             assert order is not None
-            return self._use_code(tx, order, row["kind"], method, now)
+            if row["kind"] == "deposit" and order["state"] == OrderState.LOADED and not staff:
+                # Dead for shoppers while the order is loaded (it opens nothing, and telling
+                # a guesser it exists would help); staff are told it is already loaded.
+                return self._wrong(
+                    tx, terminal, state, now, "wrong code", detail="deposit code of a loaded order"
+                )
+            result, started = self._use_code(tx, order, row["kind"], method, now)
+            if started:
+                self.save_throttle(tx, terminal, record_success(state))
+            return result
 
     def _use_code(
         self, tx: Transaction, order: Any, kind: str, method: Method, now: float
-    ) -> CodeResult:
+    ) -> tuple[CodeResult, bool]:
+        """What a live code leads to, and whether it started a new opening (the only entry
+        that counts as a success for the throttle)."""
         state = order["state"]
         purpose: Purpose
         if kind == "deposit" and state == OrderState.RESERVED:
@@ -108,9 +160,9 @@ class CodeEntry:
                 "this order is already loaded",
                 order_id=order["order_id"],
                 reason="already_loaded",
-            )
+            ), False
         else:  # a live code always belongs to one of the states above
-            return CodeResult("refused", "this code cannot be used now", reason="not_now")
+            return CodeResult("refused", "this code cannot be used now", reason="not_now"), False
         numbers = [
             r["number"]
             for r in tx.q(
@@ -139,7 +191,7 @@ class CodeEntry:
                 "the door cannot be opened right now; please go to the service desk",
                 purpose=purpose.value,
                 order_id=order["order_id"],
-            )
+            ), False
         active = self.svc.doors.active_for_order(tx, order["pk"])
         if active is not None:
             return CodeResult(
@@ -148,7 +200,7 @@ class CodeEntry:
                 purpose=purpose.value,
                 order_id=order["order_id"],
                 compartments=tuple(active),
-            )
+            ), False
         tx.audit(
             now,
             method.value,
@@ -163,7 +215,7 @@ class CodeEntry:
             purpose=purpose.value,
             order_id=order["order_id"],
             compartments=tuple(numbers),
-        )
+        ), True
 
     def throttle_state(self, tx: Transaction, terminal: str) -> ThrottleState:
         row = tx.one("SELECT * FROM throttle WHERE terminal=?", (terminal,))
@@ -179,25 +231,27 @@ class CodeEntry:
             (terminal, state.failures, state.locked_until, state.last_failure_at),
         )
 
-    def _throttled(
-        self, tx: Transaction, terminal: str, now: float, what: str
-    ) -> tuple[ThrottleState, CodeResult | None]:
-        """The terminal's throttle state, and what to show while it must still wait."""
-        state = self.throttle_state(tx, terminal)
-        wait = wait_s(state, now)
-        if wait <= 0:
-            return state, None
-        message = f"too many wrong {what}; try again in {int(wait + 0.999)} s"
-        return state, CodeResult("throttled", message, wait_s=wait)
+    def budget_state(self, tx: Transaction) -> BudgetState:
+        # The daily budget lives in the throttle table's "locker" row, so it survives a
+        # restart like a terminal's: failures = spent, locked_until = the day's end.
+        state = self.throttle_state(tx, LOCKER)
+        return BudgetState(state.failures, state.locked_until, state.last_failure_at)
+
+    def _save_budget(self, tx: Transaction, state: BudgetState) -> None:
+        self.save_throttle(tx, LOCKER, ThrottleState(state.spent, state.day_ends_at, state.last_at))
 
     def check_pin(self, pin: str, stored: str | None) -> CodeResult | None:
-        """None when the technician PIN is right; else what the screen should say."""
-        terminal = "technician"
+        """None when the technician PIN is right; else what the screen should say.
+
+        The PIN has its own terminal with the same short, capped waits: codes entered
+        anywhere never make it wait, and PIN failures never spend the codes' budget."""
+        terminal = TECHNICIAN
         now = self.svc.now()
         with self.svc.store.transaction() as tx:
-            state, waiting = self._throttled(tx, terminal, now, "PINs")
-            if waiting is not None:
-                return waiting
+            state = self.throttle_state(tx, terminal)
+            wait = wait_s(state, now)
+            if wait > 0:
+                return _waiting(wait, "PINs")
             if stored is None:
                 tx.audit(now, terminal, "pin_refused", detail="no technician PIN set")
                 return CodeResult("refused", "no technician PIN is set (lockerctl set-pin)")
@@ -205,6 +259,37 @@ class CodeEntry:
                 return self._wrong(tx, terminal, state, now, "wrong PIN")
             self.save_throttle(tx, terminal, record_success(state))
             return None
+
+    def _not_a_code(
+        self, tx: Transaction, terminal: str, now: float, exc: CodeFormatError
+    ) -> CodeResult:
+        key = f"{terminal}:not_a_code"
+        state = self.throttle_state(tx, key)
+        wait = wait_s(state, now)
+        if wait > 0:
+            return _waiting(wait, "inputs")
+        new_state, locked_for = record_failure(state, now, self.not_a_code)
+        self.save_throttle(tx, key, new_state)
+        # A flood of junk must not grow the audit log without bound: one row a minute
+        # per terminal, with how many came in a row.
+        recent = tx.one(
+            "SELECT 1 FROM audit WHERE action='code_rejected' AND at>? AND actor=? LIMIT 1",
+            (now - NOT_A_CODE_AUDIT_S, terminal),
+        )
+        if recent is None:
+            tx.audit(
+                now,
+                terminal,
+                "code_rejected",
+                detail=f"{exc} ({new_state.failures} such inputs in a row)",
+            )
+        if locked_for:
+            return CodeResult(
+                "throttled",
+                f"{exc}; too many inputs that are not a code, try again in {int(locked_for)} s",
+                wait_s=locked_for,
+            )
+        return CodeResult("refused", str(exc), reason=exc.reason)
 
     def _wrong(
         self,
@@ -214,33 +299,59 @@ class CodeEntry:
         now: float,
         why: str,
         reason: str | None = None,
+        detail: str | None = None,
     ) -> CodeResult:
         new_state, locked_for = record_failure(state, now, self.svc.policy)
         self.save_throttle(tx, terminal, new_state)
-        tx.audit(now, terminal, "wrong_code", detail=why)
+        tx.audit(now, terminal, "wrong_code", detail=detail or why)
+        if locked_for and new_state.failures == self.svc.policy.free_attempts + 1:
+            # Told once per run of failures: the waits are short and come often, the
+            # daily budget's alarm is the one that says an attack is under way.
+            self._alarm(tx, terminal, now, new_state.failures, locked_for)
+        if terminal != TECHNICIAN:
+            budget, locker_wait = spend(self.budget_state(tx), now, self.budget)
+            self._save_budget(tx, budget)
+            if locker_wait:
+                # Spent: every shopper terminal now waits after each further wrong code,
+                # and staff are called (the staff screen keeps its own short waits).
+                self._alarm(tx, LOCKER, now, budget.spent, locker_wait)
+                if terminal != STAFF:
+                    locked_for = max(locked_for, locker_wait)
         if locked_for:
-            tx.audit(
-                now,
-                terminal,
-                "code_attempts_throttled",
-                detail=f"{new_state.failures} failures, locked {int(locked_for)} s",
-            )
-            self.svc.emit(
-                tx,
-                "code_attempts_throttled",
-                {
-                    "failures": new_state.failures,
-                    "locked_for_s": int(locked_for),
-                    "terminal": terminal,
-                },
-                now,
-            )
             return CodeResult(
                 "throttled",
-                f"{why}; too many wrong codes, try again in {int(locked_for)} s",
+                f"{why}; too many wrong codes, try again in {int(locked_for + 0.999)} s",
                 wait_s=locked_for,
             )
         left = attempts_left(new_state, now, self.svc.policy)
         return CodeResult(
             "wrong", f"{why}; {left} attempts left", attempts_left=left, reason=reason
         )
+
+    def _alarm(
+        self, tx: Transaction, terminal: str, now: float, failures: int, locked_for: float
+    ) -> None:
+        """`code_attempts_throttled` to the platform and the audit's alarms; terminal
+        "locker" when the daily budget is spent."""
+        scope = "wrong codes today" if terminal == LOCKER else "failures"
+        tx.audit(
+            now,
+            terminal,
+            "code_attempts_throttled",
+            detail=f"{failures} {scope}, locked {int(locked_for + 0.999)} s",
+        )
+        self.svc.emit(
+            tx,
+            "code_attempts_throttled",
+            {
+                "failures": failures,
+                "locked_for_s": int(locked_for + 0.999),
+                "terminal": terminal,
+            },
+            now,
+        )
+
+
+def _waiting(wait: float, what: str) -> CodeResult:
+    message = f"too many wrong {what}; try again in {int(wait + 0.999)} s"
+    return CodeResult("throttled", message, wait_s=wait)

@@ -1,9 +1,23 @@
-"""Throttling of wrong codes per terminal (keypad, scanner, camera).
+"""Throttling of wrong codes: per terminal, and against a locker-wide daily budget.
 
-Pure functions over a small state record that the service stores, so the
+Pure functions over small state records that the service stores, so the
 throttle survives a restart (power-cycling the cabinet must not reset it).
-A few wrong codes are free; after that every wrong code locks the terminal for
-a wait that doubles up to a cap. A right code or a long quiet spell resets it.
+
+Per terminal (keypad, scanner, camera, the staff screen, the technician PIN):
+a few wrong codes are free; after that every wrong code makes the terminal
+wait, doubling up to a cap of seconds, not minutes, so that no one can keep a
+terminal closed to the next customer for long. A long quiet spell forgives the
+past failures; only an entry that starts a new opening resets the terminal
+(a code that opens nothing proves nothing, and resetting on it let guessing run
+at machine speed).
+
+The short waits alone would still allow thousands of guesses a day, so every
+wrong code evaluated at any code terminal is also counted against the
+locker's daily budget. Once it is spent, each further wrong code makes every
+shopper terminal wait long, and the platform and the maintenance screen are
+told (an attack is under way: staff take over). The staff screen and the
+technician PIN have their own terminals, which shopper failures never touch.
+
 The throttle is per terminal, never per order: a guesser cannot lock a
 customer out of their own order.
 """
@@ -17,7 +31,7 @@ from dataclasses import dataclass
 class ThrottlePolicy:
     free_attempts: int = 5
     base_s: float = 30.0
-    max_s: float = 900.0
+    max_s: float = 60.0
     reset_s: float = 900.0
 
 
@@ -55,7 +69,7 @@ def record_failure(
 
 
 def record_success(state: ThrottleState) -> ThrottleState:
-    """A right code resets the terminal."""
+    """An entry that started a new opening (or a right PIN) resets the terminal."""
     return ThrottleState()
 
 
@@ -63,3 +77,35 @@ def attempts_left(state: ThrottleState, now: float, policy: ThrottlePolicy) -> i
     """Wrong codes still free before the next lock (for the screen's message)."""
     state = _current(state, now, policy)
     return max(0, policy.free_attempts - state.failures)
+
+
+@dataclass(frozen=True)
+class BudgetPolicy:
+    """How many wrong codes the whole locker evaluates in a day before it slows down."""
+
+    per_day: int = 200
+    wait_s: float = 900.0  # every shopper terminal's wait after each wrong code beyond it
+    day_s: float = 86400.0
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    spent: int = 0  # wrong codes evaluated since the day began
+    day_ends_at: float = 0.0  # the day starts at the first wrong code after the last one
+    last_at: float = 0.0
+
+
+def budget_wait_s(state: BudgetState, now: float, policy: BudgetPolicy) -> float:
+    """Seconds every shopper terminal must still wait (0 = the budget allows a code)."""
+    if now >= state.day_ends_at or state.spent < policy.per_day:
+        return 0.0
+    return max(0.0, min(state.last_at + policy.wait_s, state.day_ends_at) - now)
+
+
+def spend(state: BudgetState, now: float, policy: BudgetPolicy) -> tuple[BudgetState, float]:
+    """Count one evaluated wrong code against the day's budget. Returns the new state and
+    the locker-wide wait it starts (0 = budget left)."""
+    if now >= state.day_ends_at:
+        state = BudgetState(0, now + policy.day_s, now)
+    new = BudgetState(state.spent + 1, state.day_ends_at, now)
+    return new, budget_wait_s(new, now, policy)
