@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import socket
 import ssl
 import sys
@@ -66,6 +67,24 @@ class LinkError(LockerError):
     """The MQTT settings cannot be used (a missing password or CA file)."""
 
 
+def _read_password(path: Path) -> str:
+    # Like the code key: a password others can read is a locker others can pose as
+    # (the kiosk's user shares lockerd's group), so it is refused before first use.
+    # The mode is read from the open file, so the file checked is the file read.
+    try:
+        with path.open(encoding="utf-8") as f:
+            mode = os.fstat(f.fileno()).st_mode & 0o777
+            if mode & 0o077:
+                raise LinkError(
+                    f"[mqtt] password_file: {path} is readable or writable by others"
+                    f" (mode {mode:o}); run chmod 600 {path.absolute()}"
+                    " (its owner the user lockerd runs as)"
+                )
+            return f.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LinkError(f"[mqtt] password_file: {exc}") from exc
+
+
 def _json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
@@ -111,10 +130,7 @@ class PlatformLink:
         if s.username:
             password = None
             if s.password_file:
-                try:
-                    password = Path(s.password_file).read_text(encoding="utf-8").strip()
-                except OSError as exc:
-                    raise LinkError(f"[mqtt] password_file: {exc}") from exc
+                password = _read_password(Path(s.password_file))
             client.username_pw_set(s.username, password)
         if s.tls:
             try:
