@@ -193,6 +193,17 @@ CASES = [
         "[scanner] port: required for the serial scanner",
     ),
     ("toml syntax", BASE + "\n[doors\n", "not valid TOML"),
+    (
+        # A terminal's wait of minutes would let one person close it to every customer.
+        "terminal wait too long",
+        BASE + "\n[security]\nthrottle_max_s = 900\n",
+        "[security] throttle_max_s: ",
+    ),
+    (
+        "no daily budget",
+        BASE + "\n[security]\nwrong_codes_per_day = 0\n",
+        "[security] wrong_codes_per_day: ",
+    ),
 ]
 
 
