@@ -220,3 +220,20 @@ def test_a_lockers_credentials_never_take_over_another_lockers_session(
     finally:
         platform.close()
         running.stop()
+
+
+def test_a_huge_command_never_reaches_a_locker(broker: Broker) -> None:
+    platform = Client(broker.port, "platform")
+    a = Client(broker.port, "store-001-a")
+    try:
+        assert a.sub("lockers/store-001-a/cmd/#") == [1]
+        platform.c.publish("lockers/store-001-a/cmd/sync", b"{" + b" " * (16 << 20) + b"}", qos=1)
+        deadline = time.monotonic() + 10
+        while platform.c.is_connected():  # the broker hangs up on the sender
+            assert time.monotonic() < deadline, "the broker took a 16 MB command"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        assert a.got.empty() and a.c.is_connected()
+    finally:
+        platform.close()
+        a.close()
