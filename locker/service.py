@@ -457,11 +457,14 @@ class Service:
         for listener in self.reply_listeners:
             tx.after_commit(functools.partial(listener, command_id, reply))
 
-    def enter_code(self, text: str, method: Method, notify: bool = True) -> CodeResult:
+    def enter_code(
+        self, text: str, method: Method, notify: bool = True, staff: bool = False
+    ) -> CodeResult:
         """A code typed, scanned or seen by the camera at this terminal.
 
-        `notify=False` when the caller shows the result itself (the kiosk's own request)."""
-        result = self.entry.enter_code(text, method)
+        `notify=False` when the caller shows the result itself (the kiosk's own request);
+        `staff=True` for the staff screen, judged by its own throttle (deposit codes only)."""
+        result = self.entry.enter_code(text, method, staff=staff)
         if notify:
             for listener in self.entry_listeners:
                 listener(method, result)
