@@ -62,6 +62,30 @@ def _time(data: Mapping[str, Any], key: str) -> float:
         raise invalid(key, f"not an RFC 3339 time with a Z suffix: {value[:40]!r}") from None
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _all_encodable(data: Any) -> bool:
+    """Whether every string in a parsed payload, keys included, can be written as UTF-8."""
+    stack = [data]
+    while stack:  # not recursive: the payload may be nested as deep as the parser allows
+        value = stack.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                return False
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return True
+
+
 class CommandProcessor:
     """Reads, de-duplicates, checks the age of, and runs platform commands."""
 
@@ -88,6 +112,8 @@ class CommandProcessor:
             data = json.loads(payload)
         except (ValueError, UnicodeDecodeError) as exc:
             return error_reply(None, ErrorCode.INVALID_PAYLOAD, f"payload is not JSON: {exc}"[:200])
+        except RecursionError:
+            return error_reply(None, ErrorCode.INVALID_PAYLOAD, "payload is nested too deeply")
         if not isinstance(data, dict):
             return error_reply(
                 None,
@@ -95,11 +121,21 @@ class CommandProcessor:
                 f"payload must be a JSON object, got {type(data).__name__}",
             )
         command_id = data.get("command_id")
+        if isinstance(command_id, str) and not _encodable(command_id):
+            command_id = None
         if not isinstance(command_id, str) or not command_id or len(command_id) > MAX_COMMAND_ID:
             return error_reply(
                 None,
                 ErrorCode.INVALID_PAYLOAD,
                 "command_id: missing, not a string, or longer than 128 characters",
+            )
+        if not _all_encodable(data):
+            # JSON may escape a lone surrogate (\\ud800); Python reads it into a str that
+            # neither SQLite nor the reply's UTF-8 can hold, so it stops here, answered.
+            return error_reply(
+                command_id,
+                ErrorCode.INVALID_PAYLOAD,
+                "a string is not valid Unicode (a lone surrogate)",
             )
         seen = self.svc.store.stored_reply(command_id)
         if seen is not None:

@@ -7,6 +7,7 @@ compartments are chosen by size and accessibility.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -137,7 +138,12 @@ def parse_reserve(data: Mapping[str, Any]) -> ReserveRequest:
     pickup_hours: float | None = None
     if "pickup_hours" in data:
         value = data["pickup_hours"]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (isinstance(value, float) and not math.isfinite(value))  # NaN passes <= 0
+            or value <= 0
+        ):
             raise invalid("pickup_hours", f"expected a positive number, got {value!r}")
         if value > 24 * 366:
             raise invalid("pickup_hours", "longer than a year")

@@ -301,7 +301,7 @@ class PlatformLink:
         """INVALID_PAYLOAD naming the field, for a command its schema refuses."""
         try:
             data = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None  # the command processor answers unreadable payloads
         if not isinstance(data, dict) or len(payload) > MAX_PAYLOAD:
             return None
