@@ -481,8 +481,12 @@ def _code(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
         raise ApiError("text: expected the code as a string")
     if method not in ("keypad", "scanner", "camera"):
         raise ApiError("method: expected keypad, scanner or camera")
-    # The kiosk shows this reply itself: no stream line for it.
-    return _result(api.svc.enter_code(text, Method(method), notify=False))
+    staff = req.get("staff", False)
+    if not isinstance(staff, bool):
+        raise ApiError("staff: expected true or false")
+    # The kiosk shows this reply itself: no stream line for it. The staff screen's codes
+    # are judged by their own throttle (deposit codes only), which shoppers cannot block.
+    return _result(api.svc.enter_code(text, Method(method), notify=False, staff=staff))
 
 
 def _result(r: CodeResult) -> dict[str, Any]:

@@ -335,3 +335,20 @@ def test_a_maintenance_session_ends_after_five_idle_minutes(tmp_path: Path) -> N
     finally:
         c.close()
         running.stop()
+
+
+def test_the_staff_screens_codes_go_through_while_the_keypad_waits(daemon: Locker) -> None:
+    deposit = reserve_on_loop(daemon, "SO-ST")
+    c = Client(daemon.config.api.socket)
+    try:
+        for i in range(8):  # a shopper hammering the keypad until it waits
+            c.ask(id=i, op="code", text=f"{50_000_000 + i}", method="keypad")
+        assert c.ask(id=9, op="code", text=deposit, method="keypad")["result"]["outcome"] == (
+            "throttled"
+        )
+        staff = c.ask(id=10, op="code", text=deposit, method="keypad", staff=True)["result"]
+        assert staff["outcome"] == "opened" and staff["purpose"] == "deposit"
+        bad = c.ask(id=11, op="code", text=deposit, method="keypad", staff="yes")
+        assert bad["ok"] is False and bad["error"].startswith("staff:")
+    finally:
+        c.close()
