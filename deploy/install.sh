@@ -94,6 +94,25 @@ else
 fi
 "$PREFIX/.venv/bin/lockerd" --help >/dev/null
 
+# The kiosk reads only the socket's path and its language and size: they get a file of
+# their own, readable by all, so that the kiosk's user never needs /etc/locker (mode
+# 0750, root:locker; the kiosk's unit also makes it inaccessible).
+KIOSK_ETC=$ROOT/etc/locker-kiosk
+install -d -m 0755 "$KIOSK_ETC"
+if [ ! -e "$KIOSK_ETC/kiosk.toml" ]; then
+	{
+		echo "# locker-kiosk's settings (lockerd's own are in /etc/locker, out of the kiosk's reach)."
+		echo "[api]"
+		echo 'socket = "/run/locker/api.sock"  # lockerd'"'"'s [api] socket'
+		echo
+		sed -n '/^\[kiosk\]/,/^$/p' "$SRC/config/example.toml"
+	} >"$KIOSK_ETC/kiosk.toml"
+	chmod 0644 "$KIOSK_ETC/kiosk.toml"
+	echo "   wrote $KIOSK_ETC/kiosk.toml"
+else
+	echo "   kept $KIOSK_ETC/kiosk.toml"
+fi
+
 echo "== systemd units in $UNITS"
 install -d -m 0755 "$UNITS"
 install -m 0644 "$SRC/systemd/lockerd.service" "$SRC/systemd/locker-kiosk.service" "$UNITS/"

@@ -4,14 +4,18 @@ what a cabinet's clone collects (caches, build output, a QR PNG with a live pick
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
+import tomllib
 import warnings
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from kiosk_ui.app import _settings
 from locker.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,6 +142,15 @@ def test_install_puts_the_package_in_place_never_the_clone(clone: Path, tmp_path
     assert config.api.socket == "/run/locker/api.sock"
     units = root / "etc" / "systemd" / "system"
     assert sorted(p.name for p in units.iterdir()) == ["locker-kiosk.service", "lockerd.service"]
+    # the kiosk's own settings, readable by all: it never needs lockerd's configuration
+    kiosk = root / "etc" / "locker-kiosk" / "kiosk.toml"
+    assert kiosk.stat().st_mode & 0o777 == 0o644
+    assert _settings(str(kiosk)) == {
+        "socket": "/run/locker/api.sock",
+        "language": "zh",
+        "size": "800x480",
+    }
+    assert tomllib.loads(kiosk.read_text()).keys() == {"api", "kiosk"}
     lockerctl = root / "opt" / "locker" / ".venv" / "bin" / "lockerctl"
     help_text = subprocess.run(
         [str(lockerctl), "--help"], capture_output=True, text=True, check=True, timeout=60
@@ -155,3 +168,43 @@ def test_install_puts_the_package_in_place_never_the_clone(clone: Path, tmp_path
     assert "kept" in second
     assert "UPGRADE_MARK = 1" in (site / "locker" / "ctl.py").read_text()
     assert load_config(root / "etc" / "locker" / "locker.toml").locker.id == "store-042-b"
+
+
+def _unit_as_installed(name: str, folder: Path) -> Path:
+    """The unit with its program replaced by one that exists here: verify checks it."""
+    text = (ROOT / "systemd" / name).read_text()
+    unit = folder / name
+    unit.write_text(re.sub(r"/opt/locker/\.venv/bin/[a-z-]+", "/bin/true", text))
+    return unit
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+@pytest.mark.parametrize("name", ["lockerd.service", "locker-kiosk.service"])
+def test_units_verify_clean_and_are_confined(name: str, tmp_path: Path) -> None:
+    unit = _unit_as_installed(name, tmp_path)
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(unit)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if "--offline" in security.stderr:
+        pytest.skip("this systemd-analyze has no offline security check")
+    level = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", security.stdout)
+    assert level is not None, security.stdout + security.stderr
+    assert float(level.group(1)) <= 2.0 and level.group(2) == "OK", security.stdout
+
+
+def test_the_kiosk_unit_keeps_lockerds_configuration_out_of_reach() -> None:
+    unit = (ROOT / "systemd" / "locker-kiosk.service").read_text()
+    assert "--config /etc/locker-kiosk/kiosk.toml" in unit and "/etc/locker/" not in unit
+    assert "InaccessiblePaths=-/etc/locker -/var/lib/locker" in unit.splitlines()
