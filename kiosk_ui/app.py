@@ -24,7 +24,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from kiosk_ui.client import ApiClient, ApiUnavailable
+from kiosk_ui.client import ApiClient, ApiUnavailable, Refused
 from kiosk_ui.i18n import Texts
 from kiosk_ui.stream import StreamListener
 from kiosk_ui.wedge import WedgeBuffer
@@ -491,11 +491,18 @@ def build_app(
             except ApiUnavailable:
                 self.show("offline")
                 return
-            except ValueError:
-                # lockerd's reply says why only in English words (no attempts-left field):
-                # the screen says it generically, in the language shown.
+            except ValueError as exc:
+                # Said from the reply's fields (attempts left, the wait), never its English.
+                refusal = exc.reply.get("refusal") or {} if isinstance(exc, Refused) else {}
                 self.mode = "shopper"
-                self.show_result({"outcome": "refused", "reason": "pin_refused"})
+                self.show_result(
+                    {
+                        "outcome": refusal.get("outcome", "refused"),
+                        "reason": "pin_refused",
+                        "attempts_left": refusal.get("attempts_left"),
+                        "wait_s": refusal.get("wait_s") or 0,
+                    }
+                )
                 return
             self.show("maintenance")
             self.maintenance.enter(session["token"])
@@ -521,6 +528,9 @@ def describe(texts: Texts, r: dict[str, Any]) -> tuple[str, str]:
     numbers = ", ".join(str(n) for n in compartments)
     many = "_many" if len(compartments) > 1 else ""
     outcome, reason = r["outcome"], r.get("reason")
+    if reason == "pin_refused" and outcome != "throttled":
+        left = r.get("attempts_left")
+        return t("pin_refused"), "" if left is None else texts.n("attempts_left", left, left=left)
     if outcome == "opened":
         purpose = r.get("purpose") or "pickup"
         if purpose in ("deposit", "retrieval"):

@@ -13,6 +13,15 @@ class ApiUnavailable(Exception):
     """lockerd is not answering (restarting, or not running)."""
 
 
+class Refused(ValueError):
+    """lockerd refused the request: the English `error` as the message, and the whole
+    reply for the fields a screen reads instead (`code`, `refusal`)."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        super().__init__(reply.get("error", "refused"))
+        self.reply = reply
+
+
 class ApiClient:
     def __init__(self, path: str, timeout_s: float = 10.0) -> None:
         self.path = path
@@ -34,8 +43,8 @@ class ApiClient:
         self._sock = self._file = None
 
     def request(self, op: str, **fields: Any) -> Any:
-        """The result of one request; ApiUnavailable when lockerd is away, ValueError when
-        it refused the request (the message says why)."""
+        """The result of one request; ApiUnavailable when lockerd is away, Refused (a
+        ValueError) when it refused the request (the message says why)."""
         with self._lock:
             try:
                 if self._sock is None:
@@ -53,5 +62,5 @@ class ApiClient:
                 raise ApiUnavailable(str(exc)) from exc
         reply = json.loads(line)
         if not reply.get("ok"):
-            raise ValueError(reply.get("error", "refused"))
+            raise Refused(reply)
         return reply["result"]

@@ -179,8 +179,29 @@ def test_staff_scanners_and_maintenance(
         return True
 
     @step
-    def maintenance_pin() -> None:
+    def a_wrong_pin_first() -> None:
         tap(w["maintenance"])
+
+    @step
+    def type_a_wrong_pin() -> None:
+        for digit in "11111111":
+            tap(w["keys"][digit])
+        tap(w["keys"]["ok"])
+
+    @step
+    def the_pin_is_refused_with_the_attempts_left() -> bool:
+        if result() != EN["pin_refused"]:
+            return False
+        seen["pin_note"] = w["note"].text
+        tap(w["done"])
+        return True
+
+    @step
+    def maintenance_pin() -> bool:
+        if app.sm.current != "welcome":
+            return False
+        tap(w["maintenance"])
+        return True
 
     @step
     def type_the_pin() -> None:
@@ -261,6 +282,7 @@ def test_staff_scanners_and_maintenance(
     assert seen["scanned"] == ZH["opened_deposit"].format(numbers=2)
     assert seen["camera"] == EN["opened"].format(numbers=1)
     assert seen["pin_prompt"] == EN["pin_prompt"] and seen["pin_shown"] == "•" * len(PIN)
+    assert seen["pin_note"] == "4 attempts left"  # from the reply's fields, not its English
     assert seen["detail"].startswith("Compartment 3 (S): free, door open, board b0")
     assert "Compartment 3 opened for a test" in seen["detail"]
     assert "platform NOT connected" in seen["status"] and "version" in seen["status"]

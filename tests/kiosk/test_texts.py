@@ -104,6 +104,10 @@ RESULTS = [
         ("PIN not accepted", ""),
     ),
     (
+        {"outcome": "wrong", "reason": "pin_refused", "attempts_left": 1, "wait_s": 0},
+        ("PIN not accepted", "1 attempt left"),
+    ),
+    (
         {"outcome": "refused", "reason": "not_now"},
         ("This code cannot be used now — please go to the service desk", ""),
     ),
