@@ -10,7 +10,6 @@ back. It keeps the last frames exchanged and attaches them to every error.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import termios
 import threading
@@ -18,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import serial
 
@@ -30,6 +30,17 @@ FRAMES_KEPT = 20
 
 class FrameError(Exception):
     """A reply that is short, mis-framed or fails its checksum (the transport retries)."""
+
+
+class Reader(Protocol):
+    """What a reply framer pulls bytes with, before the reply's deadline.
+
+    `read(n)` returns up to `n` bytes (fewer on the deadline). With `idle_s` it also
+    returns once the line has been silent that long after the first byte: the way to
+    frame a reply whose length is not known in advance (`n` is then only a cap).
+    """
+
+    def __call__(self, n: int, /, *, idle_s: float | None = None) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -88,7 +99,7 @@ class SerialBus:
         self,
         board: str,
         request: bytes,
-        read_reply: Callable[[Callable[[int], bytes]], bytes] | None,
+        read_reply: Callable[[Reader], bytes] | None,
     ) -> bytes:
         """Send `request` and return the reply that `read_reply` frames (b"" if none expected).
 
@@ -116,7 +127,7 @@ class SerialBus:
                         self.exchanges += 1
                         return b""
                     deadline = time.monotonic() + s.timeout_s + len(request) * self.char_s
-                    reply = read_reply(functools.partial(self._read, port, deadline=deadline))
+                    reply = read_reply(self._reader(port, deadline))
                     self._last_io = time.monotonic()
                     self._note("<", reply)
                     self.exchanges += 1
@@ -132,14 +143,29 @@ class SerialBus:
                 self._note("!", problem.encode()[:60])
             raise BoardError(board, problem, tuple(self.frames))
 
-    def _read(self, port: serial.Serial, n: int, *, deadline: float) -> bytes:
+    def _reader(self, port: serial.Serial, deadline: float) -> Reader:
+        def read(n: int, /, *, idle_s: float | None = None) -> bytes:
+            return self._read(port, n, deadline=deadline, idle_s=idle_s)
+
+        return read
+
+    def _read(
+        self, port: serial.Serial, n: int, *, deadline: float, idle_s: float | None = None
+    ) -> bytes:
         data = b""
         while len(data) < n:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
+            want = n - len(data)
+            if idle_s is not None:
+                # Take what has arrived, else wait for one more byte: pyserial's timeout
+                # covers a whole read, so asking for `n` would always run to the deadline.
+                want = min(want, max(1, port.in_waiting))
+                if data:
+                    left = min(left, idle_s)
             port.timeout = left
-            chunk = port.read(n - len(data))
+            chunk = port.read(want)
             if not chunk:
                 break
             data += chunk
