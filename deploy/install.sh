@@ -2,6 +2,7 @@
 # Install the locker on the cabinet's Raspberry Pi (Raspberry Pi OS / Debian), from a clone:
 #   sudo deploy/install.sh              # install or upgrade, enable both services
 #   sudo deploy/install.sh --no-enable  # the same, the services left as they are
+#   sudo deploy/install.sh --no-kiosk   # a cabinet without a screen: lockerd alone, no Kivy
 #   deploy/install.sh --root DIR        # everything under DIR instead of / (see below)
 # Idempotent: an existing /etc/locker/locker.toml, database, key and PIN are never touched.
 #
@@ -15,13 +16,15 @@
 # installation holds (the tests use it), not for copying to a cabinet.
 set -euo pipefail
 
-usage() { sed -n '2,5s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,6s/^# \{0,1\}//p' "$0"; }
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 ENABLE=1
+KIOSK=1
 ROOT=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--no-enable) ENABLE=0 ;;
+	--no-kiosk) KIOSK=0 ;;
 	--root)
 		[ $# -ge 2 ] || { echo "install.sh: --root needs a folder" >&2; exit 2; }
 		ROOT=$(mkdir -p "$2" && cd "$2" && pwd)
@@ -35,7 +38,11 @@ done
 PREFIX=$ROOT/opt/locker
 ETC=$ROOT/etc/locker
 UNITS=$ROOT/etc/systemd/system
-APT_PACKAGES=(python3 python3-venv libzbar0 libmtdev1 fonts-wqy-microhei)
+APT_PACKAGES=(python3 python3-venv libzbar0)
+# The screen's own: Kivy's touch input and a font with Chinese glyphs.
+[ "$KIOSK" = 0 ] || APT_PACKAGES+=(libmtdev1 fonts-wqy-microhei)
+UNIT_FILES=(lockerd.service)
+[ "$KIOSK" = 0 ] || UNIT_FILES+=(locker-kiosk.service)
 
 if [ -z "$ROOT" ]; then
 	[ "$(id -u)" = 0 ] || { echo "install.sh: run as root (sudo), or with --root DIR" >&2; exit 1; }
@@ -43,12 +50,14 @@ if [ -z "$ROOT" ]; then
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${APT_PACKAGES[@]}" >/dev/null
 
-	echo "== users: locker (the daemon), kiosk (the screen)"
+	echo "== users: locker (the daemon)$([ "$KIOSK" = 0 ] || echo ', kiosk (the screen)')"
 	getent group gpio >/dev/null || groupadd --system gpio
 	id -u locker >/dev/null 2>&1 || useradd --system --user-group --home-dir /var/lib/locker \
 		--shell /usr/sbin/nologin locker
-	id -u kiosk >/dev/null 2>&1 || useradd --system --user-group --home-dir /var/lib/locker-kiosk \
-		--shell /usr/sbin/nologin kiosk
+	if [ "$KIOSK" = 1 ]; then
+		id -u kiosk >/dev/null 2>&1 || useradd --system --user-group \
+			--home-dir /var/lib/locker-kiosk --shell /usr/sbin/nologin kiosk
+	fi
 else
 	echo "== installing under $ROOT: system packages (${APT_PACKAGES[*]}), users and systemd left alone"
 fi
@@ -68,7 +77,12 @@ fi
 BUILD=$(mktemp -d)
 trap 'rm -rf "$BUILD"' EXIT
 WHEEL=$(PYTHON="$PREFIX/.venv/bin/python" "$SRC/deploy/build-wheel.sh" "$BUILD")
-"$PREFIX/.venv/bin/pip" install -q "$WHEEL[kiosk]"
+# Kivy (the kiosk extra) only where a screen is wanted; lockerd needs none of it.
+if [ "$KIOSK" = 1 ]; then
+	"$PREFIX/.venv/bin/pip" install -q "$WHEEL[kiosk]"
+else
+	"$PREFIX/.venv/bin/pip" install -q "$WHEEL"
+fi
 # The version does not change with every fix: without this, pip would keep the old code.
 "$PREFIX/.venv/bin/pip" install -q --no-deps --force-reinstall "$WHEEL"
 echo "   installed $(basename "$WHEEL")"
@@ -98,8 +112,10 @@ fi
 # their own, readable by all, so that the kiosk's user never needs /etc/locker (mode
 # 0750, root:locker; the kiosk's unit also makes it inaccessible).
 KIOSK_ETC=$ROOT/etc/locker-kiosk
-install -d -m 0755 "$KIOSK_ETC"
-if [ ! -e "$KIOSK_ETC/kiosk.toml" ]; then
+if [ "$KIOSK" = 0 ]; then
+	echo "   no kiosk (--no-kiosk): no Kivy, no screen unit"
+elif [ ! -e "$KIOSK_ETC/kiosk.toml" ]; then
+	install -d -m 0755 "$KIOSK_ETC"
 	{
 		echo "# locker-kiosk's settings (lockerd's own are in /etc/locker, out of the kiosk's reach)."
 		echo "[api]"
@@ -115,14 +131,16 @@ fi
 
 echo "== systemd units in $UNITS"
 install -d -m 0755 "$UNITS"
-install -m 0644 "$SRC/systemd/lockerd.service" "$SRC/systemd/locker-kiosk.service" "$UNITS/"
+for unit in "${UNIT_FILES[@]}"; do
+	install -m 0644 "$SRC/systemd/$unit" "$UNITS/"
+done
 SYSTEMD=0
 if [ -n "$ROOT" ]; then
 	echo "   not enabled (--root)"
 elif [ -d /run/systemd/system ]; then
 	systemctl daemon-reload
 	if [ "$ENABLE" = 1 ]; then
-		systemctl enable lockerd.service locker-kiosk.service
+		systemctl enable "${UNIT_FILES[@]}"
 	fi
 	SYSTEMD=1
 else
@@ -130,7 +148,7 @@ else
 	# services are missing, so say it and carry on.
 	echo "   systemd is not running on this machine: the units are NOT enabled and nothing"
 	echo "   will start lockerd. On a machine booted with systemd, run:"
-	echo "     systemctl daemon-reload && systemctl enable lockerd locker-kiosk"
+	echo "     systemctl daemon-reload && systemctl enable ${UNIT_FILES[*]}"
 fi
 
 if [ -n "$ROOT" ]; then
@@ -140,7 +158,7 @@ fi
 echo "Installed. Next:"
 echo "  1. edit $ETC/locker.toml (locker id, broker, boards, compartments)"
 if [ "$SYSTEMD" = 1 ]; then
-	echo "  2. sudo systemctl start lockerd locker-kiosk; journalctl -u lockerd -f"
+	echo "  2. sudo systemctl start ${UNIT_FILES[*]}; journalctl -u lockerd -f"
 else
 	echo "  2. start lockerd once systemd runs it (see above)"
 fi

@@ -16,10 +16,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from PIL import Image
-from pyzbar import pyzbar
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +118,9 @@ class Picamera2Source:
 
 
 def open_source(port: str) -> FrameSource:
-    """The frame source that `[scanner] port` names: folder:PATH, opencv:N, picamera2."""
+    """The frame source that `[scanner] port` names: folder:PATH, opencv:N, picamera2.
+    CameraUnavailable when the source or the QR decoder cannot be used."""
+    load_decoder()
     kind, _, arg = port.partition(":")
     if kind == "folder" and arg:
         return FolderSource(Path(arg))
@@ -132,10 +133,23 @@ def open_source(port: str) -> FrameSource:
     )
 
 
+def load_decoder() -> Callable[[Image.Image], list[Any]]:
+    """pyzbar's decoder; it loads the zbar C library, so it is imported only when a camera
+    is configured, and its absence is a camera fault, not a daemon that cannot start."""
+    try:
+        from pyzbar import pyzbar  # noqa: PLC0415
+    except (ImportError, OSError) as exc:
+        raise CameraUnavailable(
+            f"the QR decoder cannot load ({exc}); install libzbar0 (apt install libzbar0)"
+        ) from exc
+    decoder: Callable[[Image.Image], list[Any]] = pyzbar.decode
+    return decoder
+
+
 def decode(frame: Image.Image) -> list[str]:
     """The text of every QR or barcode in the frame (ASCII only; anything else is noise)."""
     out = []
-    for symbol in pyzbar.decode(frame.convert("L")):
+    for symbol in load_decoder()(frame.convert("L")):
         try:
             out.append(symbol.data.decode("ascii"))
         except UnicodeDecodeError:

@@ -17,8 +17,11 @@ from pathlib import Path
 from locker.config_reader import ConfigError, Reader, names, resolve, table_list
 from locker.model import SIZES
 
+DEFAULT_CONFIG = "/etc/locker/locker.toml"
+
 # ConfigError is raised by the reader and belongs to this module's interface too.
 __all__ = [
+    "DEFAULT_CONFIG",
     "BoardConfig",
     "CompartmentConfig",
     "Config",
@@ -27,8 +30,10 @@ __all__ = [
     "parse_config",
 ]
 
-KNOWN_DRIVERS = ("kerong-cu16", "kerong-cu48", "modbus-relay", "gpio", "sim")
-SERIAL_DRIVERS = ("kerong-cu16", "kerong-cu48", "modbus-relay")
+KNOWN_DRIVERS = ("kerong-cu16", "kerong-cu48", "modbus-relay", "generic-8a", "gpio", "sim")
+SERIAL_DRIVERS = ("kerong-cu16", "kerong-cu48", "modbus-relay", "generic-8a")
+# A driver whose boards leave the factory at another rate than BoardConfig.baud.
+DRIVER_BAUD = {"generic-8a": 9600}
 BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 RANGE_RE = re.compile(r"\s*(\d+)\s*-\s*(\d+)\s*")
@@ -102,7 +107,7 @@ class BoardConfig:
     address: int = 0
     channels: int = 0  # 0 = the driver's default
     door_close_s: float = 5.0  # sim driver: an unlocked door closes by itself after this
-    hook_sense: str = "normal"  # kerong: "normal" (bit 1 = locked) or "inverted" (NO/NC wiring)
+    hook_sense: str = "normal"  # kerong, generic-8a: "normal" (bit 1 = locked) or "inverted"
     pulse_ms: int = 500  # modbus flash / gpio relay on-time
     timeout_ms: int = 100  # reply time-out per request (serial drivers)
     retries: int = 2  # transport retries per request before the board counts as failing
@@ -389,7 +394,7 @@ def _boards(path: Path, value: object) -> tuple[BoardConfig, ...]:
         port = r.get_str("port", "")
         if driver in SERIAL_DRIVERS and not port:
             raise r.fail("port", f"required for driver {driver}")
-        baud = r.get_int("baud", BoardConfig.baud)
+        baud = r.get_int("baud", DRIVER_BAUD.get(driver, BoardConfig.baud))
         if baud not in BAUDS:
             raise r.fail("baud", f"{baud} is not a standard rate ({', '.join(map(str, BAUDS))})")
         hook_sense = r.get_choice("hook_sense", ("normal", "inverted"), "normal")

@@ -20,8 +20,7 @@ from typing import Any
 
 from locker.clock import rfc3339
 from locker.codes import CodeBook, load_or_create_key
-from locker.config import Config, load_config
-from locker.daemon import DEFAULT_CONFIG
+from locker.config import DEFAULT_CONFIG, Config, load_config
 from locker.errors import LockerError
 from locker.pin import write_pin
 from locker.qr import save_png, terminal

@@ -21,7 +21,7 @@ from locker.api import LocalApi
 from locker.boards import Board
 from locker.clock import Clock, SystemClock, rfc3339
 from locker.codes import CodeBook, load_or_create_key
-from locker.config import Config, load_config
+from locker.config import DEFAULT_CONFIG, Config, load_config
 from locker.errors import LockerError
 from locker.instance import InstanceLock
 from locker.loop import Loop, call_on
@@ -29,13 +29,12 @@ from locker.model import ALARM_ACTIONS, Method
 from locker.service import Service
 from locker.storage import Store
 from locker.sysclock import clock_synchronised
+from locker.version import VERSION
 from mqtt.link import PlatformLink
 
 log = logging.getLogger("lockerd")
 
 T = TypeVar("T")
-DEFAULT_CONFIG = "/etc/locker/locker.toml"
-VERSION = "0.1.0"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 

@@ -46,13 +46,13 @@ from locker.config import MqttSection
 from locker.errors import LockerError
 from locker.model import ErrorCode
 from locker.service import Service
+from locker.version import VERSION
 from mqtt.outage import OutageLog
 from mqtt.schemas import command_problem
 from mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
 
-VERSION = "0.1.0"
 WINDOW = 100  # events in flight at once
 RECEIVE_MAXIMUM = 50  # commands the broker may have in flight to us, unacknowledged
 # The broker must not send us anything larger (MQTT 5 Maximum Packet Size: it drops such a

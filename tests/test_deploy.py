@@ -208,3 +208,73 @@ def test_the_kiosk_unit_keeps_lockerds_configuration_out_of_reach() -> None:
     unit = (ROOT / "systemd" / "locker-kiosk.service").read_text()
     assert "--config /etc/locker-kiosk/kiosk.toml" in unit and "/etc/locker/" not in unit
     assert "InaccessiblePaths=-/etc/locker -/var/lib/locker" in unit.splitlines()
+
+
+@pytest.mark.slow
+def test_a_cabinet_without_a_screen_runs_from_the_package_alone(
+    clone: Path, tmp_path: Path
+) -> None:
+    """`install.sh --no-kiosk`: the wheel with no extras in a fresh venv; lockerd starts on
+    the simulator, lockerctl reads it, and an order goes from reservation to pickup."""
+    root = tmp_path / "root"
+    run = subprocess.run(
+        [str(clone / "deploy" / "install.sh"), "--root", str(root), "--no-kiosk"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "no kiosk (--no-kiosk)" in run.stdout
+    units = root / "etc" / "systemd" / "system"
+    assert [p.name for p in units.iterdir()] == ["lockerd.service"]
+    assert not (root / "etc" / "locker-kiosk").exists()
+    venv = root / "opt" / "locker" / ".venv" / "bin"
+    no_kivy = subprocess.run(
+        [venv / "python", "-c", "import kivy"], capture_output=True, check=False
+    )
+    assert no_kivy.returncode != 0  # the screen's toolkit is not on a headless cabinet
+
+    work = tmp_path / "work"
+    work.mkdir()
+    config = work / "locker.toml"
+    config.write_text(
+        '[locker]\nid = "headless-1"\ndata_dir = "data"\n[mqtt]\nenabled = false\n'
+        '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n'
+        '[[compartments]]\nnumbers = "1-4"\nchannels = "1-4"\nboard = "b0"\nsize = "S"\n'
+    )
+    lockerd = subprocess.Popen(
+        [venv / "lockerd", "--config", str(config)], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        status = ""
+        for _ in range(200):
+            status = subprocess.run(
+                [venv / "lockerctl", "--config", str(config), "status"],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=60,
+            ).stdout
+            if " is running" in status:
+                break
+        assert "lockerd" in status and " is running" in status, status
+    finally:
+        lockerd.terminate()
+        assert lockerd.wait(timeout=30) == 0
+        assert lockerd.stderr is not None
+        log = lockerd.stderr.read()
+    assert "started" in log and "Traceback" not in log
+    example = work / "example.toml"
+    example.write_text(
+        (ROOT / "config" / "example.toml").read_text().replace('"./var/demo', '"./state')
+    )
+    demo = subprocess.run(
+        [venv / "locker-sim", "demo", "--config", str(example)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "event/picked_up" in demo.stdout

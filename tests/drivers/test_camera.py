@@ -151,3 +151,16 @@ def test_the_daemon_starts_without_its_camera_and_reports_a_fault(tmp_path: Path
         assert "camera" in locker.service.devices_down
     finally:
         locker.close()
+
+
+def test_a_missing_zbar_library_is_a_camera_fault_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from drivers.camera import CameraUnavailable, open_source
+
+    # As on a cabinet without libzbar0: pyzbar cannot be imported.
+    monkeypatch.setitem(sys.modules, "pyzbar", None)
+    with pytest.raises(CameraUnavailable, match="apt install libzbar0"):
+        open_source(f"folder:{tmp_path}")
