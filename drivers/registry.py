@@ -32,6 +32,7 @@ DRIVERS: dict[str, tuple[str, str]] = {
     "kerong-cu48": ("drivers.kerong", "make_cu48"),
     "kerong-cu16": ("drivers.kerong", "make_cu16"),
     "modbus-relay": ("drivers.modbus_relay", "make_modbus_relay"),
+    "generic-8a": ("drivers.generic8a", "make_generic8a"),
     "gpio": ("drivers.gpio", "make_gpio"),
 }
 
