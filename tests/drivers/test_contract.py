@@ -1,9 +1,10 @@
 """One contract, every driver: what the domain relies on from any lock board.
 
-Runs against the in-process simulated board, the Kerong CU48 and CU16 and
-the Modbus relay drivers over real ptys against the byte-level simulator,
+Runs against the in-process simulated board, the Kerong CU48 and CU16, the
+Modbus relay and the generic 8A drivers over real ptys against the byte-level simulator,
 the GPIO driver on gpiozero's MockFactory, and a real board when
-LOCKER_TEST_PORT (and LOCKER_TEST_DRIVER, default kerong-cu48) are set.
+LOCKER_TEST_PORT (and LOCKER_TEST_DRIVER, default kerong-cu48; LOCKER_TEST_ADDRESS,
+default 0; LOCKER_TEST_BAUD, default 19200) are set.
 """
 
 from __future__ import annotations
@@ -42,7 +43,13 @@ def _sim_world() -> Iterator[World]:
 def _pty_world(driver: str, channels: int) -> Iterator[World]:
     sim = SimBoard("p0", channels=channels, door_close_s=0)
     device: object
-    if driver == "modbus-relay":
+    baud = 19200
+    if driver == "generic-8a":
+        from simulator.generic8a import Generic8aSim
+
+        address, baud = 1, 9600  # DIP addresses start at 1; the boards' factory rate
+        device = Generic8aSim({address: sim}, baud=baud)
+    elif driver == "modbus-relay":
         from simulator.modbus import ModbusRelaySim
 
         address = 1
@@ -57,7 +64,7 @@ def _pty_world(driver: str, channels: int) -> Iterator[World]:
         name="p0",
         driver=driver,
         port=path,
-        baud=19200,
+        baud=baud,
         address=address,
         channels=channels,
         timeout_ms=100,
@@ -127,7 +134,11 @@ def _real_world() -> Iterator[World]:
     port = os.environ["LOCKER_TEST_PORT"]
     driver = os.environ.get("LOCKER_TEST_DRIVER", "kerong-cu48")
     cfg = BoardConfig(
-        name="real", driver=driver, port=port, baud=int(os.environ.get("LOCKER_TEST_BAUD", "19200"))
+        name="real",
+        driver=driver,
+        port=port,
+        baud=int(os.environ.get("LOCKER_TEST_BAUD", "19200")),
+        address=int(os.environ.get("LOCKER_TEST_ADDRESS", "0")),
     )
     board = make_board(cfg)
 
@@ -136,7 +147,12 @@ def _real_world() -> Iterator[World]:
 
     try:
         yield World(
-            board, cfg.channels or 48, person, person, person, settle=lambda: time.sleep(0.5)
+            board,
+            getattr(board, "channels", cfg.channels or 48),  # the driver's default count
+            person,
+            person,
+            person,
+            settle=lambda: time.sleep(0.5),
         )
     finally:
         board.close()
@@ -148,6 +164,7 @@ WORLDS: dict[str, Callable[[], Iterator[World]]] = {
     "kerong-cu48": lambda: _pty_world("kerong-cu48", 48),
     "kerong-cu16": lambda: _pty_world("kerong-cu16", 16),
     "modbus-relay": lambda: _pty_world("modbus-relay", 8),
+    "generic-8a": lambda: _pty_world("generic-8a", 8),
     "gpio": _gpio_world,
 }
 if os.environ.get("LOCKER_TEST_PORT"):
