@@ -152,9 +152,15 @@ class SerialScanner:
 
     def _read(self, dev: serial.Serial) -> None:
         while not self._stop.is_set():
-            data = dev.read(512)
+            # Wake on the first byte, then take what else has come: a line is handed over
+            # the moment its end is in. (Reading a block waited out the port's timeout,
+            # up to 100 ms, on every scan.) The timeout only lets stop() be seen.
+            data = dev.read(1)
             if not data:
                 continue
+            waiting = dev.in_waiting
+            if waiting:
+                data += dev.read(waiting)
             for line in self._splitter.feed(data):
                 self._deliver(line)
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
+import serial
 
 from drivers.scanner import MAX_LINE, LineSplitter, SerialScanner
 from simulator.scanner import SimScanner
@@ -102,3 +105,47 @@ def test_half_a_line_left_waiting_is_dropped_not_joined_to_the_next() -> None:
     assert s.feed(b"9999", now=20.0) == []  # then nothing: noise, or a cable pulled
     assert s.feed(b"87654321\r\n", now=25.0) == ["87654321"]
     assert s.dropped == 1
+
+
+class OneScanPort:
+    """A port holding one scanned line and nothing after it. A read asking for more bytes
+    than have come would sit out the port's timeout: the first such read notes how many
+    codes had been handed over by then."""
+
+    def __init__(self, data: bytes, codes: list[str]) -> None:
+        self.buf = bytearray(data)
+        self.codes = codes
+        self.out_at_first_wait: int | None = None
+        self.waited = threading.Event()
+
+    @property
+    def in_waiting(self) -> int:
+        return len(self.buf)
+
+    def read(self, size: int = 1) -> bytes:
+        if size > len(self.buf):
+            if self.out_at_first_wait is None:
+                self.out_at_first_wait = len(self.codes)
+                self.waited.set()
+            time.sleep(0.01)  # the timeout, shortened
+        got = bytes(self.buf[:size])
+        del self.buf[:size]
+        return got
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_line_is_handed_over_before_waiting_for_more_bytes() -> None:
+    codes: list[str] = []
+    port = OneScanPort(b"12345678\r\n", codes)
+    reader = SerialScanner(
+        "fake", 9600, codes.append, opener=lambda p, b: cast(serial.Serial, port)
+    )
+    reader.start()
+    try:
+        assert port.waited.wait(5)
+    finally:
+        reader.stop()
+    assert codes == ["12345678"]
+    assert port.out_at_first_wait == 1  # not held back until the read's timeout
