@@ -97,7 +97,7 @@ def scanned_codes(cabinet: Cabinet, platform: PlatformSim) -> list[float]:
             assert reply["ok"], reply
             res = reply["result"]
             deposit[order] = (res["compartments"][0]["number"], res["deposit_code"])
-        for number, code in deposit.values():
+        for _, code in deposit.values():
             times.append(scan_and_time(cabinet, sim, f"locker:{LOCKER}:deposit:{code}"))
             time.sleep(random.uniform(0.01, 0.05))  # codes land at any phase of the poll
         settle()
@@ -105,7 +105,7 @@ def scanned_codes(cabinet: Cabinet, platform: PlatformSim) -> list[float]:
             cabinet.run(f"close {number}")
         deposited = wait_events(platform, "deposited", set(deposit))
         settle()
-        for order, ev in deposited.items():
+        for ev in deposited.values():
             times.append(scan_and_time(cabinet, sim, ev["pickup_qr"]))
             time.sleep(random.uniform(0.01, 0.05))
         settle()
