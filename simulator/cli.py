@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_boards.add_argument("--cu16", type=int, help="Kerong CU16 boards on one bus (default: 0)")
     p_boards.add_argument("--modbus", type=int, help="Modbus relay boards on one bus (default: 0)")
+    p_boards.add_argument(
+        "--generic8a", type=int, help="generic 8A boards (8 channels) on one bus (default: 0)"
+    )
     p_boards.add_argument("--no-scanner", action="store_true", help="no serial scanner")
     p_boards.add_argument(
         "--door-close-s",
@@ -109,14 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         # Imported here: the demo needs none of the byte-level simulators.
         from simulator.console import main_boards  # noqa: PLC0415
 
-        counts = (args.cu48, args.cu16, args.modbus)
+        counts = (args.cu48, args.cu16, args.modbus, args.generic8a)
         # One CU48 only when no board is asked for: `--cu16 1` means a CU16 cabinet.
-        cu48, cu16, modbus = (1, 0, 0) if counts == (None, None, None) else (c or 0 for c in counts)
+        none_asked = all(c is None for c in counts)
+        cu48, cu16, modbus, generic8a = (1, 0, 0, 0) if none_asked else (c or 0 for c in counts)
         return main_boards(
             args.dir,
             cu48=cu48,
             cu16=cu16,
             modbus=modbus,
+            generic8a=generic8a,
             scanner=not args.no_scanner,
             door_close_s=args.door_close_s,
             scenario=args.scenario,

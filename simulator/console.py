@@ -1,6 +1,6 @@
 """`locker-sim boards`: simulated lock boards and a scanner on ptys, for technicians.
 
-Starts byte-level simulated boards (Kerong CU48, CU16, Modbus relay) and a
+Starts byte-level simulated boards (Kerong CU48, CU16, Modbus relay, generic 8A) and a
 simulated serial scanner (or a camera: a folder of frames), writes a
 ready-to-run daemon configuration that points at their ptys, and then takes
 commands — typed, or from a scenario file — to act as the world around the
@@ -136,6 +136,7 @@ class Cabinet:
         locker_id: str = "store-001-a",
         camera: bool = False,
         mqtt_port: int | None = None,
+        generic8a: int = 0,
     ) -> None:
         folder = folder.resolve()
         self.folder = folder
@@ -149,15 +150,21 @@ class Cabinet:
         boards_toml: list[str] = []
         comps_toml: list[str] = []
         number = 1
-        plan = [("kerong-cu48", cu48, 48), ("kerong-cu16", cu16, 16), ("modbus-relay", modbus, 8)]
+        plan = [
+            ("kerong-cu48", cu48, 48),
+            ("kerong-cu16", cu16, 16),
+            ("modbus-relay", modbus, 8),
+            ("generic-8a", generic8a, 8),  # the 8-channel board of the worked example
+        ]
         for driver, count, channels in plan:
             if not count:
                 continue
             boards: dict[int, SimBoard] = {}
-            bus_baud = 9600 if driver == "modbus-relay" else baud
+            # Relay and 8A boards leave the factory at 9600; 8A DIP addresses start at 1.
+            bus_baud = 9600 if driver in ("modbus-relay", "generic-8a") else baud
             names: dict[str, int] = {}
             for i in range(count):
-                address = i + 1 if driver == "modbus-relay" else i
+                address = i + 1 if driver in ("modbus-relay", "generic-8a") else i
                 name = f"{driver.split('-')[-1]}-{address}"
                 sim = SimBoard(name, channels=channels, door_close_s=door_close_s)
                 boards[address] = sim
@@ -168,6 +175,10 @@ class Cabinet:
                 from simulator.modbus import ModbusRelaySim  # noqa: PLC0415 - only when asked
 
                 device = ModbusRelaySim(boards, baud=bus_baud)
+            elif driver == "generic-8a":
+                from simulator.generic8a import Generic8aSim  # noqa: PLC0415 - only when asked
+
+                device = Generic8aSim(boards, baud=bus_baud)
             else:
                 device = KerongSim(driver.split("-")[-1], boards, baud=bus_baud)
             self.buses.append(SimBus(device, driver, names))
@@ -470,6 +481,7 @@ def main_boards(
     cu48: int,
     cu16: int,
     modbus: int,
+    generic8a: int = 0,
     scanner: bool,
     door_close_s: float,
     scenario: str | None,
@@ -504,6 +516,7 @@ def main_boards(
         locker_id=locker_id,
         camera=camera,
         mqtt_port=mqtt_port,
+        generic8a=generic8a,
     )
     try:
         out.write(
