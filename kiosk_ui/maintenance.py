@@ -7,18 +7,18 @@ and the service toggle; every board on a line of its own with its error count,
 and the last frames of the selected compartment's board; the platform link and
 the outbox; recent alarms and events, each naming its board or compartment; the
 software version. Everything comes from lockerd's `diagnostics` request with
-the session token; the screen closes itself after two idle minutes so it is
-never left open for the next shopper.
+the session token, sent through the app's request worker (the screen keeps
+drawing while lockerd answers); the screen closes itself after two idle minutes
+so it is never left open for the next shopper.
 
 Imported only once Kivy's window is configured (see `app.build_app`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kivy.clock import Clock
 from kivy.uix.boxlayout import BoxLayout
@@ -31,6 +31,10 @@ from kivy.utils import escape_markup
 
 from kiosk_ui.audit import audit_row, frame, local_time, named
 from kiosk_ui.client import ApiUnavailable
+from kiosk_ui.worker import Failure, Result
+
+if TYPE_CHECKING:
+    from kiosk_ui.kiosk import KioskApp
 
 IDLE_S = 120.0
 LARGE_GRID = 48
@@ -82,12 +86,20 @@ def cell_text_colour(background: tuple[float, ...], door_open: bool) -> tuple[fl
     return max((LIGHT_TEXT, DARK_TEXT), key=lambda c: contrast(c, background))
 
 
-class MaintenanceScreen(Screen):  # type: ignore[misc]
-    def __init__(self, app: Any, **kwargs: Any) -> None:
+def _ignore(_reply: Result | Failure) -> None:
+    """A logout's reply: if lockerd cannot be told, the session ends by itself on its side."""
+
+
+class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
+    """The technician's screen: diagnostics refreshed each second, test-open, service."""
+
+    def __init__(self, app: KioskApp, **kwargs: Any) -> None:
         super().__init__(name="maintenance", **kwargs)
         self.app = app
         self.token: str | None = None
         self.diag: dict[str, Any] = {}
+        self.fetching = False  # diagnostics asked for: the next refresh waits for them
+        self.acting = False  # a test-open or service change is with lockerd
         self.selected: int | None = None
         self.cells: dict[int, Button] = {}
         self.last_touch = time.monotonic()
@@ -139,6 +151,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
         self.selected = None
         self.notice = None
         self.confirming = None
+        self.acting = False
         self.last_touch = time.monotonic()
         self.refresh(0)
         Clock.schedule_interval(self.refresh, REFRESH_S)
@@ -146,9 +159,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
     def leave(self) -> None:
         Clock.unschedule(self.refresh)
         if self.token is not None:
-            # If lockerd cannot be told, the session ends by itself on its side.
-            with contextlib.suppress(ApiUnavailable, ValueError):
-                self.app.api.request("logout", token=self.token)
+            self.app.worker.request("logout", _ignore, _ignore, token=self.token)
         self.token = None
         self.diag = {}
         self.app.show("welcome")
@@ -163,18 +174,30 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
         if time.monotonic() - self.last_touch > IDLE_S:
             self.leave()
             return
-        try:
-            self.diag = self.app.api.request("diagnostics", token=self.token)
-        except ApiUnavailable:
-            self.app.show("offline")
-            Clock.unschedule(self.refresh)
-            self.token = None
+        if self.fetching:  # a slow lockerd gets one request at a time, not a queue of them
             return
-        except ValueError:  # the session ended (lockerd restarted, or timed out)
-            self.token = None
-            self.leave()
-            return
-        self.render()
+        self.fetching = True
+        token = self.token
+
+        def fetched(diag: Result) -> None:
+            self.fetching = False
+            if self.token == token:  # not left (or left and entered again) meanwhile
+                self.diag = diag
+                self.render()
+
+        def failed(exc: Failure) -> None:
+            self.fetching = False
+            if self.token != token:
+                return
+            if isinstance(exc, ApiUnavailable):
+                self.app.show("offline")
+                Clock.unschedule(self.refresh)
+                self.token = None
+            else:  # the session ended (lockerd restarted, or timed out)
+                self.token = None
+                self.leave()
+
+        self.app.worker.request("diagnostics", fetched, failed, token=token)
 
     # -- actions -----------------------------------------------------------------------
 
@@ -185,18 +208,29 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
         self.render()
 
     def _act(self, op: str, done_key: str, **fields: Any) -> None:
-        try:
-            self.app.api.request(op, token=self.token, compartment=self.selected, **fields)
-            self.notice = (done_key, {"number": self.selected})
-        except ApiUnavailable:
-            self.notice = ("offline", {})
-        except ValueError:  # lockerd's reason is English: the screen says it generically
-            self.notice = ("action_refused", {})
-        self.refresh(0)
+        number = self.selected
+        self.acting = True
+        self.notice = ("please_wait", {})
+        self.render()
+
+        def done(_result: Result) -> None:
+            self.acting = False
+            self.notice = (done_key, {"number": number})
+            self.refresh(0)
+
+        def failed(exc: Failure) -> None:
+            self.acting = False
+            # lockerd's reason is English: the screen says it generically.
+            self.notice = (
+                ("offline", {}) if isinstance(exc, ApiUnavailable) else ("action_refused", {})
+            )
+            self.refresh(0)
+
+        self.app.worker.request(op, done, failed, token=self.token, compartment=number, **fields)
 
     def do_test_open(self) -> None:
         comp = self._compartment(self.selected)
-        if comp is None:
+        if comp is None or self.acting:  # one action at a time: a second tap is not queued
             return
         if comp["state"] not in EMPTY_STATES and self.confirming != comp["number"]:
             # A loaded compartment opened by mistake is an order out in the open.
@@ -209,7 +243,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]
 
     def do_toggle_service(self) -> None:
         comp = self._compartment(self.selected)
-        if comp is not None:
+        if comp is not None and not self.acting:
             now_in = not comp["in_service"]
             self._act(
                 "set_service",

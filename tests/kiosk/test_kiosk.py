@@ -40,66 +40,78 @@ def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]
 
     @step
     def welcome_zh() -> None:
-        seen["welcome_zh"] = app.widgets["title"].text
+        seen["welcome_zh"] = app.widgets.title.text
         check("01-welcome-zh")
 
     @step
     def switch_language() -> None:
-        tap(app.widgets["language"])
+        tap(app.widgets.language)
 
     @step
     def welcome_en() -> None:
-        seen["welcome_en"] = app.widgets["title"].text
+        seen["welcome_en"] = app.widgets.title.text
         check("02-welcome-en")
-        tap(app.widgets["type_code"])
+        tap(app.widgets.type_code)
 
     @step
     def type_wrong() -> None:
         for digit in "12345678":
-            tap(app.widgets["keys"][digit])
-        seen["shown"] = app.widgets["shown"].text
+            tap(app.widgets.keys[digit])
+        seen["shown"] = app.widgets.shown.text
 
     @step
     def keypad_shot() -> None:  # a frame later, so the dots are drawn
         check("03-keypad")
-        tap(app.widgets["keys"]["ok"])
+        tap(app.widgets.keys["ok"])
 
     @step
-    def wrong_result() -> None:
-        seen["wrong"] = app.widgets["result"].text
+    def wrong_result() -> bool:
+        if app.sm.current != "result":  # lockerd's reply comes back a frame later
+            return False
+        seen["wrong"] = app.widgets.result.text
         check("04-wrong-code")
         app.show("keypad")
+        return True
 
     @step
     def type_right() -> None:
         for digit in deposit_code:
-            tap(app.widgets["keys"][digit])
-        tap(app.widgets["keys"]["ok"])
+            tap(app.widgets.keys[digit])
+        tap(app.widgets.keys["ok"])
 
     @step
-    def opened() -> None:
-        seen["opened"] = app.widgets["result"].text
+    def opened() -> bool:
+        if app.sm.current != "result":
+            return False
+        seen["opened"] = app.widgets.result.text
         seen["door"] = board.is_open(1)
         check("05-compartment-open")
         app.toggle_language()  # back to Chinese
+        return True
 
-    def to_keypad() -> None:
+    def to_keypad() -> bool:
+        if app.sm.current != "result":  # the last code's reply first
+            return False
         app.show("keypad")
+        return True
 
     def one_wrong_code() -> None:  # one screen change a frame, as a person's taps come
         for digit in "99999999":
-            tap(app.widgets["keys"][digit])
-        tap(app.widgets["keys"]["ok"])
+            tap(app.widgets.keys[digit])
+        tap(app.widgets.keys["ok"])
 
     for _ in range(6):  # the first wrong code was typed above: six more lock the keypad
         step(to_keypad)
         step(one_wrong_code)
 
     @step
-    def throttled_zh() -> None:
-        seen["throttled"] = app.widgets["result"].text
+    def throttled_zh() -> bool:
+        if app.sm.current != "result":
+            return False
+        seen["throttled"] = app.widgets.result.text
         seen["throttled_screen"] = app.sm.current
         check("06-throttled-zh")
+        return True
 
     @step
     def daemon_goes_away() -> None:
@@ -109,10 +121,13 @@ def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]
         app.check_daemon(0)
 
     @step
-    def out_of_service() -> None:
-        seen["offline"] = app.widgets["offline"].text
+    def out_of_service() -> bool:
+        if app.sm.current != "offline":  # the health check's reply comes a frame later
+            return False
+        seen["offline"] = app.widgets.offline.text
         seen["offline_screen"] = app.sm.current
         check("07-out-of-service-zh")
+        return True
 
     @step
     def daemon_is_back() -> None:

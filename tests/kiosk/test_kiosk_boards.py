@@ -106,14 +106,14 @@ def test_every_board_shows_and_the_unplugged_one_is_named(
             return False
         cu48.open_door(seen["loaded"])
         boards["modbus-1"].offline = True
-        tap(app.widgets["maintenance"])
+        tap(app.widgets.maintenance)
         return True
 
     @step
     def pin() -> None:
         for digit in PIN:
-            tap(app.widgets["keys"][digit])
-        tap(app.widgets["keys"]["ok"])
+            tap(app.widgets.keys[digit])
+        tap(app.widgets.keys["ok"])
 
     @step
     def maintenance_screen() -> bool:

@@ -42,13 +42,13 @@ def test_a_large_cabinet_fits_the_maintenance_screen(
 
     @step
     def to_maintenance() -> None:
-        tap(app.widgets["maintenance"])
+        tap(app.widgets.maintenance)
 
     @step
     def pin() -> None:
         for digit in PIN:
-            tap(app.widgets["keys"][digit])
-        tap(app.widgets["keys"]["ok"])
+            tap(app.widgets.keys[digit])
+        tap(app.widgets.keys["ok"])
 
     @step
     def grid() -> bool:

@@ -59,7 +59,7 @@ def test_staff_scanners_and_maintenance(
 ) -> None:
     running, board, frames = daemon
     locker = running.locker
-    monkeypatch.setattr("kiosk_ui.app.REMINDER_SECONDS", 1.5)  # 20 s on the cabinet
+    monkeypatch.setattr("kiosk_ui.kiosk.REMINDER_SECONDS", 1.5)  # 20 s on the cabinet
     first, second = reserve_on_loop(locker, "SO-S1"), reserve_on_loop(locker, "SO-S2")
 
     from kivy.core.window import Window
@@ -67,7 +67,7 @@ def test_staff_scanners_and_maintenance(
     from kiosk_ui.app import build_app
 
     app = build_app(str(locker.config.api.socket), lang="zh")
-    w: dict[str, Any] = {}
+    w = app.widgets
     seen: dict[str, Any] = {"overflow": {}}
     step = Steps(app)
 
@@ -76,37 +76,36 @@ def test_staff_scanners_and_maintenance(
         shot(name)
 
     def result() -> str:
-        return str(app.widgets["result"].text)
+        return str(app.widgets.result.text)
 
     @step
     def to_staff() -> None:
-        w.update(app.widgets)
-        tap(w["staff"])
+        tap(w.staff)
 
     @step
     def staff_screen() -> None:
-        seen["staff_screen"] = (app.sm.current, w["staff_title"].text)
+        seen["staff_screen"] = (app.sm.current, w.staff_title.text)
         check("08-staff-zh")
-        tap(w["staff_type"])
+        tap(w.staff_type)
 
     @step
     def staff_types_the_deposit_code() -> None:
-        seen["staff_prompt"] = w["prompt"].text
+        seen["staff_prompt"] = w.prompt.text
         for digit in first:
-            tap(w["keys"][digit])
-        tap(w["keys"]["ok"])
+            tap(w.keys[digit])
+        tap(w.keys["ok"])
 
     @step
     def doors_open_for_the_staff() -> bool:
-        if not board.is_open(1):
+        if not board.is_open(1) or app.sm.current != "result":
             return False
-        seen["staff_result"] = (result(), w["note"].text)
+        seen["staff_result"] = (result(), w.note.text)
         check("09-staff-deposit-zh")
         return True
 
     @step
     def a_reminder_while_the_door_stays_open() -> bool:
-        if w["note"].text != ZH["close_reminder"].format(numbers=1):
+        if w.note.text != ZH["close_reminder"].format(numbers=1):
             return False
         check("16-close-the-door-zh")
         board.close_door(1)
@@ -132,7 +131,7 @@ def test_staff_scanners_and_maintenance(
 
     @step
     def the_scanned_code_opened_a_door() -> bool:
-        if not board.is_open(2):
+        if not board.is_open(2) or result() != ZH["opened_deposit"].format(numbers=2):
             return False
         seen["scanned"] = result()
         board.close_door(2)
@@ -142,16 +141,16 @@ def test_staff_scanners_and_maintenance(
     def done_then_welcome_in_english() -> bool:
         if result() != ZH["thanks"]:
             return False
-        tap(w["done"])  # back to the staff screen
+        tap(w.done)  # back to the staff screen
         return True
 
     @step
     def leave_staff() -> None:
-        tap(w["staff_back"])
+        tap(w.staff_back)
 
     @step
     def english() -> None:
-        tap(w["language"])
+        tap(w.language)
 
     @step
     def shopper_shows_the_qr_to_the_camera() -> bool:
@@ -175,42 +174,42 @@ def test_staff_scanners_and_maintenance(
     def collected() -> bool:
         if result() != EN["thanks"]:
             return False
-        tap(w["done"])
+        tap(w.done)
         return True
 
     @step
     def a_wrong_pin_first() -> None:
-        tap(w["maintenance"])
+        tap(w.maintenance)
 
     @step
     def type_a_wrong_pin() -> None:
         for digit in "11111111":
-            tap(w["keys"][digit])
-        tap(w["keys"]["ok"])
+            tap(w.keys[digit])
+        tap(w.keys["ok"])
 
     @step
     def the_pin_is_refused_with_the_attempts_left() -> bool:
         if result() != EN["pin_refused"]:
             return False
-        seen["pin_note"] = w["note"].text
-        tap(w["done"])
+        seen["pin_note"] = w.note.text
+        tap(w.done)
         return True
 
     @step
     def maintenance_pin() -> bool:
         if app.sm.current != "welcome":
             return False
-        tap(w["maintenance"])
+        tap(w.maintenance)
         return True
 
     @step
     def type_the_pin() -> None:
-        seen["pin_prompt"] = w["prompt"].text
+        seen["pin_prompt"] = w.prompt.text
         seen["pin_shown"] = None
         for digit in PIN:
-            tap(w["keys"][digit])
-        seen["pin_shown"] = w["shown"].text
-        tap(w["keys"]["ok"])
+            tap(w.keys[digit])
+        seen["pin_shown"] = w.shown.text
+        tap(w.keys["ok"])
 
     @step
     def maintenance_screen() -> bool:
@@ -265,7 +264,7 @@ def test_staff_scanners_and_maintenance(
         seen["after_exit"] = app.sm.current
         seen["token_after_exit"] = app.maintenance.token
         check("14-welcome-1024x600-en")
-        tap(w["type_code"])
+        tap(w.type_code)
 
     @step
     def keypad_at_1024() -> None:

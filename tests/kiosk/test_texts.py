@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from kiosk_ui.app import describe
 from kiosk_ui.audit import action_text, audit_row, named
 from kiosk_ui.i18n import LANGUAGES, ONE, Texts, load
+from kiosk_ui.results import describe
 from locker.model import Door
 
 LOCKER = Path(__file__).resolve().parents[2] / "locker"
