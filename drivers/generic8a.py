@@ -18,7 +18,7 @@ the other way are `hook_sense = "inverted"`, as for Kerong.
 Whether the board answers an unlock is not documented; some are reported to
 echo a five-byte `8A BB CH ST X`. The driver assumes no reply, as for the
 Kerong CU48, and the caller confirms the unlock by reading the doors; it does
-wait out the reply timeout for a possible echo, so that an echo can never run
+wait out the reply timeout for a possible echo, so that an echo sent within it cannot run
 into the next read-all reply.
 """
 
