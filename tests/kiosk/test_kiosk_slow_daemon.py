@@ -1,0 +1,149 @@
+"""The screen never waits on lockerd's socket: against a stand-in lockerd that holds a
+code's reply back, Kivy's clock keeps ticking, "please wait" shows, and the reply is
+shown once it comes."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kiosk_helpers import Steps, display, tap  # noqa: F401 (a fixture)
+
+from kiosk_ui.i18n import load
+
+EN = load("en")
+FRAMES_WHILE_HELD = 30  # frames drawn while the code's reply is held back
+
+
+class SlowLockerd:
+    """lockerd's local API on a real Unix socket, answering every request at once except
+    `code`, whose reply waits until the test calls `answer_code`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.codes: list[dict[str, Any]] = []
+        self.code_received = threading.Event()
+        self._answer = threading.Event()
+        self._stop = threading.Event()
+        self._conns: list[socket.socket] = []
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(str(path))
+        self._server.listen()
+        self._server.settimeout(0.05)  # the accept loop looks at the stop flag this often
+        self._threads = [threading.Thread(target=self._accept, name="slow-lockerd")]
+        self._threads[0].start()
+
+    def answer_code(self) -> None:
+        self._answer.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._answer.set()
+        for conn in self._conns:
+            with contextlib.suppress(OSError):  # the kiosk closed it already
+                conn.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._server.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            self._conns.append(conn)
+            thread = threading.Thread(target=self._serve, args=(conn,), name="slow-lockerd-conn")
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rb") as lines:
+            for line in lines:
+                request = json.loads(line)
+                result: dict[str, Any] = {}
+                if request["op"] == "code":
+                    self.codes.append(request)
+                    self.code_received.set()
+                    self._answer.wait()
+                    result = {"outcome": "wrong", "attempts_left": 4, "reason": None}
+                elif request["op"] == "subscribe":
+                    result = {"compartments": []}
+                reply = {"id": request["id"], "ok": True, "result": result}
+                with contextlib.suppress(OSError):  # the kiosk stopped meanwhile
+                    conn.sendall(json.dumps(reply).encode() + b"\n")
+
+
+@pytest.fixture
+def lockerd(tmp_path: Path) -> Iterator[SlowLockerd]:
+    server = SlowLockerd(tmp_path / "api.sock")
+    yield server
+    server.close()
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("display")
+def test_the_screen_keeps_drawing_while_lockerd_holds_a_reply_back(
+    lockerd: SlowLockerd,
+) -> None:
+    from kivy.clock import Clock
+
+    from kiosk_ui.app import build_app
+
+    app = build_app(str(lockerd.path), lang="en")
+    frames = [0]
+    seen: dict[str, Any] = {}
+    step = Steps(app)
+
+    def count(_dt: float) -> None:
+        frames[0] += 1
+
+    ticking = Clock.schedule_interval(count, 0)  # once every frame Kivy draws
+
+    @step
+    def to_keypad() -> None:
+        tap(app.widgets.type_code)
+
+    @step
+    def type_a_code() -> None:
+        for digit in "12345678":
+            tap(app.widgets.keys[digit])
+        tap(app.widgets.keys["ok"])
+
+    @step
+    def lockerd_has_the_code() -> bool:
+        if not lockerd.code_received.is_set():
+            return False
+        seen["frame_at_request"] = frames[0]
+        return True
+
+    @step
+    def the_screen_says_please_wait_and_keeps_drawing() -> bool:
+        if app.sm.current != "wait" or frames[0] < seen["frame_at_request"] + FRAMES_WHILE_HELD:
+            return False
+        seen["wait_text"] = app.widgets.wait.text
+        seen["frames_while_held"] = frames[0] - seen["frame_at_request"]
+        seen["codes_while_held"] = len(lockerd.codes)
+        lockerd.answer_code()
+        return True
+
+    @step
+    def the_reply_is_shown() -> bool:
+        if app.sm.current != "result":
+            return False
+        seen["result"] = app.widgets.result.text
+        return True
+
+    step.run()
+    ticking.cancel()
+    assert seen["frames_while_held"] >= FRAMES_WHILE_HELD
+    assert seen["wait_text"] == EN["please_wait"]
+    assert seen["codes_while_held"] == 1
+    assert seen["result"] == "Wrong code. 4 attempts left"
+    assert [c["text"] for c in lockerd.codes] == ["12345678"]
