@@ -18,8 +18,9 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
+import serial
 from pymodbus.client import ModbusSerialClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
@@ -70,6 +71,54 @@ class Refused(ModbusException):
         super().__init__(f"{what}: the board refused it ({name}, code {code})")
 
 
+class LengthFramedClient(ModbusSerialClient):
+    """pymodbus's serial client, reading each reply up to the length its first bytes give.
+
+    pymodbus 3.16 finds the end of a reply by polling the input count every four
+    character times until it stops growing: 6-10 ms after the last byte at 9600 baud, on
+    every exchange. A reply's length follows from its id, function code and byte count
+    (pymodbus's own PDU classes know it), so the read waits in select() for exactly those
+    bytes and returns as the last one arrives. A reply that stops short waits out the
+    timeout, as a missing one does, and is retried. An unknown function code (line noise
+    in front of a reply) falls back to pymodbus's framing by silence.
+    """
+
+    HEAD = 3  # id, function code, byte count (or the first data byte): enough to size any reply
+
+    def recv(self, size: int | None) -> bytes:
+        port = self.socket
+        if size is not None or port is None:
+            return super().recv(size)
+        frame = b""
+        try:
+            while True:
+                missing = self._missing(frame)
+                if missing is None:
+                    return frame + super().recv(None)
+                if not missing:
+                    return frame
+                chunk = port.read(missing)
+                if not chunk:  # the timeout: what came (if anything) goes to the framer
+                    return frame
+                frame += chunk
+        except (OSError, serial.SerialException):
+            self.close()  # type: ignore[no-untyped-call]  # reopened by the next request
+            raise ConnectionException(str(self)) from None
+
+    def _missing(self, frame: bytes) -> int | None:
+        """Bytes still to come of the reply that starts `frame` (None: no way to tell)."""
+        if len(frame) < self.HEAD:
+            return self.HEAD - len(frame)
+        pdu_class = self.framer.decoder.lookupPduClass(frame)
+        if pdu_class is None:
+            return None
+        try:
+            size = pdu_class.calculateRtuFrameSize(frame)
+        except ModbusException:  # a class that does not say its RTU size
+            return None
+        return max(0, size - len(frame)) if size else None
+
+
 class ModbusLine:
     """One serial port with its pymodbus client, shared by the boards on it."""
 
@@ -86,7 +135,7 @@ class ModbusLine:
         self.gap_s = 3.5 * 11 / baud if baud <= 19200 else 0.00175
         self._lock = threading.Lock()
         self._last_io = 0.0
-        self.client = ModbusSerialClient(
+        self.client = LengthFramedClient(
             port,
             framer=FramerType.RTU,
             baudrate=baud,
@@ -99,8 +148,8 @@ class ModbusLine:
         self.frames.append(f"{time.time():.3f} {'>' if sending else '<'} {data.hex(' ')}")
         if sending:
             self.last_sent, self.last_received = data, b""
-        else:  # a reply may come in more than one read
-            self.last_received += data
+        else:  # pymodbus hands over everything received so far for this reply
+            self.last_received = data
         return data
 
     def close(self) -> None:

@@ -71,9 +71,10 @@ def test_two_slaves_and_the_silent_interval(
         assert b1.read_doors()[8] is False
         assert b2.read_doors()[8] is True
     gaps = [b - a for a, b in zip(device.arrivals, device.arrivals[1:], strict=False)]
-    # request 8 bytes + reply 6 bytes on the wire, plus 3.5 characters of silence
-    char = 11 / 9600
-    assert min(gaps) >= (8 + 6 + 3.5) * char * 0.95
+    # request 8 bytes + reply 6 bytes on the wire (ten bits each at 8N1, as the simulator
+    # takes them), plus 3.5 characters of silence (eleven-bit characters, as Modbus counts)
+    wire, silence = (8 + 6) * 10 / 9600, 3.5 * 11 / 9600
+    assert min(gaps) >= (wire + silence) * 0.95
 
 
 def test_faults_are_retried_then_reported(
@@ -158,3 +159,18 @@ def test_the_last_board_on_a_line_closes_the_port(
     assert device.path not in modbus_relay._lines
     b3 = board(device, 1)  # a new board gets a new line
     assert b3.line is not b2.line and b3.read_doors()[1] is False
+
+
+def test_a_reply_in_two_pieces_is_one_reply(
+    bus: tuple[ModbusRelaySim, dict[int, SimBoard]],
+) -> None:
+    device, sims = bus
+    b1 = board(device)
+    device.faults.split = True  # each reply in two halves with a pause between
+    before = len(device.received)
+    b1.unlock(5)
+    pulse = bytes.fromhex("01 05 02 04 00 07")
+    assert device.received[before:] == [pulse + crc16(pulse)]  # echoed whole: sent once
+    assert b1.line.last_received == pulse + crc16(pulse)
+    assert b1.read_doors()[5] is True
+    assert sims[1].is_open(5)
