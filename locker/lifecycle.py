@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from locker import orders
 from locker.clock import rfc3339
 from locker.codes import qr_text
 from locker.model import OrderState, Purpose
+from locker.orders import OrderEvent
 from locker.storage import Transaction
 
 if TYPE_CHECKING:
@@ -48,8 +50,7 @@ class Lifecycle:
                 "UPDATE orders SET deposited_at=?, pickup_until=?, reminder_sent=? WHERE pk=?",
                 (now, pickup_until, int(reminder_due <= now), order_pk),
             )
-            self.svc.set_state(tx, order_pk, OrderState.LOADED, now, stage="deposited")
-            self.svc.doors.reset_phase(tx, order_pk)
+            orders.apply(tx, order_pk, OrderEvent.DEPOSITED, now, self.svc.doors)
             code = self.svc.new_code(
                 tx, order_pk, "pickup", self.svc.config.rules.pickup_code_digits
             )
@@ -73,9 +74,7 @@ class Lifecycle:
                 "UPDATE orders SET opened_at=?, closed_at=?, method=? WHERE pk=?",
                 (times["o"], times["c"], method, order_pk),
             )
-            self.svc.set_state(tx, order_pk, OrderState.COLLECTED, now)
-            self.svc.kill_codes(tx, order_pk)
-            self.svc.free(tx, order_pk)
+            orders.apply(tx, order_pk, OrderEvent.COLLECTED, now, self.svc.doors)
             tx.audit(now, method, "picked_up", order_id)
             self.svc.emit(
                 tx,
@@ -96,9 +95,7 @@ class Lifecycle:
             OrderState.CANCELLED,
         ):
             reason = "expired" if order["state"] == OrderState.EXPIRED else "cancelled"
-            self.svc.set_state(tx, order_pk, OrderState.RETRIEVED, now)
-            self.svc.kill_codes(tx, order_pk)
-            self.svc.free(tx, order_pk)
+            orders.apply(tx, order_pk, OrderEvent.RETRIEVED, now, self.svc.doors)
             tx.audit(now, method, "retrieved", order_id, detail=reason)
             self.svc.emit(
                 tx,
@@ -123,10 +120,7 @@ class Lifecycle:
             ).fetchall():
                 if self.svc.doors.any_door_opened(tx, order["pk"]):
                     continue  # staff are loading it right now
-                self.svc.set_state(tx, order["pk"], OrderState.LAPSED, now)
-                self.svc.kill_codes(tx, order["pk"])
-                self.svc.free(tx, order["pk"])
-                self.svc.doors.abandon_order(tx, order["pk"])
+                orders.apply(tx, order["pk"], OrderEvent.LAPSED, now, self.svc.doors)
                 tx.audit(now, "system", "reservation_lapsed", order["order_id"])
                 self.svc.emit(tx, "reservation_lapsed", {"order_id": order["order_id"]}, now)
             reminder_s = self.svc.config.rules.reminder_before_hours * HOUR
@@ -151,10 +145,7 @@ class Lifecycle:
             ).fetchall():
                 if self.svc.doors.door_open_now(tx, order["pk"]):
                     continue  # the customer is taking it out right now
-                self.svc.set_state(tx, order["pk"], OrderState.EXPIRED, now)
-                self.svc.kill_codes(tx, order["pk"], "pickup")
-                self.svc.doors.abandon_order(tx, order["pk"])
-                self.svc.doors.reset_phase(tx, order["pk"])
+                orders.apply(tx, order["pk"], OrderEvent.EXPIRED, now, self.svc.doors)
                 tx.audit(now, "system", "expired", order["order_id"])
                 self.svc.emit(
                     tx,

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from locker import orders
 from locker.boards import Board, BoardError
 from locker.clock import Clock, rfc3339
 from locker.codes import CodeBook, new_code, qr_text
@@ -33,6 +34,7 @@ from locker.model import (
     OrderState,
     Purpose,
 )
+from locker.orders import OrderEvent
 from locker.rules import RulesConfig, Slot, allocate, check_rules, parse_reserve
 from locker.storage import Store, Transaction
 from locker.throttle import (
@@ -164,16 +166,6 @@ class Service:
             tx.q("DELETE FROM codes WHERE order_pk=?", (order_pk,))
         else:
             tx.q("DELETE FROM codes WHERE order_pk=? AND kind=?", (order_pk, kind))
-
-    def set_state(
-        self, tx: Transaction, order_pk: int, state: OrderState, at: float, stage: str = ""
-    ) -> None:
-        """Move an order to `state`, keeping the time of the stage in its history."""
-        tx.q("UPDATE orders SET state=? WHERE pk=?", (state.value, order_pk))
-        tx.stage(order_pk, stage or state.value, at)
-
-    def free(self, tx: Transaction, order_pk: int) -> None:
-        tx.q("UPDATE compartments SET order_pk=NULL WHERE order_pk=?", (order_pk,))
 
     def emit(self, tx: Transaction, type_: str, fields: Mapping[str, Any], at: float) -> None:
         tx.emit(type_, fields, at)
@@ -320,19 +312,13 @@ class Service:
         with self.store.transaction() as tx:
             order = self.order_or_fail(tx, order_id)
             pk, state = order["pk"], order["state"]
-            if state == OrderState.RESERVED and not self.doors.any_door_opened(tx, pk):
-                self.set_state(tx, pk, OrderState.CANCELLED, now)
+            if state in (OrderState.RESERVED, OrderState.LOADED):
+                # Goods may be inside once a door of it opened: staff must then take them
+                # out with the deposit code.
+                empty = state == OrderState.RESERVED and not self.doors.any_door_opened(tx, pk)
+                event = OrderEvent.CANCELLED_EMPTY if empty else OrderEvent.CANCELLED_WITH_GOODS
+                orders.apply(tx, pk, event, now, self.doors)
                 tx.q("UPDATE orders SET end_reason=? WHERE pk=?", (reason, pk))
-                self.kill_codes(tx, pk)
-                self.free(tx, pk)
-                self.doors.abandon_order(tx, pk)
-            elif state in (OrderState.RESERVED, OrderState.LOADED):
-                # Goods may be inside: staff must take them out with the deposit code.
-                self.set_state(tx, pk, OrderState.CANCELLED, now)
-                tx.q("UPDATE orders SET end_reason=? WHERE pk=?", (reason, pk))
-                self.kill_codes(tx, pk, "pickup")
-                self.doors.abandon_order(tx, pk)
-                self.doors.reset_phase(tx, pk)
             tx.audit(now, actor, "cancel", order_id, detail=reason[:200])
             new_state = tx.one("SELECT state FROM orders WHERE pk=?", (pk,))
             assert new_state is not None
