@@ -8,7 +8,7 @@ Imported only once Kivy's window is configured (see `app.build_app`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.button import Button
@@ -55,6 +55,37 @@ class Widgets:
     # please wait, out of service
     wait: Label
     offline: Label
+
+
+# What each screen's builder hands back: checked against `Widgets` where they meet.
+class _Welcome(TypedDict):
+    title: Label
+    hint: Label
+    type_code: Button
+    language: Button
+    staff: Button
+    maintenance: Button
+
+
+class _Staff(TypedDict):
+    staff_title: Label
+    staff_hint: Label
+    staff_type: Button
+    staff_back: Button
+    staff_language: Button
+
+
+class _Keypad(TypedDict):
+    prompt: Label
+    shown: Label
+    back: Button
+    keys: dict[str, Button]
+
+
+class _Result(TypedDict):
+    result: Label
+    note: Label
+    done: Button
 
 
 def centred(**kwargs: Any) -> Label:
@@ -105,7 +136,7 @@ def _heading(
     return title, hint, main, side, box
 
 
-def _welcome(app: KioskApp, screen: Screen) -> dict[str, Any]:
+def _welcome(app: KioskApp, screen: Screen) -> _Welcome:
     title, hint, type_code, language, box = _heading(
         screen, ("44sp", "26sp", "30sp"), lambda: app.keypad("shopper"), app.toggle_language
     )
@@ -129,7 +160,7 @@ def _welcome(app: KioskApp, screen: Screen) -> dict[str, Any]:
     }
 
 
-def _staff(app: KioskApp, screen: Screen) -> dict[str, Any]:
+def _staff(app: KioskApp, screen: Screen) -> _Staff:
     title, hint, type_code, back, box = _heading(
         screen,
         ("36sp", "22sp", "28sp"),
@@ -152,7 +183,7 @@ def _staff(app: KioskApp, screen: Screen) -> dict[str, Any]:
     }
 
 
-def _keypad(app: KioskApp, screen: Screen) -> dict[str, Any]:
+def _keypad(app: KioskApp, screen: Screen) -> _Keypad:
     box = BoxLayout(orientation="vertical", padding=12, spacing=8)
     prompt = centred(font_size="24sp", size_hint_y=0.15)
     shown = centred(font_size="40sp", size_hint_y=0.2)
@@ -174,7 +205,7 @@ def _keypad(app: KioskApp, screen: Screen) -> dict[str, Any]:
     return {"prompt": prompt, "shown": shown, "back": back, "keys": keys}
 
 
-def _result(app: KioskApp, screen: Screen) -> dict[str, Any]:
+def _result(app: KioskApp, screen: Screen) -> _Result:
     box = BoxLayout(orientation="vertical", padding=30, spacing=12)
     label = centred(font_size="32sp")
     note = centred(font_size="20sp", size_hint_y=0.3)
