@@ -35,12 +35,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from locker.clock import rfc3339
 from locker.entry import CodeResult
 from locker.instance import AlreadyRunning
 from locker.loop import call_on
 from locker.model import CommandError, Method
 from locker.pin import read_pin_hash
 from locker.service import Service
+from locker.storage import SECRET_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ TOO_MANY = f"too many connections (at most {MAX_CONNECTIONS}); close one or try 
 Post = Callable[[Callable[[], None]], None]
 Health = Callable[[], dict[str, Any]]
 SESSION_S = 300.0  # a maintenance session ends after five minutes without a request
+READ_LIMIT = 1000  # entries one `events` or `audit` request returns at most
 
 
 def _served(path: str) -> bool:
@@ -510,6 +513,40 @@ def _history(api: LocalApi, req: dict[str, Any]) -> Any:
     return api.svc.history(order_id)
 
 
+def _limit(req: dict[str, Any]) -> int:
+    limit = req.get("limit", 50)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= READ_LIMIT:
+        raise ApiError(f"limit: expected a whole number from 1 to {READ_LIMIT}")
+    return limit
+
+
+def _events(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+    """The newest events still waiting for the platform, codes masked: the socket is open
+    to the whole locker group, and a code shown on a terminal is a code given away."""
+    limit = _limit(req)
+    store, locker_id = api.svc.store, api.svc.config.locker.id
+    recorded = store.last_seq()
+    events = [
+        {k: ("****" if k in SECRET_FIELDS else v) for k, v in ev.payload(locker_id).items()}
+        for ev in store.events(after_seq=max(0, recorded - limit), limit=limit)
+    ]
+    # The outbox forgets an event on the broker's PUBACK: beside the waiting ones, how
+    # many were recorded in all, so an empty list does not read as "nothing happened".
+    return {"events": events, "waiting": store.outbox_depth(), "recorded": recorded}
+
+
+def _audit(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+    """The last `limit` audit entries, oldest first (the audit log holds no code)."""
+    limit = _limit(req)
+    with api.svc.store.read() as tx:
+        rows = tx.q(
+            "SELECT at, actor, action, order_id, compartment, detail FROM audit"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+    return {"entries": [{**dict(r), "at": rfc3339(r["at"])} for r in reversed(rows)]}
+
+
 def _technician(api: LocalApi, req: dict[str, Any]) -> None:
     """Maintenance actions need the technician PIN (hashed on disk, wrong ones throttled),
     or the token of a session opened with it (`login`)."""
@@ -616,5 +653,7 @@ OPS: dict[str, Callable[[LocalApi, dict[str, Any]], Any]] = {
     "code": _code,
     "snapshot": lambda api, req: api.svc.snapshot(),
     "history": _history,
+    "events": _events,
+    "audit": _audit,
     "health": lambda api, req: api.health(),
 }

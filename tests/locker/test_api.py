@@ -352,3 +352,44 @@ def test_the_staff_screens_codes_go_through_while_the_keypad_waits(daemon: Locke
         assert bad["ok"] is False and bad["error"].startswith("staff:")
     finally:
         c.close()
+
+
+def test_events_lists_the_waiting_events_with_their_codes_masked(daemon: Locker) -> None:
+    deposit = reserve_on_loop(daemon, "SO-EV")
+    c = Client(daemon.config.api.socket)
+    try:
+        assert c.ask(id=1, op="code", text=deposit)["result"]["outcome"] == "opened"
+        result: dict[str, Any] = {}
+        for _ in range(100):  # the door closes by itself: `deposited` carries the pickup code
+            result = c.ask(id=2, op="events")["result"]
+            if any(e["type"] == "deposited" for e in result["events"]):
+                break
+            threading.Event().wait(0.05)
+        deposited = next(e for e in result["events"] if e["type"] == "deposited")
+        assert deposited["order_id"] == "SO-EV" and deposited["locker_id"] == "api-1"
+        assert deposited["pickup_code"] == "****" and deposited["pickup_qr"] == "****"
+        assert deposit not in json.dumps(result)
+        # No broker here: nothing was acknowledged, so every recorded event still waits.
+        assert result["waiting"] == result["recorded"] == len(result["events"])
+        newest = c.ask(id=3, op="events", limit=1)["result"]
+        assert [e["seq"] for e in newest["events"]] == [result["recorded"]]
+        for bad in (0, 1001, "5", True):
+            assert c.ask(id=4, op="events", limit=bad)["error"].startswith("limit:")
+    finally:
+        c.close()
+
+
+def test_audit_returns_the_last_entries_oldest_first_without_a_pin(daemon: Locker) -> None:
+    reserve_on_loop(daemon, "SO-AU")
+    c = Client(daemon.config.api.socket)
+    try:
+        entries = c.ask(id=1, op="audit")["result"]["entries"]
+        assert [e["action"] for e in entries][:1] == ["start"]
+        last = entries[-1]
+        assert (last["actor"], last["action"], last["order_id"]) == ("platform", "reserve", "SO-AU")
+        assert abs(parse_rfc3339(last["at"]) - time.time()) < 5
+        assert set(last) == {"at", "actor", "action", "order_id", "compartment", "detail"}
+        assert c.ask(id=2, op="audit", limit=1)["result"]["entries"] == [last]
+        assert c.ask(id=3, op="audit", limit=-1)["error"].startswith("limit:")
+    finally:
+        c.close()
