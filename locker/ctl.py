@@ -1,10 +1,13 @@
-"""`lockerctl`: the maintenance staff's command line.
+"""`lockerctl`: the maintenance staff's command line, a client of lockerd's local API.
 
-Reads the locker's database directly (read-only use; WAL lets it run beside
-the daemon). What only the running daemon knows (boards answering now, the
-platform link) `status` asks it over the local API, and says so when it is not
-running. It never prints a code: fields that carry one are masked — except
-`lockerctl qr ORDER`, whose purpose is to hand a customer a new pickup code.
+Everything it reads and does goes through the running daemon's socket, so a member
+of the locker group can use it without any access to the database, the code key or
+the PIN hash, and nothing here can create, migrate or lock the daemon's files. With
+lockerd not running it says so and stops (exit 2): the database alone would show a
+past that looks like the present. The one local step is `set-pin`, which writes the
+PIN file a daemon needs before anyone can log in to it. Every read takes `--json`
+(the API's result, for scripts). It never prints a code: the daemon masks them —
+except `lockerctl qr ORDER`, whose purpose is to hand a customer a new pickup code.
 """
 
 from __future__ import annotations
@@ -15,155 +18,34 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from locker.clock import rfc3339
-from locker.codes import CodeBook, load_or_create_key
 from locker.config import DEFAULT_CONFIG, Config, load_config
 from locker.errors import LockerError
 from locker.pin import write_pin
 from locker.qr import save_png, terminal
-from locker.storage import SECRET_FIELDS, Store
 
 
 class DaemonUnreachable(LockerError):
-    """Nothing answers on the local API socket (the message says why); `short` is the
-    same in a few words, for a line that cannot be filled in without the daemon."""
-
-    def __init__(self, message: str, short: str = "lockerd not reachable") -> None:
-        super().__init__(message)
-        self.short = short
+    """Nothing answers on the local API socket (the message says why)."""
 
 
-def _mask(fields: dict[str, Any]) -> dict[str, Any]:
-    return {k: ("****" if k in SECRET_FIELDS else v) for k, v in fields.items()}
+class Refused(LockerError):
+    """lockerd answered and refused the request (a wrong PIN, no such compartment)."""
 
 
-def _open(config: Config) -> Store:
-    db = config.locker.data_dir / "locker.db"
-    if not db.exists():
-        raise LockerError(f"{db}: no database yet; has lockerd been started with this config?")
-    return Store(db, CodeBook.from_key(load_or_create_key(config.key_path)))
-
-
-def cmd_history(store: Store, order_id: str) -> int:
-    rows = store.db.execute(
-        "SELECT o.pk, s.stage, s.at, s.detail FROM order_stages s JOIN orders o"
-        " ON o.pk = s.order_pk WHERE o.order_id=? ORDER BY s.id",
-        (order_id,),
-    ).fetchall()
-    if not rows:
-        print(f"no order {order_id} in this locker", file=sys.stderr)
-        return 1
-    for row in rows:
-        detail = f"  {row['detail']}" if row["detail"] else ""
-        print(f"{rfc3339(row['at'])}  {row['stage']}{detail}")
-    return 0
-
-
-def cmd_events(store: Store, locker_id: str, limit: int) -> int:
-    events = store.events(after_seq=max(0, store.last_seq() - limit), limit=limit)
-    for ev in events:
-        print(json.dumps(_mask(ev.payload(locker_id)), ensure_ascii=False))
-    # The outbox is not a log: the link deletes an event on the broker's PUBACK, so
-    # with the platform connected this is usually empty. Say so, or staff read
-    # "0 events" as "nothing happened".
-    print(
-        f"# {store.outbox_depth()} events waiting for the platform (the outbox holds only"
-        f" events the broker has not acknowledged; {store.last_seq()} events were recorded"
-        " in all; see `lockerctl audit` for what happened)",
-        file=sys.stderr,
-    )
-    return 0
-
-
-def cmd_audit(store: Store, limit: int) -> int:
-    rows = store.db.execute(
-        "SELECT at, actor, action, order_id, compartment, detail FROM audit"
-        " ORDER BY id DESC LIMIT ?",
-        (limit,),
-    ).fetchall()
-    for row in reversed(rows):
-        where = " ".join(
-            x
-            for x in (row["order_id"] or "", f"#{row['compartment']}" if row["compartment"] else "")
-            if x
-        )
-        print(
-            f"{rfc3339(row['at'])}  {row['actor']:<12} {row['action']:<22} {where} "
-            f"{row['detail']}".rstrip()
-        )
-    return 0
-
-
-def cmd_status(store: Store, config: Config) -> int:
-    absent: DaemonUnreachable | None = None
-    try:
-        health = _ask_api(config.api.socket, {"op": "health"}, timeout=5)
-    except DaemonUnreachable as exc:
-        absent, health = exc, {}
-    if absent is not None:
-        # The database holds what lockerd last wrote: a board it saw online an hour
-        # ago is not online now, so never present it as the present.
-        print(f"{absent}: last known state, as lockerd last wrote it")
-    else:
-        print(f"lockerd {health.get('version', '')} is running, locker time {health['time']}")
-    rows = store.db.execute(
-        "SELECT c.number, c.size, c.low, c.board, c.channel, c.in_service, c.jammed, c.door,"
-        " o.state AS order_state FROM compartments c LEFT JOIN orders o ON o.pk = c.order_pk"
-        " ORDER BY c.number"
-    ).fetchall()
-    print("no.  size  board:ch  door     order state  flags")
-    for r in rows:
-        flags = ",".join(
-            f
-            for f, on in (
-                ("low", r["low"]),
-                ("out_of_service", not r["in_service"]),
-                ("jammed", r["jammed"]),
-            )
-            if on
-        )
-        print(
-            f"{r['number']:>3}  {r['size']:<4}  {r['board']}:{r['channel']:<5} "
-            f"{r['door']:<8} {r['order_state'] or '-':<12} {flags}".rstrip()
-        )
-    if absent is not None:
-        for b in store.db.execute("SELECT name, online, errors, detail FROM boards"):
-            state = "online" if b["online"] else "OFFLINE"
-            print(
-                f"board {b['name']}: {state}, {b['errors']} errors {b['detail']}".rstrip()
-                + " (last known)"
-            )
-        print(f"platform link: unknown ({absent.short})")
-        print(f"outbox: {store.outbox_depth()} events waiting for the platform")
-        return 0
-    for b in health["boards"]:
-        state = "online" if b["online"] else "OFFLINE"
-        print(f"board {b['name']}: {state}, {b['errors']} errors {b['detail']}".rstrip())
-    if not config.mqtt.enabled:
-        link = "off ([mqtt] enabled = false)"
-    elif health.get("mqtt_connected"):
-        link = f"connected to {config.mqtt.host}:{config.mqtt.port}"
-    else:
-        link = f"NOT connected (broker {config.mqtt.host}:{config.mqtt.port}; lockerd retries)"
-    print(f"platform link: {link}")
-    print(f"outbox: {health['outbox']} events waiting for the platform")
-    return 0
-
-
-def _ask_api(socket_path: str, request: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+def _ask_api(socket_path: str, request: dict[str, Any], timeout: float = 30) -> Any:
     """One request to the running daemon over its local API; the result of a reply that
-    is ok, or LockerError with the daemon's error (DaemonUnreachable when none answers)."""
+    is ok, Refused with the daemon's error, or DaemonUnreachable when none answers."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:
             sock.connect(socket_path)
         except (FileNotFoundError, ConnectionRefusedError):
             raise DaemonUnreachable(
-                f"lockerd is not running (nothing listens on {socket_path})",
-                "lockerd not running",
+                f"lockerd is not running (nothing listens on {socket_path})"
             ) from None
         except PermissionError:
             raise DaemonUnreachable(
@@ -182,9 +64,102 @@ def _ask_api(socket_path: str, request: dict[str, Any], timeout: float = 30) -> 
         raise DaemonUnreachable("lockerd closed the connection without answering")
     reply: dict[str, Any] = json.loads(line)
     if not reply.get("ok"):
-        raise LockerError(str(reply.get("error")))
-    result: dict[str, Any] = reply["result"]
-    return result
+        raise Refused(str(reply.get("error")))
+    return reply["result"]
+
+
+def _print_json(result: Any) -> None:
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+def cmd_history(args: argparse.Namespace, config: Config) -> int:
+    stages: list[dict[str, Any]] = _ask_api(
+        config.api.socket, {"op": "history", "order_id": args.order_id}
+    )
+    if args.json:
+        _print_json(stages)
+    if not stages:
+        print(f"no order {args.order_id} in this locker", file=sys.stderr)
+        return 1
+    if not args.json:
+        for h in stages:
+            detail = f"  {h['detail']}" if h["detail"] else ""
+            print(f"{h['at']}  {h['stage']}{detail}")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace, config: Config) -> int:
+    result = _ask_api(config.api.socket, {"op": "events", "limit": args.limit})
+    if args.json:
+        _print_json(result)
+        return 0
+    for ev in result["events"]:  # codes arrive masked: the daemon never sends one here
+        print(json.dumps(ev, ensure_ascii=False))
+    # The outbox is not a log: the link deletes an event on the broker's PUBACK, so
+    # with the platform connected this is usually empty. Say so, or staff read
+    # "0 events" as "nothing happened".
+    print(
+        f"# {result['waiting']} events waiting for the platform (the outbox holds only"
+        f" events the broker has not acknowledged; {result['recorded']} events were recorded"
+        " in all; see `lockerctl audit` for what happened)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, config: Config) -> int:
+    result = _ask_api(config.api.socket, {"op": "audit", "limit": args.limit})
+    if args.json:
+        _print_json(result)
+        return 0
+    for e in result["entries"]:
+        where = " ".join(
+            x
+            for x in (e["order_id"] or "", f"#{e['compartment']}" if e["compartment"] else "")
+            if x
+        )
+        print(f"{e['at']}  {e['actor']:<12} {e['action']:<22} {where} {e['detail']}".rstrip())
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, config: Config) -> int:
+    health = _ask_api(config.api.socket, {"op": "health"}, timeout=5)
+    state = _ask_api(config.api.socket, {"op": "snapshot"}, timeout=5)
+    if args.json:
+        _print_json({"health": health, "state": state})
+        return 0
+    print(f"lockerd {health.get('version', '')} is running, locker time {health['time']}")
+    # Where each compartment is wired and whether it is low is the configuration's; its
+    # door and state are the daemon's, as the kiosk sees them.
+    wiring = {c.number: c for c in config.compartments}
+    print("no.  size  board:ch  door     state           flags")
+    for c in state["compartments"]:
+        conf = wiring.get(c["number"])
+        where = f"{conf.board}:{conf.channel}" if conf else "?"
+        flags = ",".join(
+            f
+            for f, on in (
+                ("low", conf is not None and conf.low),
+                ("out_of_service", not c["in_service"] and c["state"] != "out_of_service"),
+            )
+            if on
+        )
+        print(
+            f"{c['number']:>3}  {c['size']:<4}  {where:<9} {c['door']:<8} {c['state']:<15} "
+            f"{flags}".rstrip()
+        )
+    for b in health["boards"]:
+        online = "online" if b["online"] else "OFFLINE"
+        print(f"board {b['name']}: {online}, {b['errors']} errors {b['detail']}".rstrip())
+    if not config.mqtt.enabled:
+        link = "off ([mqtt] enabled = false)"
+    elif health.get("mqtt_connected"):
+        link = f"connected to {config.mqtt.host}:{config.mqtt.port}"
+    else:
+        link = f"NOT connected (broker {config.mqtt.host}:{config.mqtt.port}; lockerd retries)"
+    print(f"platform link: {link}")
+    print(f"outbox: {health['outbox']} events waiting for the platform")
+    return 0
 
 
 NO_TERMINAL = (
@@ -208,17 +183,20 @@ def _read_pin(from_stdin: bool, prompt: str = "technician PIN: ") -> str:
         raise LockerError(NO_TERMINAL) from None
 
 
-def _maintenance(args: argparse.Namespace, config: Config) -> int:
-    if args.cmd == "set-pin":
-        pin = _read_pin(args.pin_stdin, "new technician PIN: ")
-        if not args.pin_stdin and _read_pin(False, "again: ") != pin:
-            print("lockerctl: the two PINs differ", file=sys.stderr)
-            return 1
-        write_pin(config.pin_path, pin)
-        print(f"technician PIN stored (hashed) in {config.pin_path}")
-        return 0
-    pin = _read_pin(args.pin_stdin)
-    request: dict[str, Any] = {"pin": pin}
+def cmd_set_pin(args: argparse.Namespace, config: Config) -> int:
+    """The one local step: a technician (root or the locker user, who own the data
+    directory) sets the PIN before the daemon has one, so there is no session to ask."""
+    pin = _read_pin(args.pin_stdin, "new technician PIN: ")
+    if not args.pin_stdin and _read_pin(False, "again: ") != pin:
+        print("lockerctl: the two PINs differ", file=sys.stderr)
+        return 1
+    write_pin(config.pin_path, pin)
+    print(f"technician PIN stored (hashed) in {config.pin_path}")
+    return 0
+
+
+def cmd_maintenance(args: argparse.Namespace, config: Config) -> int:
+    request: dict[str, Any] = {"pin": _read_pin(args.pin_stdin)}
     if args.cmd == "open":
         request.update(op="test_open", compartment=args.compartment)
     elif args.cmd == "open-all":
@@ -230,14 +208,7 @@ def _maintenance(args: argparse.Namespace, config: Config) -> int:
             in_service=args.state == "on",
             reason=args.reason,
         )
-    try:
-        result = _ask_api(config.api.socket, request)
-    except DaemonUnreachable:
-        raise
-    except LockerError as exc:  # the daemon refused: a wrong PIN, no such compartment
-        print(f"lockerctl: {exc}", file=sys.stderr)
-        return 1
-    print(_done(args.cmd, result))
+    print(_done(args.cmd, _ask_api(config.api.socket, request)))
     return 0
 
 
@@ -267,13 +238,7 @@ def cmd_qr(args: argparse.Namespace) -> int:
     elif args.order_id:
         config = load_config(args.config)
         request = {"op": "reissue_code", "order_id": args.order_id}
-        try:
-            result = _ask_api(config.api.socket, {**request, "pin": _read_pin(args.pin_stdin)})
-        except DaemonUnreachable:
-            raise
-        except LockerError as exc:
-            print(f"lockerctl: {exc}", file=sys.stderr)
-            return 1
+        result = _ask_api(config.api.socket, {**request, "pin": _read_pin(args.pin_stdin)})
         text = result["pickup_qr"]
         label = (
             f"new pickup code {result['pickup_code']} for order {args.order_id}"
@@ -289,8 +254,23 @@ def cmd_qr(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
+    "history": cmd_history,
+    "events": cmd_events,
+    "audit": cmd_audit,
+    "status": cmd_status,
+    "set-pin": cmd_set_pin,
+    "open": cmd_maintenance,
+    "open-all": cmd_maintenance,
+    "service": cmd_maintenance,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lockerctl", description="Pickup locker maintenance")
+    parser = argparse.ArgumentParser(
+        prog="lockerctl",
+        description="Pickup locker maintenance, through the running lockerd's local API",
+    )
     parser.add_argument(
         "--config",
         default=DEFAULT_CONFIG,
@@ -305,8 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     p_ev.add_argument("--limit", type=int, default=50, help="at most this many (default: 50)")
     p_audit = sub.add_parser("audit", help="who did what, when")
     p_audit.add_argument("--limit", type=int, default=50, help="the last this many (default: 50)")
-    sub.add_parser("status", help="compartments, boards, the platform link and the outbox")
-    p_pin = sub.add_parser("set-pin", help="set the technician PIN (stored hashed)")
+    p_status = sub.add_parser(
+        "status", help="compartments, boards, the platform link and the outbox"
+    )
+    for p in (p_hist, p_ev, p_audit, p_status):
+        p.add_argument("--json", action="store_true", help="the daemon's answer as JSON")
+    p_pin = sub.add_parser(
+        "set-pin", help="set the technician PIN (stored hashed; run as root or the locker user)"
+    )
     p_open = sub.add_parser("open", help="test-open one compartment (technician PIN)")
     p_open.add_argument("compartment", type=int)
     p_all = sub.add_parser("open-all", help="open every compartment (technician PIN; logged)")
@@ -323,30 +309,16 @@ def main(argv: list[str] | None = None) -> int:
     for p in (p_pin, p_open, p_all, p_svc, p_qr):
         p.add_argument("--pin-stdin", action="store_true", help="read the PIN from stdin")
     args = parser.parse_args(argv)
-    if args.cmd == "qr":
-        try:
-            return cmd_qr(args)
-        except LockerError as exc:
-            print(f"lockerctl: {exc}", file=sys.stderr)
-            return 2
     try:
-        config = load_config(args.config)
-        if args.cmd in ("set-pin", "open", "open-all", "service"):
-            return _maintenance(args, config)
-        store = _open(config)
-    except LockerError as exc:
+        if args.cmd == "qr":  # `qr --text` needs no configuration
+            return cmd_qr(args)
+        return COMMANDS[args.cmd](args, load_config(args.config))
+    except Refused as exc:  # the daemon answered no: a wrong PIN, no such compartment
+        print(f"lockerctl: {exc}", file=sys.stderr)
+        return 1
+    except LockerError as exc:  # no daemon, no configuration, no terminal for the PIN
         print(f"lockerctl: {exc}", file=sys.stderr)
         return 2
-    try:
-        if args.cmd == "history":
-            return cmd_history(store, args.order_id)
-        if args.cmd == "events":
-            return cmd_events(store, config.locker.id, args.limit)
-        if args.cmd == "audit":
-            return cmd_audit(store, args.limit)
-        return cmd_status(store, config)
-    finally:
-        store.close()
 
 
 if __name__ == "__main__":

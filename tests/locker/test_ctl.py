@@ -1,12 +1,18 @@
-"""`lockerctl` as maintenance staff run it: a real process beside a real lockerd (or none)."""
+"""`lockerctl` as maintenance staff run it: a real process beside a real lockerd (or none).
+
+lockerctl is a client of lockerd's local API: with no daemon it says so and stops, and
+it never needs (or touches) the database, the code key or the PIN hash."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +20,6 @@ from typing import Any
 
 import pytest
 
-from locker.codes import CodeBook, load_or_create_key
-from locker.storage import Store
 from simulator.broker import Broker
 
 BIN = Path(sys.executable).parent
@@ -137,6 +141,9 @@ def test_events_with_the_broker_up_says_the_outbox_holds_only_unacknowledged_eve
     assert "0 events waiting for the platform" in out.stderr
     assert "only events the broker has not acknowledged" in out.stderr
     assert "lockerctl audit" in out.stderr
+    as_json = ctl(linked.config, "events", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == {"events": [], "waiting": 0, "recorded": 0}
 
 
 def test_status_of_a_running_daemon_comes_from_its_health(linked: Lockerd) -> None:
@@ -144,26 +151,43 @@ def test_status_of_a_running_daemon_comes_from_its_health(linked: Lockerd) -> No
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("lockerd 0.1.0 is running")
-    assert lines[1].split() == ["no.", "size", "board:ch", "door", "order", "state", "flags"]
+    assert lines[1].split() == ["no.", "size", "board:ch", "door", "state", "flags"]
+    assert lines[2].split() == ["1", "S", "b0:1", "closed", "free"]
     assert "board b0: online, 0 errors" in lines
     assert any(line.startswith("platform link: connected to 127.0.0.1:") for line in lines)
     assert "outbox: 0 events waiting for the platform" in lines
-    assert "last known" not in out.stdout
+    as_json = json.loads(ctl(linked.config, "status", "--json").stdout)
+    assert as_json["health"]["mqtt_connected"] is True
+    assert as_json["state"]["locker_id"] == "ctl-1"
+    assert [c["number"] for c in as_json["state"]["compartments"]] == [1, 2, 3, 4]
 
 
-def test_status_with_lockerd_stopped_says_so_and_the_link_is_unknown(linked: Lockerd) -> None:
+READS = [["history", "SO-1"], ["events"], ["audit"], ["status"], ["status", "--json"]]
+
+
+@pytest.mark.parametrize("command", READS)
+def test_reads_with_lockerd_stopped_say_so_and_touch_no_file(
+    linked: Lockerd, command: list[str]
+) -> None:
     linked.stop()
-    out = ctl(linked.config, "status")
-    assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert lines[0] == (
-        f"lockerd is not running (nothing listens on {linked.socket}):"
-        " last known state, as lockerd last wrote it"
-    )
-    # The boards table still says online: it is shown as the past, not as the present.
-    assert "board b0: online, 0 errors (last known)" in lines
-    assert "platform link: unknown (lockerd not running)" in lines
-    assert "platform link: connected" not in out.stdout
+    data = linked.config.parent / "data"
+    before = {p.name: p.stat().st_mtime_ns for p in data.iterdir()}
+    out = ctl(linked.config, *command)
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr == f"lockerctl: lockerd is not running (nothing listens on {linked.socket})\n"
+    # The database as lockerd left it would show a past that looks like the present.
+    assert {p.name: p.stat().st_mtime_ns for p in data.iterdir()} == before
+
+
+@pytest.mark.parametrize("command", READS)
+def test_reads_never_create_a_data_directory_key_or_database(
+    tmp_path: Path, command: list[str]
+) -> None:
+    config = tmp_path / "locker.toml"
+    config.write_text(CONFIG.format(mqtt="enabled = false"))
+    out = ctl(config, *command)
+    assert out.returncode == 2 and "lockerd is not running" in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["locker.toml"]
 
 
 def test_maintenance_actions_answer_in_sentences(offline: Lockerd) -> None:
@@ -200,20 +224,6 @@ def test_a_pin_without_a_terminal_is_a_one_line_error(tmp_path: Path, command: l
     assert not (tmp_path / "data" / "technician.pin").exists()
 
 
-def test_key_file_hint_names_the_absolute_path(tmp_path: Path) -> None:
-    cabinet = tmp_path / "cabinet"
-    (cabinet / "data").mkdir(parents=True)
-    (cabinet / "locker.toml").write_text(CONFIG.format(mqtt="enabled = false"))
-    key = cabinet / "data" / "locker.key"
-    Store(cabinet / "data" / "locker.db", CodeBook.from_key(load_or_create_key(key))).close()
-    key.chmod(0o644)
-    # Run from the configuration's parent: data_dir resolves to cabinet/data, which the
-    # hint must not give as a relative path.
-    out = ctl(Path("cabinet") / "locker.toml", "status", cwd=tmp_path)
-    assert out.returncode == 2
-    assert out.stderr.rstrip().endswith(f"run chmod 600 {key}")
-
-
 def test_help_shows_the_default_configuration() -> None:
     out = subprocess.run(
         [str(BIN / "lockerctl"), "--help"], capture_output=True, text=True, check=True, timeout=30
@@ -246,3 +256,109 @@ def test_set_pin_never_writes_through_a_planted_link(tmp_path: Path) -> None:
     assert out.stderr == (f"lockerctl: {pin} is a symbolic link; remove it and set the PIN again\n")
     assert victim.read_text() == "root's file\n" and pin.is_symlink()
     assert sorted(p.name for p in data.iterdir()) == ["technician.new", "technician.pin"]
+
+
+def test_lockerctl_works_with_a_data_directory_it_cannot_find(offline: Lockerd) -> None:
+    """Another configuration for the same socket, its data_dir missing: lockerctl needs
+    only the socket (and the wiring of the compartments, for `status`)."""
+    assert ctl(offline.config, "set-pin", "--pin-stdin", stdin=PIN + "\n").returncode == 0
+    elsewhere = offline.config.parent.parent / "elsewhere"
+    elsewhere.mkdir()
+    config = elsewhere / "locker.toml"
+    config.write_text(
+        CONFIG.format(mqtt="enabled = false")
+        .replace('data_dir = "data"', 'data_dir = "missing"')
+        .replace('socket = "api.sock"', f"socket = {str(offline.socket)!r}")
+    )
+    off = ctl(config, "service", "4", "off", "--pin-stdin", stdin=PIN + "\n")
+    assert (off.returncode, off.stdout) == (0, "compartment 4 out of service\n"), off.stderr
+    status = ctl(config, "status")
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.splitlines()[5].split() == ["4", "S", "b0:4", "closed", "out_of_service"]
+    audit = ctl(config, "audit", "--limit", "1")
+    assert (audit.returncode, audit.stdout.split()[1:4]) == (
+        0,
+        ["technician", "out_of_service", "#4"],
+    )
+    assert ctl(config, "events").returncode == 0
+    assert ctl(config, "history", "SO-NONE").returncode == 1
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["locker.toml"]
+
+
+NOBODY = 65534  # nobody:nogroup on Debian
+
+
+def _others_can_run(program: Path) -> bool:
+    """Whether a user other than the owner can reach and execute `program` (a Python
+    built under /root, as some workstations have, cannot be run as nobody)."""
+    path = program.resolve()
+    return all(p.stat().st_mode & 0o001 for p in (path, *path.parents))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run lockerctl as another user")
+@pytest.mark.skipif(
+    not _others_can_run(Path(sys.executable)), reason="nobody cannot run this Python"
+)
+def test_a_member_of_the_locker_group_works_without_access_to_the_database() -> None:
+    """lockerd runs as root with its data directory 0700; lockerctl runs as nobody, in the
+    group that owns the socket (as maintenance staff are in the locker group)."""
+    # Not under tmp_path: pytest's own folder is 0700, so nobody could not reach the socket.
+    base = Path(tempfile.mkdtemp(prefix="lockerctl-group-"))
+    base.chmod(0o755)
+    daemon = Lockerd(base / "cabinet", "enabled = false")
+    try:
+        daemon.health()
+        data = base / "cabinet" / "data"
+        assert data.stat().st_mode & 0o777 == 0o700
+        assert ctl(daemon.config, "set-pin", "--pin-stdin", stdin=PIN + "\n").returncode == 0
+        os.chown(daemon.socket, -1, NOBODY)
+        as_member: dict[str, Any] = {
+            "user": NOBODY,
+            "group": NOBODY,
+            "extra_groups": [],
+            "cwd": base,
+            "env": {"PATH": os.environ.get("PATH", ""), "HOME": str(base)},
+        }
+        # The premise: this user cannot read what lockerd keeps.
+        peek = subprocess.run(
+            [sys.executable, "-c", f"open({str(data / 'locker.db')!r}, 'rb')"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+            **as_member,
+        )
+        assert peek.returncode != 0 and "PermissionError" in peek.stderr
+
+        status = ctl(daemon.config, "status", **as_member)
+        assert status.returncode == 0, status.stderr
+        assert "board b0: online, 0 errors" in status.stdout
+        opened = ctl(daemon.config, "open", "2", "--pin-stdin", stdin=PIN + "\n", **as_member)
+        assert (opened.returncode, opened.stdout) == (0, "compartment 2 unlocked\n"), opened.stderr
+        audit = ctl(daemon.config, "audit", **as_member)
+        assert audit.returncode == 0, audit.stderr
+        assert audit.stdout.splitlines()[-1].split()[1:4] == [
+            "technician",
+            "maintenance_open",
+            "#2",
+        ]
+        entries = json.loads(ctl(daemon.config, "audit", "--json", **as_member).stdout)["entries"]
+        assert entries[-1]["action"] == "maintenance_open"
+        events = ctl(daemon.config, "events", "--json", **as_member)
+        assert events.returncode == 0 and set(json.loads(events.stdout)) == {
+            "events",
+            "waiting",
+            "recorded",
+        }
+        missing = ctl(daemon.config, "history", "SO-NONE", **as_member)
+        assert (missing.returncode, missing.stderr) == (1, "no order SO-NONE in this locker\n")
+        # Without the socket's group, a plain user is told why, not shown a traceback.
+        outsider = ctl(daemon.config, "status", **{**as_member, "group": 1})
+        assert outsider.returncode == 2
+        assert outsider.stderr.endswith(
+            "permission denied (run as user locker or a member of its group)\n"
+        )
+        daemon.stop()
+    finally:
+        daemon.kill()
+        shutil.rmtree(base)

@@ -8,6 +8,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -79,10 +80,11 @@ def test_lockerd_refuses_a_bad_config_naming_file_and_key(tmp_path: Path) -> Non
 def test_demo_then_lockerctl_shows_the_history(tmp_path: Path) -> None:
     example = (ROOT / "config" / "example.toml").read_text()
     config = tmp_path / "locker.toml"
+    # No platform: a broker on this machine would take the demo's events off the outbox.
     config.write_text(
-        example.replace('"./var/demo', '"./state').replace(
-            "door_close_s = 1.5", "door_close_s = 0.2"
-        )
+        example.replace('"./var/demo', '"./state')
+        .replace("door_close_s = 1.5", "door_close_s = 0.2")
+        .replace("enabled = true ", "enabled = false")
     )
     demo = subprocess.run(
         [BIN / "locker-sim", "demo", "--config", str(config), "--keep-data"],
@@ -97,31 +99,43 @@ def test_demo_then_lockerctl_shows_the_history(tmp_path: Path) -> None:
     assert out.index("event/deposited") < out.index("event/picked_up")
     assert "wrong code" in out
     ctl = [BIN / "lockerctl", "--config", str(config)]
-    hist = subprocess.run(
-        [*ctl, "history", "SO-DEMO-1"], capture_output=True, text=True, check=False, timeout=30
-    )
-    stages = [line.split()[1] for line in hist.stdout.splitlines()]
-    assert stages == [
-        "reserved",
-        "deposit_opened",
-        "deposit_closed",
-        "deposited",
-        "opened",
-        "closed",
-        "collected",
-    ]
-    events = subprocess.run(
-        [*ctl, "events"], capture_output=True, text=True, check=False, timeout=30
-    )
-    assert '"type": "picked_up"' in events.stdout
-    assert '"pickup_code": "****"' in events.stdout  # never a code on the terminal
-    status = subprocess.run(
-        [*ctl, "status"], capture_output=True, text=True, check=False, timeout=30
-    )
-    assert "board b0: online" in status.stdout
-    audit = subprocess.run([*ctl, "audit"], capture_output=True, text=True, check=False, timeout=30)
-    assert "picked_up" in audit.stdout and "scanner" in audit.stdout
-    missing = subprocess.run(
-        [*ctl, "history", "NOPE"], capture_output=True, text=True, check=False, timeout=30
-    )
-    assert missing.returncode == 1 and "no order NOPE" in missing.stderr
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*ctl, *args], capture_output=True, text=True, check=False, timeout=30
+        )
+
+    # lockerctl is a client of lockerd: with none running on the demo's data it says so.
+    absent = run("history", "SO-DEMO-1")
+    assert absent.returncode == 2 and "lockerd is not running" in absent.stderr
+    daemon = subprocess.Popen([BIN / "lockerd", "--config", str(config)], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):  # until it serves its socket
+            if (status := run("status")).returncode == 0:
+                break
+            assert daemon.poll() is None, "lockerd exited"
+            time.sleep(0.05)
+        assert "board b0: online" in status.stdout
+        hist = run("history", "SO-DEMO-1")
+        stages = [line.split()[1] for line in hist.stdout.splitlines()]
+        assert stages == [
+            "reserved",
+            "deposit_opened",
+            "deposit_closed",
+            "deposited",
+            "opened",
+            "closed",
+            "collected",
+        ]
+        events = run("events")
+        assert '"type": "picked_up"' in events.stdout
+        assert '"pickup_code": "****"' in events.stdout  # never a code on the terminal
+        audit = run("audit")
+        assert "picked_up" in audit.stdout and "scanner" in audit.stdout
+        missing = run("history", "NOPE")
+        assert missing.returncode == 1 and "no order NOPE" in missing.stderr
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=20) == 0
+    finally:
+        daemon.kill()
+        daemon.wait(timeout=10)
