@@ -76,3 +76,16 @@ def test_the_kiosk_talks_to_lockerd_only_through_the_local_api() -> None:
     for module, deps in graph("kiosk_ui").items():
         domain = sorted(d for d in deps if d.split(".")[0] in ("drivers", "mqtt", "simulator"))
         assert domain == [], f"{module} imports {domain}"
+
+
+def test_lockerctl_reaches_the_locker_only_through_its_local_api() -> None:
+    # lockerctl runs as any member of the locker group: what it imports, even indirectly,
+    # must not be able to open the database, read the code key or run migrations.
+    modules = graph("locker")
+    reached, todo = set(), ["locker.ctl"]
+    while todo:
+        module = todo.pop()
+        reached.add(module)
+        todo.extend(d for d in modules[module] if d in modules and d not in reached)
+    forbidden = {"locker.storage", "locker.codes", "locker.service", "locker.daemon"}
+    assert sorted(reached & forbidden) == [], f"locker.ctl reaches {sorted(reached & forbidden)}"
