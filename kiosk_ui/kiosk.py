@@ -57,6 +57,12 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         self.checking = False  # a health check is with lockerd: the next one is not sent
         self.waiting_doors: set[int] = set()
         self.opened_seen: set[int] = set()
+        # The stream's state lines are counted, and each door's last line showing it open
+        # kept: a reply now comes off the UI thread, and the door may open (and even
+        # close) on the stream before the reply that asked for it is shown.
+        self.stream_seq = 0
+        self.last_open: dict[int, int] = {}
+        self.sent_seq = 0
         self.fault_before: set[int] = set()  # waiting doors already in fault at the code
         self.doors: dict[int, str] = {}
         self.states: dict[int, str] = {}  # compartment -> state, from lockerd's stream
@@ -226,13 +232,14 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         # Codes from the staff screen are judged by lockerd as a terminal of their own
         # (deposit codes only), so a flood at the shoppers' keypad never blocks loading.
         staff = {"staff": True} if self.mode == "staff" else {}
+        self.sent_seq = self.stream_seq
         self.worker.request(
             "code", self._code_result, self._code_failed, text=text, method=method, **staff
         )
 
     def _code_result(self, result: Result) -> None:
         self._end()
-        self.show_result(result)
+        self.show_result(result, since=self.sent_seq)
 
     def _code_failed(self, exc: Failure) -> None:
         self._end()
@@ -241,7 +248,9 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         else:  # a request lockerd refused: nothing a shopper can act on
             self.show_result({"outcome": "refused", "reason": None})
 
-    def show_result(self, r: dict[str, Any]) -> None:
+    def show_result(self, r: dict[str, Any], since: int | None = None) -> None:
+        """Show a code's result; `since`: the stream line the request was sent after (the
+        doors it opened may have moved since)."""
         text, note = describe(self.texts, r)
         self.widgets.result.text = text
         self.widgets.note.text = note
@@ -254,10 +263,13 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
             # once it is closed, the service desk if lockerd reports it jammed (all
             # seen on lockerd's stream).
             self.waiting_doors = set(r["compartments"])
-            self.opened_seen = set()
+            mark = self.stream_seq if since is None else since
+            self.opened_seen = {n for n in self.waiting_doors if self.last_open.get(n, -1) > mark}
             self.fault_before = {n for n in self.waiting_doors if self.states.get(n) == "fault"}
             Clock.schedule_once(self.door_reminder, REMINDER_SECONDS)
             Clock.schedule_once(self.result_timeout, DOOR_WAIT_SECONDS)
+            if self.all_closed_again():
+                self.doors_closed()
         elif r["outcome"] == "throttled":
             # The screen counts the wait down and stays until it is over (or Done).
             self.waiting_doors = set()
@@ -307,20 +319,26 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
             compartments = message["state"]["compartments"]
             self.doors = {c["number"]: c["door"] for c in compartments}
             self.states = {c["number"]: c["state"] for c in compartments}
+            self.stream_seq += 1
+            for number, door in self.doors.items():
+                if door == "open":
+                    self.last_open[number] = self.stream_seq
             # A door counts as closed again only once it was seen open after the code:
             # "closed" before that is the state from before the unlock.
             self.opened_seen |= {n for n in self.waiting_doors if self.doors.get(n) == "open"}
             if self.sm.current == "result" and self.door_failed(message["events"]):
                 self.show_result({"outcome": "door_failed"})
-            elif (
-                self.sm.current == "result"
-                and self.waiting_doors
-                and self.waiting_doors <= self.opened_seen
-                and all(self.doors.get(n) == "closed" for n in self.waiting_doors)
-            ):
+            elif self.sm.current == "result" and self.all_closed_again():
                 self.doors_closed()
         elif message["stream"] == "entry" and self.accepts_codes():
             self.show_result(message)
+
+    def all_closed_again(self) -> bool:
+        """Every door the code opened was seen open, and is closed now."""
+        return bool(self.waiting_doors) and (
+            self.waiting_doors <= self.opened_seen
+            and all(self.doors.get(n) == "closed" for n in self.waiting_doors)
+        )
 
     def door_failed(self, events: list[str]) -> bool:
         """Did lockerd give up on a door of the order before it was seen open? Then its

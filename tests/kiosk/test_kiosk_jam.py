@@ -52,10 +52,10 @@ def test_a_jammed_door_sends_the_shopper_to_the_service_desk(
     step = Steps(app)
     show_result = app.show_result
 
-    def first_result(r: dict[str, Any]) -> None:
+    def first_result(r: dict[str, Any], since: int | None = None) -> None:
         # The reply and lockerd's word on the jam both arrive between two steps: keep
         # what the screen said first.
-        show_result(r)
+        show_result(r, since)
         seen.setdefault("first", app.widgets.result.text)
 
     app.show_result = first_result  # type: ignore[method-assign]

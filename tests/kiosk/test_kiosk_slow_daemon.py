@@ -27,6 +27,8 @@ class SlowLockerd:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.code_reply: dict[str, Any] = {"outcome": "wrong", "attempts_left": 4, "reason": None}
+        self.subscribers: list[socket.socket] = []
         self.codes: list[dict[str, Any]] = []
         self.code_received = threading.Event()
         self._answer = threading.Event()
@@ -41,6 +43,16 @@ class SlowLockerd:
 
     def answer_code(self) -> None:
         self._answer.set()
+
+    def push_doors(self, doors: dict[int, str]) -> None:
+        """A state line on the stream, as lockerd sends one after each change."""
+        compartments = [
+            {"number": n, "door": door, "state": "loaded", "size": "S", "in_service": True}
+            for n, door in doors.items()
+        ]
+        line = {"stream": "state", "events": [], "state": {"compartments": compartments}}
+        for conn in self.subscribers:
+            conn.sendall(json.dumps(line).encode() + b"\n")
 
     def close(self) -> None:
         self._stop.set()
@@ -72,9 +84,10 @@ class SlowLockerd:
                     self.codes.append(request)
                     self.code_received.set()
                     self._answer.wait()
-                    result = {"outcome": "wrong", "attempts_left": 4, "reason": None}
+                    result = self.code_reply
                 elif request["op"] == "subscribe":
                     result = {"compartments": []}
+                    self.subscribers.append(conn)
                 reply = {"id": request["id"], "ok": True, "result": result}
                 with contextlib.suppress(OSError):  # the kiosk stopped meanwhile
                     conn.sendall(json.dumps(reply).encode() + b"\n")
@@ -147,3 +160,56 @@ def test_the_screen_keeps_drawing_while_lockerd_holds_a_reply_back(
     assert seen["codes_while_held"] == 1
     assert seen["result"] == "Wrong code. 4 attempts left"
     assert [c["text"] for c in lockerd.codes] == ["12345678"]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("display")
+def test_a_door_that_opens_and_closes_before_the_reply_is_shown_still_says_thanks(
+    lockerd: SlowLockerd,
+) -> None:
+    """The reply comes off the UI thread: the stream may show the door open and closed
+    again before the screen has the reply that opened it."""
+    from kiosk_ui.app import build_app
+
+    lockerd.code_reply = {"outcome": "opened", "purpose": "pickup", "compartments": [3]}
+    app = build_app(str(lockerd.path), lang="en")
+    seen: dict[str, Any] = {}
+    step = Steps(app)
+
+    @step
+    def to_keypad() -> bool:
+        if not lockerd.subscribers:
+            return False  # the screen's stream is connected
+        tap(app.widgets.type_code)
+        return True
+
+    @step
+    def type_the_code() -> None:
+        for digit in "12345678":
+            tap(app.widgets.keys[digit])
+        tap(app.widgets.keys["ok"])
+
+    @step
+    def the_door_opens_and_closes_while_the_reply_is_held() -> bool:
+        if not lockerd.code_received.is_set():
+            return False
+        lockerd.push_doors({3: "open"})
+        lockerd.push_doors({3: "closed"})
+        return True
+
+    @step
+    def the_stream_lines_arrived() -> bool:
+        if app.doors.get(3) != "closed" or 3 not in app.last_open:
+            return False
+        lockerd.answer_code()
+        return True
+
+    @step
+    def thanks() -> bool:
+        if app.sm.current != "result" or app.widgets.result.text != EN["thanks"]:
+            return False
+        seen["thanks"] = True
+        return True
+
+    step.run()
+    assert seen == {"thanks": True}
