@@ -151,6 +151,7 @@ class Locker:
             ("platform link", self.link.stop if self.link else None),
             ("scanner", self.scanner.stop if self.scanner else None),
             ("camera", self.camera.stop if self.camera else None),
+            ("boards' I/O threads", self.loop.close),
             *((f"board {name}", board.close) for name, board in self.boards.items()),
             ("database", self.store.close),
             ("data directory lock", self.instance.release if self.instance else None),
@@ -263,7 +264,7 @@ def build(
             boards = {b.name: make_board(b) for b in config.boards}
         service = Service(config, store, boards, clock or SystemClock())
         service.start()
-        loop = Loop(service, boards)
+        loop = Loop(service, boards, workers=True)
         link = None
         if config.mqtt.enabled:
             link = PlatformLink(service, config.mqtt, loop.post)

@@ -73,24 +73,25 @@ class DoorTracker:
         comp = self.svc.compartments[number]
         key = (opening_id, number)
         self.deadline[key] = self.svc.clock.monotonic() + self.svc.config.doors.open_confirm_s
-        board = self.svc.boards.get(comp.board)
-        if board is None:  # configuration guarantees it; a missing driver is a fault
+        if comp.board not in self.svc.boards:  # configuration guarantees it
             self.deadline[key] = self.svc.clock.monotonic()
             return
-        try:
-            self.last_unlock[number] = self.svc.clock.monotonic()
-            board.unlock(comp.channel)
-        except BoardError as exc:
-            log.warning("unlock of compartment %d failed: %s", number, exc)
-            self.deadline[key] = self.svc.clock.monotonic()  # retry on the next tick
-            self.svc.board_failed(comp.board, exc)
-            return
+        self.last_unlock[number] = self.svc.clock.monotonic()
+        failed = functools.partial(self._unlock_failed, key, comp.board)
+        if not self.svc.send_unlock(comp.board, comp.channel, failed):
+            return  # it failed at once (the board's I/O ran in this thread)
         for listener in self.svc.unlock_listeners:
             listener(comp.board)
         if self.door.get(number) == Door.OPEN:
             # The sensor already read open (a broken sensor, a door left ajar): it must
             # not block the unlock, and the next reading counts as "seen open".
             del self.door[number]
+
+    def _unlock_failed(self, key: tuple[int, int], board: str, exc: BoardError) -> None:
+        log.warning("unlock of compartment %d failed: %s", key[1], exc)
+        if key in self.deadline:
+            self.deadline[key] = self.svc.clock.monotonic()  # retry on the next tick
+        self.svc.board_failed(board, exc)
 
     def boards_confirming(self) -> set[str]:
         """Boards with an unlock waiting to be seen by its door sensor."""

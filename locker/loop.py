@@ -19,6 +19,7 @@ a flood of commands must not make a shopper wait for their door.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import queue
@@ -28,6 +29,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
+from locker.boardio import BoardWorker
 from locker.boards import Board, BoardError
 from locker.sdnotify import Notifier, watchdog_interval_s
 from locker.service import Service
@@ -68,15 +70,25 @@ class _BoardPoll:
     last: float = -1e9  # when it was last read
     backoff_until: float = 0.0
     failures: int = 0
+    worker: BoardWorker | None = None  # the board's I/O thread (None: read on the loop)
+    reading: bool = False  # a read handed to the worker has not come back yet
 
 
 class Loop:
     """Runs the locker: work from other threads, board polls and timers, in one thread."""
 
-    def __init__(self, service: Service, boards: Mapping[str, Board]) -> None:
+    def __init__(
+        self, service: Service, boards: Mapping[str, Board], workers: bool = False
+    ) -> None:
+        """`workers`: each board's I/O in a thread of its own (the daemon); without, the
+        loop reads the boards itself (tests that move a fake clock turn by turn)."""
         self.service = service
         self.poll_s = service.config.doors.poll_ms / 1000
-        self._polls = [_BoardPoll(b) for b in boards.values()]
+        self._polls = [
+            # The doors' results go ahead of the platform's backlog, like a shopper's code.
+            _BoardPoll(b, worker=BoardWorker(b, self.post_urgent) if workers else None)
+            for b in boards.values()
+        ]
         # (priority, order, job): urgent work first, first come first served within each.
         self._work: queue.PriorityQueue[tuple[int, int, Callable[[], None]]] = queue.PriorityQueue()
         self._order = itertools.count()
@@ -86,6 +98,8 @@ class Loop:
         self._stop = False
         self._by_name = {p.board.name: p for p in self._polls}
         service.unlock_listeners.append(self._expedite)
+        if workers:
+            service.send_unlock = self._unlock_on_worker
         self._watchdog = watchdog_interval_s()
         self._watchdog_due = 0.0
         self.notifier = Notifier()
@@ -111,6 +125,20 @@ class Loop:
         except queue.Empty:
             return None
 
+    def close(self) -> None:
+        """Stop the boards' I/O threads (before the boards themselves are closed)."""
+        for p in self._polls:
+            if p.worker is not None:
+                p.worker.close()
+
+    def _unlock_on_worker(
+        self, board: str, channel: int, failed: Callable[[BoardError], None]
+    ) -> bool:
+        worker = self._by_name[board].worker
+        assert worker is not None
+        worker.unlock(channel, failed)
+        return True
+
     def _expedite(self, board: str) -> None:
         """Read this board at the next turn: an unlock pulse just went out."""
         p = self._by_name.get(board)
@@ -118,6 +146,8 @@ class Loop:
             p.last = -1e9
 
     def _due(self, p: _BoardPoll, confirming: set[str]) -> float:
+        if p.reading:
+            return float("inf")  # its result will wake the loop
         if p.failures:
             return p.backoff_until
         interval = CONFIRM_POLL_S if p.board.name in confirming else self.poll_s
@@ -135,17 +165,30 @@ class Loop:
         for p in self._polls:
             if now < self._due(p, confirming) and not force:
                 continue
-            p.last = now
-            try:
-                doors = p.board.read_doors()
-            except BoardError as exc:
-                p.failures += 1
-                # Capped backoff: a dead bus is not hammered, a revived one is seen quickly.
-                p.backoff_until = now + min(MAX_BACKOFF_S, self.poll_s * 2 ** min(p.failures, 6))
-                self.service.board_failed(p.board.name, exc)
+            if p.reading:
                 continue
-            p.failures = 0
-            self.service.doors_read(p.board.name, doors)
+            p.last = now
+            if p.worker is not None:
+                p.reading = True
+                p.worker.read(functools.partial(self._read_done, p))
+                continue
+            result: Mapping[int, bool] | BoardError
+            try:
+                result = p.board.read_doors()
+            except BoardError as exc:
+                result = exc
+            self._read_done(p, result)
+
+    def _read_done(self, p: _BoardPoll, result: Mapping[int, bool] | BoardError) -> None:
+        p.reading = False
+        if isinstance(result, BoardError):
+            p.failures += 1
+            # Capped backoff: a dead bus is not hammered, a revived one is seen quickly.
+            p.backoff_until = p.last + min(MAX_BACKOFF_S, self.poll_s * 2 ** min(p.failures, 6))
+            self.service.board_failed(p.board.name, result)
+            return
+        p.failures = 0
+        self.service.doors_read(p.board.name, result)
 
     def run_once(self, timeout: float) -> None:
         """One turn: pending work (bounded), due polls, timers, the watchdog; waits at most

@@ -43,6 +43,9 @@ from locker.throttle import (
 
 log = logging.getLogger(__name__)
 
+# (board, channel, what to do if it fails) -> False when it already failed.
+SendUnlock = Callable[[str, int, Callable[[BoardError], None]], bool]
+
 HOUR = 3600.0
 
 ReplyListener = Callable[[str, dict[str, Any]], None]
@@ -69,6 +72,9 @@ class Service:
         self.store = store
         self.codebook: CodeBook = store.codebook
         self.boards = boards
+        # How an unlock pulse reaches a board: here, in the calling thread; the daemon's
+        # loop replaces it with the board's own I/O thread (locker/boardio.py).
+        self.send_unlock: SendUnlock = self._unlock_here
         self.clock = clock
         self.locker_id = config.locker.id
         self.rules = RulesConfig(
@@ -465,6 +471,15 @@ class Service:
         self.lifecycle.tick()
 
     # -- boards ------------------------------------------------------------------------
+
+    def _unlock_here(self, board: str, channel: int, failed: Callable[[BoardError], None]) -> bool:
+        """Send the pulse now; False (after `failed`) when the board refused it."""
+        try:
+            self.boards[board].unlock(channel)
+        except BoardError as exc:
+            failed(exc)
+            return False
+        return True
 
     def board_failed(self, board: str, error: BoardError) -> None:
         """A board stopped answering: its compartments go to `fault`, once."""

@@ -126,3 +126,39 @@ def test_a_code_at_the_cabinet_goes_ahead_of_the_platforms_backlog(locker: Locke
     while locker.loop.backlog:
         locker.loop.run_once(0.0)
     assert ran.count("command") == 1_000  # and nothing of the backlog is lost
+
+
+def test_a_board_that_hangs_never_holds_up_the_loop(locker: Locker) -> None:
+    """Board I/O runs in the board's own thread: while a read hangs on a dead bus, the loop
+    keeps taking work (codes, commands, API requests)."""
+    from locker.loop import Loop
+
+    release = threading.Event()
+    reading = threading.Event()
+
+    class HangingBoard:
+        name = "b0"
+
+        def read_doors(self) -> dict[int, bool]:
+            reading.set()
+            release.wait(5)  # a read stuck in timeouts and retries
+            reading.clear()
+            return {}
+
+        def unlock(self, channel: int) -> None:
+            raise AssertionError("no unlock in this test")
+
+        def close(self) -> None:
+            pass
+
+    loop = Loop(locker.service, {"b0": HangingBoard()}, workers=True)
+    try:
+        loop.run_once(0.0)  # hands the first read to the board's thread
+        assert reading.wait(10)
+        during_read: list[bool] = []
+        loop.post(lambda: during_read.append(reading.is_set()))
+        loop.run_once(0.0)
+        assert during_read == [True]  # served while the read still hangs
+    finally:
+        release.set()
+        loop.close()
