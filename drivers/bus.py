@@ -198,6 +198,22 @@ def bus_for(settings: BusSettings) -> SerialBus:
         return bus
 
 
+def bus_for_board(board: str, wanted: BusSettings) -> SerialBus:
+    """`bus_for`, for a board that asks for these settings: the first board on a port
+    sets the bus up, and a board asking for others is a config slip worth seeing."""
+    bus = bus_for(wanted)
+    if bus.settings != wanted:
+        log.warning(
+            "%s: port %s already runs at %d baud, timeout %.3f s, %d retries; using those",
+            board,
+            wanted.port,
+            bus.settings.baud,
+            bus.settings.timeout_s,
+            bus.settings.retries,
+        )
+    return bus
+
+
 def forget_bus(port: str) -> None:
     """Close and drop a shared bus (tests, and a daemon shutting down)."""
     with _buses_lock:

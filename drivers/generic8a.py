@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from drivers.bus import BusSettings, FrameError, Reader, SerialBus, bus_for
+from drivers.bus import BusSettings, FrameError, Reader, SerialBus, bus_for_board
 from locker.boards import BoardError
 from locker.config import BoardConfig
 
@@ -167,15 +167,4 @@ def make_generic8a(cfg: BoardConfig) -> Generic8aBoard:
         retries=cfg.retries,
         gap_s=max(BusSettings.gap_s, SILENCE_CHARS * 10 / cfg.baud),
     )
-    bus = bus_for(wanted)
-    if bus.settings != wanted:
-        # The first board on a port sets the bus up; a mismatch is a config slip worth seeing.
-        log.warning(
-            "%s: port %s already runs at %d baud, timeout %.3f s, %d retries; using those",
-            cfg.name,
-            cfg.port,
-            bus.settings.baud,
-            bus.settings.timeout_s,
-            bus.settings.retries,
-        )
-    return Generic8aBoard(cfg, bus)
+    return Generic8aBoard(cfg, bus_for_board(cfg.name, wanted))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 
-from drivers.bus import BusSettings, FrameError, SerialBus, bus_for
+from drivers.bus import BusSettings, FrameError, SerialBus, bus_for_board
 from locker.boards import BoardError
 from locker.config import BoardConfig
 
@@ -225,18 +225,7 @@ def _bus(cfg: BoardConfig) -> SerialBus:
     wanted = BusSettings(
         port=cfg.port, baud=cfg.baud, timeout_s=cfg.timeout_ms / 1000, retries=cfg.retries
     )
-    bus = bus_for(wanted)
-    if bus.settings != wanted:
-        # The first board on a port sets the bus up; a mismatch is a config slip worth seeing.
-        log.warning(
-            "%s: port %s already runs at %d baud, timeout %.3f s, %d retries; using those",
-            cfg.name,
-            cfg.port,
-            bus.settings.baud,
-            bus.settings.timeout_s,
-            bus.settings.retries,
-        )
-    return bus
+    return bus_for_board(cfg.name, wanted)
 
 
 def make_cu48(cfg: BoardConfig) -> KerongCU48Board:
