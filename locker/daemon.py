@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import signal
@@ -19,13 +20,14 @@ from drivers.registry import make_board
 from drivers.scanner import SerialScanner
 from locker.api import LocalApi
 from locker.boards import Board
-from locker.clock import Clock, SystemClock, rfc3339
+from locker.clock import Clock, SystemClock
 from locker.codes import CodeBook, load_or_create_key
 from locker.config import DEFAULT_CONFIG, Config, load_config
 from locker.errors import LockerError
+from locker.health import Health
 from locker.instance import InstanceLock
 from locker.loop import Loop, call_on
-from locker.model import ALARM_ACTIONS, Method
+from locker.model import Method
 from locker.service import Service
 from locker.storage import Store
 from locker.sysclock import clock_synchronised
@@ -77,71 +79,20 @@ class Locker:
             self.link.start()
 
     def health(self) -> dict[str, Any]:
-        """What the maintenance screen shows: boards, platform link, outbox, version."""
-        with self.store.read() as tx:
-            boards = [
-                {
-                    "name": r["name"],
-                    "online": bool(r["online"]),
-                    "errors": r["errors"],
-                    "detail": r["detail"],
-                }
-                for r in tx.q("SELECT name, online, errors, detail FROM boards ORDER BY name")
-            ]
-        return {
-            "boards": boards,
-            "time": rfc3339(self.service.now()),
-            "clock_synchronised": clock_synchronised(),
-            "mqtt_connected": bool(self.link and self.link.connected),
-            "outbox": self.store.outbox_depth(),
-            # Work waiting for the loop now, and the most it has been since the start:
-            # every producer is bounded at its source, so a growing figure is a defect.
-            "loop_backlog": self.loop.backlog,
-            "loop_backlog_max": self.loop.max_backlog,
-            # None: no serial scanner to be online (keypad only, or the camera, whose
-            # failure shows in devices_down).
-            "scanner_online": None if self.scanner is None else self.scanner.online,
-            "version": VERSION,
-        }
+        return self._health.health()
 
     def diagnostics(self) -> dict[str, Any]:
-        """The maintenance screen's whole picture (behind the technician PIN): health, the
-        compartments with their faults, each board's last frames, recent events and alarms.
-        No code is in any of it: the audit log never holds one."""
-        health = self.health()
-        online = {b["name"]: b["online"] for b in health["boards"]}
-        for b in health["boards"]:
-            b["frames"] = last_frames(self.boards.get(b["name"]))
-        snap = self.service.snapshot()
-        with self.store.read() as tx:
-            jammed = {r["number"] for r in tx.q("SELECT number FROM compartments WHERE jammed=1")}
-            recent = [dict(r) for r in tx.q(f"{AUDIT_SQL} ORDER BY id DESC LIMIT 20")]
-            alarms = [
-                dict(r)
-                for r in tx.q(
-                    f"{AUDIT_SQL} WHERE action IN ({','.join('?' * len(ALARM_ACTIONS))})"
-                    " ORDER BY id DESC LIMIT 10",
-                    ALARM_ACTIONS,
-                )
-            ]
-        for c in snap["compartments"]:
-            board = self.service.compartments[c["number"]].board
-            c["board"] = board
-            c["fault"] = (
-                "jammed"
-                if c["number"] in jammed
-                else "board offline"
-                if not online.get(board, True)
-                else None
-            )
-        return {
-            **health,
-            "locker_id": self.config.locker.id,
-            "compartments": snap["compartments"],
-            "recent": recent,
-            "alarms": alarms,
-            "devices_down": sorted(self.service.devices_down),
-        }
+        return self._health.diagnostics()
+
+    @functools.cached_property
+    def _health(self) -> Health:
+        return Health(
+            self.service,
+            self.loop,
+            self.boards,
+            lambda: bool(self.link and self.link.connected),
+            lambda: None if self.scanner is None else self.scanner.online,
+        )
 
     def close(self) -> None:
         """Stop every part, each whatever the others did: the database is always closed
@@ -194,18 +145,8 @@ class LoopThread:
         self.locker.close()
 
 
-AUDIT_SQL = "SELECT at, actor, action, order_id, compartment, detail FROM audit"
-
-
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
-def last_frames(board: object, count: int = 8) -> list[str]:
-    """The last frames on a board's serial line (Kerong's bus, Modbus's line); GPIO and the
-    in-memory simulator have none."""
-    line = getattr(board, "bus", None) or getattr(board, "line", None)
-    return list(getattr(line, "frames", ()))[-count:]
 
 
 def _camera(config: Config, service: Service, loop: Loop) -> CameraScanner | None:

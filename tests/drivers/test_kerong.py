@@ -397,7 +397,7 @@ def test_a_second_board_asking_other_bus_settings_is_warned_about(
 
 
 def test_the_maintenance_screen_sees_the_last_frames_on_the_wire(cu48: World) -> None:
-    from locker.daemon import last_frames
+    from locker.health import last_frames
 
     device, _sims = cu48
     board = make_cu48(board_cfg(device))

@@ -1,0 +1,115 @@
+"""What the maintenance screen, lockerctl and the platform's heartbeat read of a running
+locker: `health` (boards, platform link, outbox, loop, clock, version) and, behind the
+technician PIN, `diagnostics` (every compartment with its fault, each board's last
+frames, recent events and alarms). No code is in any of it: the audit log never holds
+one.
+
+The parts it reads that live outside the domain (the platform link, the serial scanner)
+come in as plain callables from the composition root, so this module imports neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from locker.boards import Board
+from locker.clock import rfc3339
+from locker.loop import Loop
+from locker.model import ALARM_ACTIONS
+from locker.service import Service
+from locker.sysclock import clock_synchronised
+from locker.version import VERSION
+
+AUDIT_SQL = "SELECT at, actor, action, order_id, compartment, detail FROM audit"
+
+
+def last_frames(board: object, count: int = 8) -> list[str]:
+    """The last frames on a board's serial line (Kerong's bus, Modbus's line); GPIO and the
+    in-memory simulator have none."""
+    line = getattr(board, "bus", None) or getattr(board, "line", None)
+    return list(getattr(line, "frames", ()))[-count:]
+
+
+class Health:
+    """Reads a running locker for the screens and tools (on the loop's thread)."""
+
+    def __init__(
+        self,
+        service: Service,
+        loop: Loop,
+        boards: Mapping[str, Board],
+        link_connected: Callable[[], bool],
+        scanner_online: Callable[[], bool | None],
+    ) -> None:
+        self.service = service
+        self.loop = loop
+        self.boards = boards
+        self.link_connected = link_connected
+        self.scanner_online = scanner_online
+
+    def health(self) -> dict[str, Any]:
+        """What the maintenance screen shows: boards, platform link, outbox, version."""
+        store = self.service.store
+        with store.read() as tx:
+            boards = [
+                {
+                    "name": r["name"],
+                    "online": bool(r["online"]),
+                    "errors": r["errors"],
+                    "detail": r["detail"],
+                }
+                for r in tx.q("SELECT name, online, errors, detail FROM boards ORDER BY name")
+            ]
+        return {
+            "boards": boards,
+            "time": rfc3339(self.service.now()),
+            "clock_synchronised": clock_synchronised(),
+            "mqtt_connected": self.link_connected(),
+            "outbox": store.outbox_depth(),
+            # Work waiting for the loop now, and the most it has been since the start:
+            # every producer is bounded at its source, so a growing figure is a defect.
+            "loop_backlog": self.loop.backlog,
+            "loop_backlog_max": self.loop.max_backlog,
+            # None: no serial scanner to be online (keypad only, or the camera, whose
+            # failure shows in devices_down).
+            "scanner_online": self.scanner_online(),
+            "version": VERSION,
+        }
+
+    def diagnostics(self) -> dict[str, Any]:
+        """The maintenance screen's whole picture (behind the technician PIN)."""
+        health = self.health()
+        online = {b["name"]: b["online"] for b in health["boards"]}
+        for b in health["boards"]:
+            b["frames"] = last_frames(self.boards.get(b["name"]))
+        snap = self.service.snapshot()
+        with self.service.store.read() as tx:
+            jammed = {r["number"] for r in tx.q("SELECT number FROM compartments WHERE jammed=1")}
+            recent = [dict(r) for r in tx.q(f"{AUDIT_SQL} ORDER BY id DESC LIMIT 20")]
+            alarms = [
+                dict(r)
+                for r in tx.q(
+                    f"{AUDIT_SQL} WHERE action IN ({','.join('?' * len(ALARM_ACTIONS))})"
+                    " ORDER BY id DESC LIMIT 10",
+                    ALARM_ACTIONS,
+                )
+            ]
+        for c in snap["compartments"]:
+            board = self.service.compartments[c["number"]].board
+            c["board"] = board
+            c["fault"] = (
+                "jammed"
+                if c["number"] in jammed
+                else "board offline"
+                if not online.get(board, True)
+                else None
+            )
+        return {
+            **health,
+            "locker_id": self.service.config.locker.id,
+            "compartments": snap["compartments"],
+            "recent": recent,
+            "alarms": alarms,
+            "devices_down": sorted(self.service.devices_down),
+        }
