@@ -57,11 +57,13 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         self.checking = False  # a health check is with lockerd: the next one is not sent
         self.waiting_doors: set[int] = set()
         self.opened_seen: set[int] = set()
-        # The stream's state lines are counted, and each door's last line showing it open
-        # kept: a reply now comes off the UI thread, and the door may open (and even
-        # close) on the stream before the reply that asked for it is shown.
+        # The stream's lines are counted, and for each door the last line showing it open
+        # and the last line in which lockerd said its phase was done: a reply comes off
+        # the UI thread, and the door may open, close and be done on the stream before
+        # the reply that asked for it is shown.
         self.stream_seq = 0
         self.last_open: dict[int, int] = {}
+        self.last_done: dict[int, int] = {}
         self.sent_seq = 0
         self.fault_before: set[int] = set()  # waiting doors already in fault at the code
         self.doors: dict[int, str] = {}
@@ -268,7 +270,7 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
             self.fault_before = {n for n in self.waiting_doors if self.states.get(n) == "fault"}
             Clock.schedule_once(self.door_reminder, REMINDER_SECONDS)
             Clock.schedule_once(self.result_timeout, DOOR_WAIT_SECONDS)
-            if self.all_closed_again():
+            if all(self.last_done.get(n, -1) > mark for n in self.waiting_doors):
                 self.doors_closed()
         elif r["outcome"] == "throttled":
             # The screen counts the wait down and stays until it is over (or Done).
@@ -323,22 +325,19 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
             for number, door in self.doors.items():
                 if door == "open":
                     self.last_open[number] = self.stream_seq
-            # A door counts as closed again only once it was seen open after the code:
-            # "closed" before that is the state from before the unlock.
+            # A door seen open is no longer one that may have failed to open.
             self.opened_seen |= {n for n in self.waiting_doors if self.doors.get(n) == "open"}
             if self.sm.current == "result" and self.door_failed(message["events"]):
                 self.show_result({"outcome": "door_failed"})
-            elif self.sm.current == "result" and self.all_closed_again():
+        elif message["stream"] == "done":
+            # lockerd's word: every door of the order's phase was seen open, then closed.
+            self.stream_seq += 1
+            done = set(message["compartments"])
+            self.last_done.update(dict.fromkeys(done, self.stream_seq))
+            if self.sm.current == "result" and self.waiting_doors and self.waiting_doors <= done:
                 self.doors_closed()
         elif message["stream"] == "entry" and self.accepts_codes():
             self.show_result(message)
-
-    def all_closed_again(self) -> bool:
-        """Every door the code opened was seen open, and is closed now."""
-        return bool(self.waiting_doors) and (
-            self.waiting_doors <= self.opened_seen
-            and all(self.doors.get(n) == "closed" for n in self.waiting_doors)
-        )
 
     def door_failed(self, events: list[str]) -> bool:
         """Did lockerd give up on a door of the order before it was seen open? Then its

@@ -216,6 +216,7 @@ class LocalApi:
         self._accepter.start()
         service.store.on_commit.append(self._changed)
         service.entry_listeners.append(self._entry)
+        service.phase_listeners.append(self._phase_done)
 
     def close(self) -> None:
         self._stop.set()
@@ -409,6 +410,18 @@ class LocalApi:
         # On the loop thread: a code from the scanner or the camera, for the screen to show.
         if self._subscribers:
             self._broadcast({"stream": "entry", "method": method.value, **_result(result)})
+
+    def _phase_done(self, order_id: str, purpose: str, compartments: tuple[int, ...]) -> None:
+        # On the loop thread: every door of the phase seen open, then closed.
+        if self._subscribers:
+            self._broadcast(
+                {
+                    "stream": "done",
+                    "purpose": purpose,
+                    "order_id": order_id,
+                    "compartments": list(compartments),
+                }
+            )
 
     def _broadcast(self, message: dict[str, Any]) -> None:
         """On the loop: only puts the line into each subscriber's queue, never touches a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from locker import orders
@@ -33,6 +34,9 @@ class Lifecycle:
         assert order is not None
         comps = self.svc.order_compartments(tx, order_pk)
         order_id = order["order_id"]
+        numbers = tuple(int(c["number"]) for c in comps)
+        for listener in self.svc.phase_listeners:
+            tx.after_commit(functools.partial(listener, order_id, str(purpose), numbers))
         times = tx.one(
             "SELECT MIN(opened_at) AS o, MAX(closed_at) AS c FROM order_compartments"
             " WHERE order_pk=?",

@@ -101,6 +101,10 @@ class Service:
         # Told of every code the scanner or camera handed in, so the screen can show
         # the shopper the result of a scan it did not submit itself.
         self.entry_listeners: list[Callable[[Method, CodeResult], None]] = []
+        # Told, once it committed, that every door of an order's phase was seen open and
+        # then closed (order id, purpose, compartments): the screen thanks on lockerd's
+        # word instead of working it out from door readings.
+        self.phase_listeners: list[Callable[[str, str, tuple[int, ...]], None]] = []
         self.doors = DoorTracker(self)
         self.entry = CodeEntry(self)
         self.lifecycle = Lifecycle(self)

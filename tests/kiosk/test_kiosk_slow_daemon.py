@@ -50,7 +50,9 @@ class SlowLockerd:
             {"number": n, "door": door, "state": "loaded", "size": "S", "in_service": True}
             for n, door in doors.items()
         ]
-        line = {"stream": "state", "events": [], "state": {"compartments": compartments}}
+        self.push({"stream": "state", "events": [], "state": {"compartments": compartments}})
+
+    def push(self, line: dict[str, Any]) -> None:
         for conn in self.subscribers:
             conn.sendall(json.dumps(line).encode() + b"\n")
 
@@ -164,7 +166,7 @@ def test_the_screen_keeps_drawing_while_lockerd_holds_a_reply_back(
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("display")
-def test_a_door_that_opens_and_closes_before_the_reply_is_shown_still_says_thanks(
+def test_lockerds_word_that_the_doors_are_done_before_the_reply_is_shown_still_says_thanks(
     lockerd: SlowLockerd,
 ) -> None:
     """The reply comes off the UI thread: the stream may show the door open and closed
@@ -195,11 +197,14 @@ def test_a_door_that_opens_and_closes_before_the_reply_is_shown_still_says_thank
             return False
         lockerd.push_doors({3: "open"})
         lockerd.push_doors({3: "closed"})
+        lockerd.push(
+            {"stream": "done", "purpose": "pickup", "order_id": "SO-1", "compartments": [3]}
+        )
         return True
 
     @step
     def the_stream_lines_arrived() -> bool:
-        if app.doors.get(3) != "closed" or 3 not in app.last_open:
+        if 3 not in app.last_done:
             return False
         lockerd.answer_code()
         return True
@@ -213,3 +218,59 @@ def test_a_door_that_opens_and_closes_before_the_reply_is_shown_still_says_thank
 
     step.run()
     assert seen == {"thanks": True}
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("display")
+def test_the_screen_thanks_on_lockerds_word_not_on_door_readings(lockerd: SlowLockerd) -> None:
+    """A door read open and then closed is not yet a pickup (lockerd decides, with every
+    door of the order): the screen waits for lockerd's `done` line."""
+    from kiosk_ui.app import build_app
+
+    lockerd.code_reply = {"outcome": "opened", "purpose": "pickup", "compartments": [3, 4]}
+    lockerd.answer_code()  # no hold this time
+    app = build_app(str(lockerd.path), lang="en")
+    seen: dict[str, Any] = {}
+    step = Steps(app)
+
+    @step
+    def to_keypad() -> bool:
+        if not lockerd.subscribers:
+            return False
+        tap(app.widgets.type_code)
+        return True
+
+    @step
+    def type_the_code() -> None:
+        for digit in "12345678":
+            tap(app.widgets.keys[digit])
+        tap(app.widgets.keys["ok"])
+
+    @step
+    def one_door_opens_and_closes() -> bool:
+        if app.sm.current != "result" or app.waiting_doors != {3, 4}:
+            return False
+        lockerd.push_doors({3: "open", 4: "open"})
+        lockerd.push_doors({3: "closed", 4: "closed"})
+        return True
+
+    @step
+    def still_waiting_for_lockerd() -> bool:
+        if app.doors.get(4) != "closed":
+            return False
+        seen["before_done"] = app.widgets.result.text
+        lockerd.push(
+            {"stream": "done", "purpose": "pickup", "order_id": "SO-1", "compartments": [3, 4]}
+        )
+        return True
+
+    @step
+    def thanks() -> bool:
+        if app.widgets.result.text != EN["thanks"]:
+            return False
+        seen["thanks"] = True
+        return True
+
+    step.run()
+    assert seen["before_done"] != EN["thanks"]
+    assert seen["thanks"]

@@ -393,3 +393,26 @@ def test_audit_returns_the_last_entries_oldest_first_without_a_pin(daemon: Locke
         assert c.ask(id=3, op="audit", limit=-1)["error"].startswith("limit:")
     finally:
         c.close()
+
+
+def test_the_stream_says_when_every_door_of_a_phase_was_open_and_closed(daemon: Locker) -> None:
+    deposit = reserve_on_loop(daemon, "SO-DONE")
+    stream = Client(daemon.config.api.socket)
+    c = Client(daemon.config.api.socket)
+    try:
+        assert stream.ask(id=1, op="subscribe")["ok"]
+        opened = c.ask(id=2, op="code", text=deposit, method="keypad")["result"]
+        assert opened["outcome"] == "opened"
+        while True:  # the simulated door opens on the pulse and closes 0.1 s later
+            line = stream.read()
+            if line.get("stream") == "done":
+                break
+        assert line == {
+            "stream": "done",
+            "purpose": "deposit",
+            "order_id": "SO-DONE",
+            "compartments": opened["compartments"],
+        }
+    finally:
+        stream.close()
+        c.close()
