@@ -81,6 +81,8 @@ def main() -> None:
             (number,) = result["compartments"]
             while True:  # the screen's view: the door of this compartment seen open
                 msg = json.loads(lines.readline())
+                if msg.get("stream") != "state":
+                    continue  # an entry or a phase done: not the doors
                 doors = {c["number"]: c["door"] for c in msg["state"]["compartments"]}
                 if doors.get(number) == "open":
                     open_ms.append((time.perf_counter() - t0) * 1000)
