@@ -22,27 +22,23 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hmac
 import json
 import logging
 import math
 import os
 import queue
-import secrets
 import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from locker.clock import rfc3339
+from locker.api_ops import OPS, ApiError, code_result
 from locker.entry import CodeResult
 from locker.instance import AlreadyRunning
 from locker.loop import call_on
 from locker.model import CommandError, Method
-from locker.pin import read_pin_hash
 from locker.service import Service
-from locker.storage import SECRET_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +56,6 @@ _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 TOO_MANY = f"too many connections (at most {MAX_CONNECTIONS}); close one or try again later"
 Post = Callable[[Callable[[], None]], None]
 Health = Callable[[], dict[str, Any]]
-SESSION_S = 300.0  # a maintenance session ends after five minutes without a request
-READ_LIMIT = 1000  # entries one `events` or `audit` request returns at most
 
 
 def _served(path: str) -> bool:
@@ -82,15 +76,6 @@ def _encode(message: dict[str, Any]) -> bytes:
 
 
 _TOO_SLOW = _encode({"stream": "closed", "reason": "too slow"})
-
-
-class ApiError(Exception):
-    """A request the API refuses; the message goes back to the client, with `fields`
-    (machine-readable details such as `code` or `refusal`) beside it."""
-
-    def __init__(self, message: str, **fields: Any) -> None:
-        super().__init__(message)
-        self.fields = fields
 
 
 class _Throttled:
@@ -409,7 +394,7 @@ class LocalApi:
     def _entry(self, method: Method, result: CodeResult) -> None:
         # On the loop thread: a code from the scanner or the camera, for the screen to show.
         if self._subscribers:
-            self._broadcast({"stream": "entry", "method": method.value, **_result(result)})
+            self._broadcast({"stream": "entry", "method": method.value, **code_result(result)})
 
     def _phase_done(self, order_id: str, purpose: str, compartments: tuple[int, ...]) -> None:
         # On the loop thread: every door of the phase seen open, then closed.
@@ -489,184 +474,3 @@ def _reply_line(reply: dict[str, Any]) -> bytes:
     except (ValueError, TypeError, RecursionError):  # a defect of ours: the client still hears
         log.exception("local API: a reply could not be encoded")
         return _encode({"id": None, "ok": False, "error": "internal error: unencodable reply"})
-
-
-def _code(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
-    text, method = req.get("text"), req.get("method", "keypad")
-    if not isinstance(text, str):
-        raise ApiError("text: expected the code as a string")
-    if method not in ("keypad", "scanner", "camera"):
-        raise ApiError("method: expected keypad, scanner or camera")
-    staff = req.get("staff", False)
-    if not isinstance(staff, bool):
-        raise ApiError("staff: expected true or false")
-    # The kiosk shows this reply itself: no stream line for it. The staff screen's codes
-    # are judged by their own throttle (deposit codes only), which shoppers cannot block.
-    return _result(api.svc.enter_code(text, Method(method), notify=False, staff=staff))
-
-
-def _result(r: CodeResult) -> dict[str, Any]:
-    return {
-        "outcome": r.outcome,
-        "message": r.message,
-        "purpose": r.purpose,
-        "compartments": list(r.compartments),
-        "attempts_left": r.attempts_left,
-        "wait_s": r.wait_s,
-        "reason": r.reason,
-        # Staff see which order they are loading; a shopper's result never names one.
-        "order_id": r.order_id if r.purpose in ("deposit", "retrieval") else None,
-    }
-
-
-def _history(api: LocalApi, req: dict[str, Any]) -> Any:
-    order_id = req.get("order_id")
-    if not isinstance(order_id, str):
-        raise ApiError("order_id: expected a string")
-    return api.svc.history(order_id)
-
-
-def _limit(req: dict[str, Any]) -> int:
-    limit = req.get("limit", 50)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= READ_LIMIT:
-        raise ApiError(f"limit: expected a whole number from 1 to {READ_LIMIT}")
-    return limit
-
-
-def _events(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
-    """The newest events still waiting for the platform, codes masked: the socket is open
-    to the whole locker group, and a code shown on a terminal is a code given away."""
-    limit = _limit(req)
-    store, locker_id = api.svc.store, api.svc.config.locker.id
-    recorded = store.last_seq()
-    events = [
-        {k: ("****" if k in SECRET_FIELDS else v) for k, v in ev.payload(locker_id).items()}
-        for ev in store.events(after_seq=max(0, recorded - limit), limit=limit)
-    ]
-    # The outbox forgets an event on the broker's PUBACK: beside the waiting ones, how
-    # many were recorded in all, so an empty list does not read as "nothing happened".
-    return {"events": events, "waiting": store.outbox_depth(), "recorded": recorded}
-
-
-def _audit(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
-    """The last `limit` audit entries, oldest first (the audit log holds no code)."""
-    limit = _limit(req)
-    with api.svc.store.read() as tx:
-        rows = tx.q(
-            "SELECT at, actor, action, order_id, compartment, detail FROM audit"
-            " ORDER BY id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-    return {"entries": [{**dict(r), "at": rfc3339(r["at"])} for r in reversed(rows)]}
-
-
-def _technician(api: LocalApi, req: dict[str, Any]) -> None:
-    """Maintenance actions need the technician PIN (hashed on disk, wrong ones throttled),
-    or the token of a session opened with it (`login`)."""
-    token = req.get("token")
-    if isinstance(token, str):
-        now = api.svc.clock.monotonic()
-        for known, expires in list(api.sessions.items()):
-            if expires < now:
-                del api.sessions[known]
-            elif hmac.compare_digest(known, token):
-                api.sessions[known] = now + SESSION_S
-                return
-        raise ApiError("token: the maintenance session has ended; enter the PIN again")
-    pin = req.get("pin")
-    if not isinstance(pin, str):
-        raise ApiError("pin: the technician PIN is required for this action")
-    refused = api.svc.entry.check_pin(pin, read_pin_hash(api.svc.config.pin_path))
-    if refused is not None:
-        # Beside the sentence, what the maintenance screen needs to say it in its language.
-        refusal = {
-            "outcome": refused.outcome,  # wrong | throttled | refused
-            "attempts_left": refused.attempts_left,
-            "wait_s": refused.wait_s,
-            "reason": refused.reason,
-        }
-        raise ApiError(refused.message, refusal=refusal)
-
-
-def _login(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(req.get("pin"), str):
-        raise ApiError("pin: the technician PIN is required to log in")
-    _technician(api, {"pin": req["pin"]})
-    token = secrets.token_hex(16)
-    api.sessions[token] = api.svc.clock.monotonic() + SESSION_S
-    api.svc.audit_action("technician", "maintenance_login")
-    return {"token": token, "expires_in_s": SESSION_S}
-
-
-def _logout(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
-    token = req.get("token")
-    ended = isinstance(token, str) and api.sessions.pop(token, None) is not None
-    return {"ended": ended}
-
-
-def _diagnostics(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
-    _technician(api, req)
-    return api.diagnostics()
-
-
-def _reissue(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
-    """A new pickup code for a loaded order (the old one stops working, the platform is
-    told by `code_issued`): how a technician prints a QR for a customer at the locker."""
-    _technician(api, req)
-    order_id = req.get("order_id")
-    if not isinstance(order_id, str):
-        raise ApiError("order_id: expected a string")
-    return api.svc.reissue_code(order_id, actor="technician")
-
-
-def _compartment(api: LocalApi, req: dict[str, Any]) -> int:
-    number = req.get("compartment")
-    if (
-        isinstance(number, bool)
-        or not isinstance(number, int)
-        or (number not in api.svc.compartments)
-    ):
-        raise ApiError(f"compartment: this locker has no compartment {number!r}")
-    return number
-
-
-def _test_open(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
-    _technician(api, req)
-    number = _compartment(api, req)
-    api.svc.maintenance_open(number, "technician")
-    return {"compartment": number}
-
-
-def _open_all(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
-    _technician(api, req)
-    numbers = sorted(api.svc.compartments)
-    for number in numbers:  # each one logged; only here and in lockerctl, never remotely
-        api.svc.maintenance_open(number, "technician:open_all")
-    return {"compartments": numbers}
-
-
-def _set_service(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
-    _technician(api, req)
-    number = _compartment(api, req)
-    in_service = req.get("in_service")
-    if not isinstance(in_service, bool):
-        raise ApiError("in_service: expected true or false")
-    reason = req.get("reason") if isinstance(req.get("reason"), str) else "maintenance"
-    return api.svc.set_service(number, in_service, str(reason), actor="technician")
-
-
-OPS: dict[str, Callable[[LocalApi, dict[str, Any]], Any]] = {
-    "login": _login,
-    "logout": _logout,
-    "diagnostics": _diagnostics,
-    "reissue_code": _reissue,
-    "test_open": _test_open,
-    "open_all": _open_all,
-    "set_service": _set_service,
-    "code": _code,
-    "snapshot": lambda api, req: api.svc.snapshot(),
-    "history": _history,
-    "events": _events,
-    "audit": _audit,
-    "health": lambda api, req: api.health(),
-}
