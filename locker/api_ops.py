@@ -90,14 +90,8 @@ def _events(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
 
 def _audit(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
     """The last `limit` audit entries, oldest first (the audit log holds no code)."""
-    limit = _limit(req)
-    with api.svc.store.read() as tx:
-        rows = tx.q(
-            "SELECT at, actor, action, order_id, compartment, detail FROM audit"
-            " ORDER BY id DESC LIMIT ?",
-            (limit,),
-        ).fetchall()
-    return {"entries": [{**dict(r), "at": rfc3339(r["at"])} for r in reversed(rows)]}
+    rows = api.svc.store.audit_entries(_limit(req))
+    return {"entries": [{**r, "at": rfc3339(r["at"])} for r in reversed(rows)]}
 
 
 def _technician(api: LocalApi, req: dict[str, Any]) -> None:

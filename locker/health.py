@@ -21,8 +21,6 @@ from locker.service import Service
 from locker.sysclock import clock_synchronised
 from locker.version import VERSION
 
-AUDIT_SQL = "SELECT at, actor, action, order_id, compartment, detail FROM audit"
-
 
 def last_frames(board: object, count: int = 8) -> list[str]:
     """The last frames on a board's serial line (Kerong's bus, Modbus's line); GPIO and the
@@ -84,17 +82,11 @@ class Health:
         for b in health["boards"]:
             b["frames"] = last_frames(self.boards.get(b["name"]))
         snap = self.service.snapshot()
-        with self.service.store.read() as tx:
+        store = self.service.store
+        with store.read() as tx:
             jammed = {r["number"] for r in tx.q("SELECT number FROM compartments WHERE jammed=1")}
-            recent = [dict(r) for r in tx.q(f"{AUDIT_SQL} ORDER BY id DESC LIMIT 20")]
-            alarms = [
-                dict(r)
-                for r in tx.q(
-                    f"{AUDIT_SQL} WHERE action IN ({','.join('?' * len(ALARM_ACTIONS))})"
-                    " ORDER BY id DESC LIMIT 10",
-                    ALARM_ACTIONS,
-                )
-            ]
+            recent = store.audit_entries(20)
+            alarms = store.audit_entries(10, ALARM_ACTIONS)
         for c in snap["compartments"]:
             board = self.service.compartments[c["number"]].board
             c["board"] = board

@@ -453,6 +453,21 @@ class Store:
             cur = tx.q("DELETE FROM commands WHERE received_at < ? AND state='done'", (older_than,))
             return cur.rowcount
 
+    def audit_entries(
+        self, limit: int, actions: tuple[str, ...] | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest `limit` audit entries (only `actions`, if given), newest first."""
+        params: tuple[str, ...]
+        where, params = "", ()
+        if actions is not None:
+            where, params = f" WHERE action IN ({','.join('?' * len(actions))})", actions
+        rows = self.db.execute(
+            "SELECT at, actor, action, order_id, compartment, detail FROM audit"
+            f"{where} ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [dict(r) for r in rows]
+
     def outbox_depth(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
