@@ -164,6 +164,24 @@ def test_the_screen_keeps_drawing_while_lockerd_holds_a_reply_back(
     assert [c["text"] for c in lockerd.codes] == ["12345678"]
 
 
+def type_a_code_once_streaming(step: Steps, app: Any, lockerd: SlowLockerd) -> None:
+    """The first steps of a shopper: once the screen's stream is connected, to the keypad,
+    a code, OK."""
+
+    @step
+    def to_keypad() -> bool:
+        if not lockerd.subscribers:
+            return False
+        tap(app.widgets.type_code)
+        return True
+
+    @step
+    def type_the_code() -> None:
+        for digit in "12345678":
+            tap(app.widgets.keys[digit])
+        tap(app.widgets.keys["ok"])
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("display")
 def test_lockerds_word_that_the_doors_are_done_before_the_reply_is_shown_still_says_thanks(
@@ -178,18 +196,7 @@ def test_lockerds_word_that_the_doors_are_done_before_the_reply_is_shown_still_s
     seen: dict[str, Any] = {}
     step = Steps(app)
 
-    @step
-    def to_keypad() -> bool:
-        if not lockerd.subscribers:
-            return False  # the screen's stream is connected
-        tap(app.widgets.type_code)
-        return True
-
-    @step
-    def type_the_code() -> None:
-        for digit in "12345678":
-            tap(app.widgets.keys[digit])
-        tap(app.widgets.keys["ok"])
+    type_a_code_once_streaming(step, app, lockerd)
 
     @step
     def the_door_opens_and_closes_while_the_reply_is_held() -> bool:
@@ -233,18 +240,7 @@ def test_the_screen_thanks_on_lockerds_word_not_on_door_readings(lockerd: SlowLo
     seen: dict[str, Any] = {}
     step = Steps(app)
 
-    @step
-    def to_keypad() -> bool:
-        if not lockerd.subscribers:
-            return False
-        tap(app.widgets.type_code)
-        return True
-
-    @step
-    def type_the_code() -> None:
-        for digit in "12345678":
-            tap(app.widgets.keys[digit])
-        tap(app.widgets.keys["ok"])
+    type_a_code_once_streaming(step, app, lockerd)
 
     @step
     def one_door_opens_and_closes() -> bool:
