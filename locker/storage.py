@@ -346,13 +346,17 @@ class Store:
             name = f"sp{self._depth}"
             self.db.execute(f"SAVEPOINT {name}")
             self._depth += 1
-            audited = len(self.pending_audit)
+            # What the savepoint adds to the follow-ups goes with it if it rolls back:
+            # a refused step must leave no unlock, event or journal line behind.
+            marks = (len(self.after), len(self.pending_events), len(self.pending_audit))
             try:
                 yield tx
             except BaseException:
                 self.db.execute(f"ROLLBACK TO {name}")
                 self.db.execute(f"RELEASE {name}")
-                del self.pending_audit[audited:]
+                del self.after[marks[0] :]
+                del self.pending_events[marks[1] :]
+                del self.pending_audit[marks[2] :]
                 raise
             finally:
                 self._depth -= 1
