@@ -80,6 +80,27 @@ def test_savepoint_rolls_back_only_the_inner_part(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_rolled_back_savepoint_leaves_no_follow_up_behind(tmp_path: Path) -> None:
+    """Several commands share one commit (group commit): one that fails half way must
+    not leave its unlock, its event notice or its journal line to the others' commit."""
+    store = Store(tmp_path / "l.db", BOOK)
+    ran: list[str] = []
+    heard: list[list[str]] = []
+    store.on_commit.append(heard.append)
+    with store.transaction() as outer:
+        outer.after_commit(lambda: ran.append("kept"))
+        outer.emit("kept", {}, 0.0)
+        with pytest.raises(ValueError), store.transaction() as inner:
+            inner.after_commit(lambda: ran.append("dropped"))
+            inner.emit("dropped", {}, 0.0)
+            inner.audit(0.0, "test", "dropped")
+            raise ValueError("refused half way")
+        assert store.pending_audit == []
+    assert ran == ["kept"]
+    assert heard == [["kept"]]
+    store.close()
+
+
 def test_events_with_codes_are_sealed_at_rest(tmp_path: Path) -> None:
     store = Store(tmp_path / "l.db", BOOK)
     with store.transaction() as tx:
