@@ -1,0 +1,173 @@
+"""A continuous copy of the database on a second medium, made off the loop.
+
+The SD card is the part of a Raspberry Pi most likely to die, and with it every
+loaded order's codes and every event the platform has not yet received. After
+each commit the loop only marks the replica stale (`committed()`, no I/O); a
+thread of its own then takes a consistent snapshot with SQLite's online backup
+(its own read connection, so the loop's writes go on meanwhile), writes it to a
+temporary file on the target, flushes it and renames it over the previous copy:
+the target always holds one complete, consistent database, never a half-written
+one. A slow or absent medium only makes the replica lag; it never delays a door.
+
+Copies are at most `min_interval_s` apart, so a burst of commits costs one copy,
+and a commit is on the replica within about a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+REPLICA_NAME = "locker.db"
+MAX_RETRY_S = 30.0
+
+
+@dataclass(frozen=True)
+class ReplicaStatus:
+    """What the heartbeat and the maintenance screen say about the replica."""
+
+    target: str
+    ok: bool  # the last copy attempt succeeded
+    lag_s: float  # how old the oldest commit not yet on the replica is (0: up to date)
+    copied_at: float | None  # wall-clock time of the newest complete copy
+    detail: str  # why the last attempt failed, or ""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def snapshot(source: Path, target: Path) -> None:
+    """Write a consistent copy of the database `source` to `target`, atomically."""
+    tmp = target.with_name(target.name + ".tmp")
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    try:
+        # Created private: the copy holds sealed codes and code hashes like the original.
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+        dst = sqlite3.connect(str(tmp))
+        try:
+            src.backup(dst)
+            # One self-contained file on the target: no -wal beside it to lose.
+            dst.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+
+
+class ReplicaWriter:
+    """Keeps `target_dir/locker.db` a recent, consistent copy of `source`."""
+
+    def __init__(
+        self,
+        source: Path,
+        target_dir: Path,
+        min_interval_s: float = 0.5,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.target_dir = target_dir
+        self.min_interval_s = min_interval_s
+        self._monotonic = monotonic
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._stale_since: float | None = None  # the oldest commit not yet copied
+        self._commits = 0  # counts commits, to tell whether one came during a copy
+        self._ok = True
+        self._detail = ""
+        self._copied_at: float | None = None
+        self._thread = threading.Thread(target=self._run, name="replica", daemon=True)
+
+    def start(self) -> None:
+        self.committed()  # the first copy at start: the replica may be older than the data
+        self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop after a last copy of what is committed (a clean stop leaves it current)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def committed(self) -> None:
+        """A transaction committed (from the loop: no I/O, never blocks on the medium)."""
+        with self._lock:
+            self._commits += 1
+            if self._stale_since is None:
+                self._stale_since = self._monotonic()
+        self._wake.set()
+
+    def status(self) -> ReplicaStatus:
+        with self._lock:
+            stale = self._stale_since
+            lag = 0.0 if stale is None else max(0.0, self._monotonic() - stale)
+            return ReplicaStatus(
+                str(self.target_dir), self._ok, round(lag, 3), self._copied_at, self._detail
+            )
+
+    def _run(self) -> None:
+        retry_s = self.min_interval_s
+        while True:
+            self._wake.wait()
+            stopping = self._stop.is_set()
+            with self._lock:
+                self._wake.clear()
+                stale = self._stale_since is not None
+                commits = self._commits
+            started = self._monotonic()
+            if stale:
+                try:
+                    self.target_dir.mkdir(parents=True, exist_ok=True)
+                    snapshot(self.source, self.target_dir / REPLICA_NAME)
+                except (OSError, sqlite3.Error) as exc:
+                    self._failed(str(exc))
+                    if stopping:
+                        return
+                    # Keep trying, less often: an unplugged stick comes back.
+                    retry_s = min(MAX_RETRY_S, retry_s * 2)
+                    self._stop.wait(retry_s)
+                    self._wake.set()
+                    continue
+                self._done(commits, started)
+                retry_s = self.min_interval_s
+            if stopping:
+                return
+            self._stop.wait(self.min_interval_s)  # a burst of commits costs one copy
+
+    def _failed(self, detail: str) -> None:
+        with self._lock:
+            if self._ok:
+                log.warning("replica %s: cannot copy the database: %s", self.target_dir, detail)
+            self._ok, self._detail = False, detail[:200]
+
+    def _done(self, commits: int, started: float) -> None:
+        with self._lock:
+            if not self._ok:
+                log.info("replica %s: copying again, up to date", self.target_dir)
+            # A commit that came while copying may not be in this copy: still stale, counted
+            # from the copy's start (its wake-up is already set for the next copy).
+            self._stale_since = None if self._commits == commits else started
+            self._ok, self._detail = True, ""
+            self._copied_at = self._wall()
