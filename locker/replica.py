@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +75,44 @@ def snapshot(source: Path, target: Path) -> None:
     _fsync_dir(target.parent)
 
 
+class Target(Protocol):
+    """Where copies go: a directory on another medium, or a standby controller."""
+
+    def __str__(self) -> str: ...
+
+    def put(self, source: Path) -> None:
+        """Make the target hold a consistent copy of the database `source`; raise OSError
+        (or sqlite3.Error) when it cannot, leaving its previous copy whole."""
+        ...
+
+
+class DirectoryTarget:
+    """`directory/locker.db` on a second medium (a USB stick, a second card)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def __str__(self) -> str:
+        return str(self.directory)
+
+    def put(self, source: Path) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        snapshot(source, self.directory / REPLICA_NAME)
+
+
 class ReplicaWriter:
-    """Keeps `target_dir/locker.db` a recent, consistent copy of `source`."""
+    """Keeps a target's copy of the database `source` recent and consistent."""
 
     def __init__(
         self,
         source: Path,
-        target_dir: Path,
+        target: Target | Path,
         min_interval_s: float = 0.5,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.source = source
-        self.target_dir = target_dir
+        self.target: Target = DirectoryTarget(target) if isinstance(target, Path) else target
         self.min_interval_s = min_interval_s
         self._monotonic = monotonic
         self._wall = wall
@@ -124,7 +150,7 @@ class ReplicaWriter:
             stale = self._stale_since
             lag = 0.0 if stale is None else max(0.0, self._monotonic() - stale)
             return ReplicaStatus(
-                str(self.target_dir), self._ok, round(lag, 3), self._copied_at, self._detail
+                str(self.target), self._ok, round(lag, 3), self._copied_at, self._detail
             )
 
     def _run(self) -> None:
@@ -139,8 +165,7 @@ class ReplicaWriter:
             started = self._monotonic()
             if stale:
                 try:
-                    self.target_dir.mkdir(parents=True, exist_ok=True)
-                    snapshot(self.source, self.target_dir / REPLICA_NAME)
+                    self.target.put(self.source)
                 except (OSError, sqlite3.Error) as exc:
                     self._failed(str(exc))
                     if stopping:
@@ -159,13 +184,13 @@ class ReplicaWriter:
     def _failed(self, detail: str) -> None:
         with self._lock:
             if self._ok:
-                log.warning("replica %s: cannot copy the database: %s", self.target_dir, detail)
+                log.warning("replica %s: cannot copy the database: %s", self.target, detail)
             self._ok, self._detail = False, detail[:200]
 
     def _done(self, commits: int, started: float) -> None:
         with self._lock:
             if not self._ok:
-                log.info("replica %s: copying again, up to date", self.target_dir)
+                log.info("replica %s: copying again, up to date", self.target)
             # A commit that came while copying may not be in this copy: still stale, counted
             # from the copy's start (its wake-up is already set for the next copy).
             self._stale_since = None if self._commits == commits else started
