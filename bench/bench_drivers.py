@@ -91,8 +91,8 @@ def main() -> None:
             sims[0].open_door(ch) if i % 2 == 0 else sims[0].close_door(ch)
             want = "open" if i % 2 == 0 else "closed"
             while (
-                locker.service.doors.door.get(ch, None) is None
-                or locker.service.doors.door[ch].value != want
+                locker.service.openings.door.get(ch, None) is None
+                or locker.service.openings.door[ch].value != want
             ):
                 time.sleep(0.0005)
             lat.append(time.perf_counter() - t)

@@ -91,7 +91,7 @@ def _events(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
 def _audit(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
     """The last `limit` audit entries, oldest first (the audit log holds no code)."""
     rows = api.svc.store.audit_entries(_limit(req))
-    return {"entries": [{**r, "at": rfc3339(r["at"])} for r in reversed(rows)]}
+    return {"entries": [{**r.as_dict(), "at": rfc3339(r.at)} for r in reversed(rows)]}
 
 
 def _technician(api: LocalApi, req: dict[str, Any]) -> None:

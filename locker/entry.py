@@ -17,13 +17,18 @@ most once a minute per terminal.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-from locker.codes import CodeFormatError, parse_code_input
-from locker.model import Method, OrderState, Purpose
+from locker import repo
+from locker.clock import Clock
+from locker.codes import CodeBook, CodeFormatError, parse_code_input
+from locker.config import SecuritySection
+from locker.model import CodeKind, Compartment, EntryOutcome, Method, OrderState, Purpose
+from locker.openings import Openings, OpenRequest
 from locker.pin import check_pin
-from locker.storage import Transaction
+from locker.rows import OrderRow
+from locker.storage import Store, Transaction
 from locker.throttle import (
     BudgetPolicy,
     BudgetState,
@@ -36,10 +41,6 @@ from locker.throttle import (
     spend,
     wait_s,
 )
-
-if TYPE_CHECKING:
-    from locker.service import Service
-
 
 # Terminals that are not a method: the staff screen, the technician PIN, and the
 # throttle table's row that holds the locker's daily budget (the event's terminal too).
@@ -59,7 +60,7 @@ ALREADY_OPEN = "compartment already open"
 class CodeResult:
     """What a terminal shows after a code was entered."""
 
-    outcome: str  # opened | wrong | throttled | refused | door_failed
+    outcome: EntryOutcome
     message: str
     purpose: str | None = None
     order_id: str | None = None
@@ -73,7 +74,7 @@ class CodeResult:
     def summary(self) -> str:
         """One journal line: what the code led to, as far as it is known now (the door's
         own outcome is logged when it is seen), never the code itself."""
-        if self.outcome != "opened":
+        if self.outcome != EntryOutcome.OPENED:
             return f"{self.outcome} ({self.message})"
         numbers = ", ".join(map(str, self.compartments))
         done = "already open" if self.message == ALREADY_OPEN else "unlock sent"
@@ -81,11 +82,30 @@ class CodeResult:
 
 
 class CodeEntry:
-    """The code-entry use case (owned by the Service)."""
+    """The code-entry use case."""
 
-    def __init__(self, svc: Service) -> None:
-        self.svc = svc
-        security = svc.config.security
+    def __init__(
+        self,
+        *,
+        store: Store,
+        clock: Clock,
+        codebook: CodeBook,
+        locker_id: str,
+        security: SecuritySection,
+        policy: ThrottlePolicy,
+        compartments: Mapping[int, Compartment],
+        online: Mapping[str, bool],
+        openings: Openings,
+    ) -> None:
+        """`online` is read, never written (the board status belongs to its owner)."""
+        self.store = store
+        self.clock = clock
+        self.codebook = codebook
+        self.locker_id = locker_id
+        self.policy = policy
+        self.compartments = compartments
+        self.online = online
+        self.openings = openings
         self.budget = BudgetPolicy(
             per_day=security.wrong_codes_per_day, wait_s=security.budget_wait_s
         )
@@ -102,8 +122,8 @@ class CodeEntry:
         """A code typed, scanned or seen by the camera at this terminal; `staff` when it
         was entered on the staff screen (deposit codes only, its own throttle)."""
         terminal = STAFF if staff else method.value
-        now = self.svc.now()
-        with self.svc.store.transaction() as tx:
+        now = self.clock.now()
+        with self.store.transaction() as tx:
             state = self.throttle_state(tx, terminal)
             wait = wait_s(state, now)
             if not staff:
@@ -111,125 +131,108 @@ class CodeEntry:
             if wait > 0:
                 return _waiting(wait, "codes")
             try:
-                parsed = parse_code_input(text, self.svc.locker_id)
+                parsed = parse_code_input(text, self.locker_id)
             except CodeFormatError as exc:
                 if exc.reason == "other_locker":
                     return self._wrong(tx, terminal, state, now, str(exc), exc.reason)
                 return self._not_a_code(tx, terminal, now, exc)
-            digest = self.svc.codebook.digest(parsed.code)
-            row = tx.one("SELECT digest, order_pk, kind FROM codes WHERE digest=?", (digest,))
+            digest = self.codebook.digest(parsed.code)
+            row = repo.code(tx, digest)
             if (
                 row is None
-                or not self.svc.codebook.matches(parsed.code, row["digest"])
-                or (parsed.kind is not None and parsed.kind != row["kind"])
+                or not self.codebook.matches(parsed.code, row.digest)
+                or (parsed.kind is not None and parsed.kind != row.kind)
                 # The staff screen loads and empties compartments: a pickup code is not
                 # live there, so guessing at it finds no shopper's code.
-                or (staff and row["kind"] != "deposit")
+                or (staff and row.kind != CodeKind.DEPOSIT)
             ):
                 return self._wrong(tx, terminal, state, now, "wrong code")
-            order = tx.one("SELECT * FROM orders WHERE pk=?", (row["order_pk"],))
+            order = repo.order(tx, row.order_pk)
             assert order is not None
-            if row["kind"] == "deposit" and order["state"] == OrderState.LOADED and not staff:
+            if row.kind == CodeKind.DEPOSIT and order.state == OrderState.LOADED and not staff:
                 # Dead for shoppers while the order is loaded (it opens nothing, and telling
                 # a guesser it exists would help); staff are told it is already loaded.
                 return self._wrong(
                     tx, terminal, state, now, "wrong code", detail="deposit code of a loaded order"
                 )
-            result, started = self._use_code(tx, order, row["kind"], method, now)
+            result, started = self._use_code(tx, order, row.kind, method, now)
             if started:
                 self.save_throttle(tx, terminal, record_success(state))
             return result
 
     def _use_code(
-        self, tx: Transaction, order: Any, kind: str, method: Method, now: float
+        self, tx: Transaction, order: OrderRow, kind: CodeKind, method: Method, now: float
     ) -> tuple[CodeResult, bool]:
         """What a live code leads to, and whether it started a new opening (the only entry
         that counts as a success for the throttle)."""
-        state = order["state"]
+        state, order_id = order.state, order.order_id
         purpose: Purpose
-        if kind == "deposit" and state == OrderState.RESERVED:
+        if kind == CodeKind.DEPOSIT and state == OrderState.RESERVED:
             purpose = Purpose.DEPOSIT
-        elif kind == "deposit" and state in (OrderState.EXPIRED, OrderState.CANCELLED):
+        elif kind == CodeKind.DEPOSIT and state in (OrderState.EXPIRED, OrderState.CANCELLED):
             purpose = Purpose.RETRIEVAL
-        elif kind == "pickup" and state == OrderState.LOADED:
+        elif kind == CodeKind.PICKUP and state == OrderState.LOADED:
             purpose = Purpose.PICKUP
-        elif kind == "deposit" and state == OrderState.LOADED:
-            tx.audit(now, method.value, "deposit_code_reused", order["order_id"])
+        elif kind == CodeKind.DEPOSIT and state == OrderState.LOADED:
+            tx.audit(now, method.value, "deposit_code_reused", order_id)
             return CodeResult(
-                "refused",
+                EntryOutcome.REFUSED,
                 "this order is already loaded",
-                order_id=order["order_id"],
+                order_id=order_id,
                 reason="already_loaded",
             ), False
         else:  # a live code always belongs to one of the states above
-            return CodeResult("refused", "this code cannot be used now", reason="not_now"), False
-        numbers = [
-            r["number"]
-            for r in tx.q(
-                "SELECT number FROM order_compartments WHERE order_pk=? AND closed_at IS NULL"
-                " ORDER BY number",
-                (order["pk"],),
-            )
-        ]
-        offline = sorted(
-            {
-                self.svc.compartments[n].board
-                for n in numbers
-                if not self.svc.online.get(self.svc.compartments[n].board, True)
-            }
-        )
+            return CodeResult(
+                EntryOutcome.REFUSED, "this code cannot be used now", reason="not_now"
+            ), False
+        numbers = repo.unclosed_numbers(tx, order.pk)
+        boards = {self.compartments[n].board for n in numbers}
+        offline = sorted(b for b in boards if not self.online.get(b, True))
         if offline:
             tx.audit(
                 now,
                 method.value,
                 f"{purpose.value}_refused",
-                order["order_id"],
+                order_id,
                 detail=f"board offline: {','.join(offline)}",
             )
             return CodeResult(
-                "door_failed",
+                EntryOutcome.DOOR_FAILED,
                 "the door cannot be opened right now; please go to the service desk",
                 purpose=purpose.value,
-                order_id=order["order_id"],
+                order_id=order_id,
             ), False
-        active = self.svc.doors.active_for_order(tx, order["pk"])
+        active = repo.active_opening_numbers(tx, order.pk)
         if active is not None:
             return CodeResult(
-                "opened",
+                EntryOutcome.OPENED,
                 ALREADY_OPEN,
                 purpose=purpose.value,
-                order_id=order["order_id"],
+                order_id=order_id,
                 compartments=tuple(active),
             ), False
         tx.audit(
             now,
             method.value,
             f"{purpose.value}_code",
-            order["order_id"],
+            order_id,
             detail="compartments=" + ",".join(map(str, numbers)),
         )
-        self.svc.doors.open(tx, purpose, order["pk"], numbers, method.value, method.value, None)
+        request = OpenRequest(purpose, tuple(numbers), method.value, method.value, order.pk)
+        self.openings.open(tx, request)
         return CodeResult(
-            "opened",
+            EntryOutcome.OPENED,
             "compartment " + ", ".join(map(str, numbers)) + " is open",
             purpose=purpose.value,
-            order_id=order["order_id"],
+            order_id=order_id,
             compartments=tuple(numbers),
         ), True
 
     def throttle_state(self, tx: Transaction, terminal: str) -> ThrottleState:
-        row = tx.one("SELECT * FROM throttle WHERE terminal=?", (terminal,))
-        if row is None:
-            return ThrottleState()
-        return ThrottleState(row["failures"], row["locked_until"], row["last_failure_at"])
+        return repo.throttle(tx, terminal)
 
     def save_throttle(self, tx: Transaction, terminal: str, state: ThrottleState) -> None:
-        tx.q(
-            "INSERT INTO throttle (terminal, failures, locked_until, last_failure_at)"
-            " VALUES (?,?,?,?) ON CONFLICT(terminal) DO UPDATE SET failures=excluded.failures,"
-            " locked_until=excluded.locked_until, last_failure_at=excluded.last_failure_at",
-            (terminal, state.failures, state.locked_until, state.last_failure_at),
-        )
+        repo.save_throttle(tx, terminal, state)
 
     def budget_state(self, tx: Transaction) -> BudgetState:
         # The daily budget lives in the throttle table's "locker" row, so it survives a
@@ -246,15 +249,17 @@ class CodeEntry:
         The PIN has its own terminal with the same short, capped waits: codes entered
         anywhere never make it wait, and PIN failures never spend the codes' budget."""
         terminal = TECHNICIAN
-        now = self.svc.now()
-        with self.svc.store.transaction() as tx:
+        now = self.clock.now()
+        with self.store.transaction() as tx:
             state = self.throttle_state(tx, terminal)
             wait = wait_s(state, now)
             if wait > 0:
                 return _waiting(wait, "PINs")
             if stored is None:
                 tx.audit(now, terminal, "pin_refused", detail="no technician PIN set")
-                return CodeResult("refused", "no technician PIN is set (lockerctl set-pin)")
+                return CodeResult(
+                    EntryOutcome.REFUSED, "no technician PIN is set (lockerctl set-pin)"
+                )
             if not check_pin(pin, stored):
                 return self._wrong(tx, terminal, state, now, "wrong PIN")
             self.save_throttle(tx, terminal, record_success(state))
@@ -272,11 +277,7 @@ class CodeEntry:
         self.save_throttle(tx, key, new_state)
         # A flood of junk must not grow the audit log without bound: one row a minute
         # per terminal, with how many came in a row.
-        recent = tx.one(
-            "SELECT 1 FROM audit WHERE action='code_rejected' AND at>? AND actor=? LIMIT 1",
-            (now - NOT_A_CODE_AUDIT_S, terminal),
-        )
-        if recent is None:
+        if not repo.audited_since(tx, "code_rejected", now - NOT_A_CODE_AUDIT_S, terminal):
             tx.audit(
                 now,
                 terminal,
@@ -285,11 +286,11 @@ class CodeEntry:
             )
         if locked_for:
             return CodeResult(
-                "throttled",
+                EntryOutcome.THROTTLED,
                 f"{exc}; too many inputs that are not a code, try again in {int(locked_for)} s",
                 wait_s=locked_for,
             )
-        return CodeResult("refused", str(exc), reason=exc.reason)
+        return CodeResult(EntryOutcome.REFUSED, str(exc), reason=exc.reason)
 
     def _wrong(
         self,
@@ -301,10 +302,10 @@ class CodeEntry:
         reason: str | None = None,
         detail: str | None = None,
     ) -> CodeResult:
-        new_state, locked_for = record_failure(state, now, self.svc.policy)
+        new_state, locked_for = record_failure(state, now, self.policy)
         self.save_throttle(tx, terminal, new_state)
         tx.audit(now, terminal, "wrong_code", detail=detail or why)
-        if locked_for and new_state.failures == self.svc.policy.free_attempts + 1:
+        if locked_for and new_state.failures == self.policy.free_attempts + 1:
             # Told once per run of failures: the waits are short and come often, the
             # daily budget's alarm is the one that says an attack is under way.
             self._alarm(tx, terminal, now, new_state.failures, locked_for)
@@ -319,13 +320,13 @@ class CodeEntry:
                     locked_for = max(locked_for, locker_wait)
         if locked_for:
             return CodeResult(
-                "throttled",
+                EntryOutcome.THROTTLED,
                 f"{why}; too many wrong codes, try again in {int(locked_for + 0.999)} s",
                 wait_s=locked_for,
             )
-        left = attempts_left(new_state, now, self.svc.policy)
+        left = attempts_left(new_state, now, self.policy)
         return CodeResult(
-            "wrong", f"{why}; {left} attempts left", attempts_left=left, reason=reason
+            EntryOutcome.WRONG, f"{why}; {left} attempts left", attempts_left=left, reason=reason
         )
 
     def _alarm(
@@ -340,8 +341,7 @@ class CodeEntry:
             "code_attempts_throttled",
             detail=f"{failures} {scope}, locked {int(locked_for + 0.999)} s",
         )
-        self.svc.emit(
-            tx,
+        tx.emit(
             "code_attempts_throttled",
             {
                 "failures": failures,
@@ -354,4 +354,4 @@ class CodeEntry:
 
 def _waiting(wait: float, what: str) -> CodeResult:
     message = f"too many wrong {what}; try again in {int(wait + 0.999)} s"
-    return CodeResult("throttled", message, wait_s=wait)
+    return CodeResult(EntryOutcome.THROTTLED, message, wait_s=wait)

@@ -11,8 +11,10 @@ come in as plain callables from the composition root, so this module imports nei
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from typing import Any
 
+from locker import repo
 from locker.boards import Board
 from locker.clock import rfc3339
 from locker.loop import Loop
@@ -50,15 +52,7 @@ class Health:
         """What the maintenance screen shows: boards, platform link, outbox, version."""
         store = self.service.store
         with store.read() as tx:
-            boards = [
-                {
-                    "name": r["name"],
-                    "online": bool(r["online"]),
-                    "errors": r["errors"],
-                    "detail": r["detail"],
-                }
-                for r in tx.q("SELECT name, online, errors, detail FROM boards ORDER BY name")
-            ]
+            boards = [asdict(r) for r in repo.boards(tx)]
         return {
             "boards": boards,
             "time": rfc3339(self.service.now()),
@@ -84,9 +78,9 @@ class Health:
         snap = self.service.snapshot()
         store = self.service.store
         with store.read() as tx:
-            jammed = {r["number"] for r in tx.q("SELECT number FROM compartments WHERE jammed=1")}
-            recent = store.audit_entries(20)
-            alarms = store.audit_entries(10, ALARM_ACTIONS)
+            jammed = repo.jammed_numbers(tx)
+            recent = [e.as_dict() for e in store.audit_entries(20)]
+            alarms = [e.as_dict() for e in store.audit_entries(10, ALARM_ACTIONS)]
         for c in snap["compartments"]:
             board = self.service.compartments[c["number"]].board
             c["board"] = board

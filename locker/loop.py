@@ -99,7 +99,7 @@ class Loop:
         self._by_name = {p.board.name: p for p in self._polls}
         service.unlock_listeners.append(self._expedite)
         if workers:
-            service.send_unlock = self._unlock_on_worker
+            service.openings.send_unlock = self._unlock_on_worker
         self._watchdog = watchdog_interval_s()
         self._watchdog_due = 0.0
         self.notifier = Notifier()
@@ -155,13 +155,13 @@ class Loop:
 
     def next_due(self) -> float:
         """When the next board read is due (monotonic time)."""
-        confirming = self.service.doors.boards_confirming()
+        confirming = self.service.openings.boards_confirming()
         return min((self._due(p, confirming) for p in self._polls), default=float("inf"))
 
     def poll_boards(self, force: bool = False) -> None:
         """Read every board whose poll is due (every board with `force`)."""
         now = self.service.clock.monotonic()
-        confirming = self.service.doors.boards_confirming()
+        confirming = self.service.openings.boards_confirming()
         for p in self._polls:
             if now < self._due(p, confirming) and not force:
                 continue

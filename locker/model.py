@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from locker.errors import LockerError
@@ -9,6 +10,17 @@ from locker.errors import LockerError
 SIZES = ("S", "M", "L")
 ITEM_SIZES = ("S", "M", "L", "XL")
 SIZE_RANK = {"S": 1, "M": 2, "L": 3, "XL": 4}
+
+
+@dataclass(frozen=True)
+class Compartment:
+    """Static facts of a compartment, from the configuration."""
+
+    number: int
+    size: str
+    low: bool
+    board: str
+    channel: int
 
 
 class CompartmentState(StrEnum):
@@ -102,3 +114,50 @@ class CommandError(LockerError):
         self.code = code
         self.message = message
         self.result = result
+
+
+class CodeKind(StrEnum):
+    """What a code opens: the compartments for staff (loading, retrieval) or for the shopper."""
+
+    DEPOSIT = "deposit"
+    PICKUP = "pickup"
+
+
+class OpeningState(StrEnum):
+    """An unlock intent: waiting for its doors, or how it ended."""
+
+    ACTIVE = "active"
+    DONE = "done"  # every door seen open, then closed
+    FAILED = "failed"  # a door never opened (jammed, board offline, restart)
+    ABANDONED = "abandoned"  # its order moved on (lapse, expiry, cancel)
+
+
+class DoorOutcome(StrEnum):
+    """What became of one door of an opening."""
+
+    OPENED = "opened"
+    JAMMED = "jammed"
+    BOARD_OFFLINE = "board_offline"
+    INTERRUPTED = "interrupted"  # the locker restarted before it was seen open
+
+
+# Outcomes that settle a door that was never seen open.
+UNOPENED = (DoorOutcome.JAMMED, DoorOutcome.BOARD_OFFLINE, DoorOutcome.INTERRUPTED)
+
+
+class AlarmKind(StrEnum):
+    """The contract's `door_alarm` kinds."""
+
+    FORCED = "forced"
+    LEFT_OPEN = "left_open"
+    JAMMED = "jammed"
+
+
+class EntryOutcome(StrEnum):
+    """What a terminal shows after a code was entered."""
+
+    OPENED = "opened"
+    WRONG = "wrong"
+    THROTTLED = "throttled"
+    REFUSED = "refused"
+    DOOR_FAILED = "door_failed"

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal, Protocol
 
+from locker import repo
 from locker.errors import LockerError
-from locker.model import OrderState
+from locker.model import CodeKind, OrderState
 from locker.storage import Transaction
 
 
@@ -70,7 +71,7 @@ class IllegalTransition(LockerError):
 
 
 class DoorEffects(Protocol):
-    """What a transition asks of the doors (the door tracker provides it)."""
+    """What a transition asks of the doors (`locker.openings.Openings` provides it)."""
 
     def abandon_order(self, tx: Transaction, order_pk: int) -> None: ...
 
@@ -81,21 +82,21 @@ def apply(
     tx: Transaction, order_pk: int, event: OrderEvent, at: float, doors: DoorEffects
 ) -> Transition:
     """Move the order by `event`, with every effect the table lists, in `tx`."""
-    row = tx.one("SELECT state FROM orders WHERE pk=?", (order_pk,))
+    row = repo.order(tx, order_pk)
     if row is None:
         raise IllegalTransition(f"order {order_pk}: no such order")
-    state = OrderState(row["state"])
+    state = row.state
     move = TRANSITIONS.get((state, event))
     if move is None:
         raise IllegalTransition(f"order {order_pk}: no transition from {state} on {event}")
-    tx.q("UPDATE orders SET state=? WHERE pk=?", (move.to.value, order_pk))
-    tx.stage(order_pk, move.stage, at)
+    repo.set_order_state(tx, order_pk, move.to)
+    repo.add_stage(tx, order_pk, move.stage, at)
     if move.kill_codes == "all":
-        tx.q("DELETE FROM codes WHERE order_pk=?", (order_pk,))
+        repo.kill_codes(tx, order_pk)
     elif move.kill_codes == "pickup":
-        tx.q("DELETE FROM codes WHERE order_pk=? AND kind='pickup'", (order_pk,))
+        repo.kill_codes(tx, order_pk, CodeKind.PICKUP)
     if move.free:
-        tx.q("UPDATE compartments SET order_pk=NULL WHERE order_pk=?", (order_pk,))
+        repo.free_compartments(tx, order_pk)
     if move.abandon_openings:
         doors.abandon_order(tx, order_pk)
     if move.reset_phase:

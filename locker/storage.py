@@ -27,6 +27,7 @@ from locker.clock import rfc3339
 from locker.codes import CodeBook
 from locker.errors import LockerError
 from locker.model import ALARM_ACTIONS
+from locker.rows import AuditEntry
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class StoredEvent:
 
 
 class Transaction:
-    """A handle on the open transaction: queries, events, audit, stages, after-commit work."""
+    """A handle on the open transaction: queries, events, audit, after-commit work."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -250,12 +251,6 @@ class Transaction:
             (at, actor, action, order_id, compartment, detail),
         )
         self._store.pending_audit.append((actor, action, order_id, compartment, detail))
-
-    def stage(self, order_pk: int, stage: str, at: float, detail: str = "") -> None:
-        self.db.execute(
-            "INSERT INTO order_stages (order_pk, stage, at, detail) VALUES (?,?,?,?)",
-            (order_pk, stage, at, detail),
-        )
 
     def store_reply(self, command_id: str, name: str, reply: Mapping[str, Any], at: float) -> None:
         """Keep the reply to a command (sealed when it carries a code) for re-delivery."""
@@ -457,9 +452,7 @@ class Store:
             cur = tx.q("DELETE FROM commands WHERE received_at < ? AND state='done'", (older_than,))
             return cur.rowcount
 
-    def audit_entries(
-        self, limit: int, actions: tuple[str, ...] | None = None
-    ) -> list[dict[str, Any]]:
+    def audit_entries(self, limit: int, actions: tuple[str, ...] | None = None) -> list[AuditEntry]:
         """The newest `limit` audit entries (only `actions`, if given), newest first."""
         params: tuple[str, ...]
         where, params = "", ()
@@ -470,7 +463,7 @@ class Store:
             f"{where} ORDER BY id DESC LIMIT ?",
             (*params, limit),
         ).fetchall()
-        return [dict(r) for r in rows]
+        return [AuditEntry(**r) for r in rows]
 
     def outbox_depth(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])

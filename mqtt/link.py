@@ -42,6 +42,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from locker import repo
 from locker.clock import rfc3339
 from locker.commands import (
     MAX_COMMAND_ID,
@@ -441,8 +442,7 @@ class PlatformLink:
     def heartbeat(self) -> dict[str, Any]:
         with self.svc.store.read() as tx:
             boards = [
-                {"name": r["name"], "online": bool(r["online"]), "errors": r["errors"]}
-                for r in tx.q("SELECT name, online, errors FROM boards ORDER BY name")
+                {"name": r.name, "online": r.online, "errors": r.errors} for r in repo.boards(tx)
             ]
         return {
             "at": rfc3339(self.svc.now()),

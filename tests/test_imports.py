@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,3 +90,60 @@ def test_lockerctl_reaches_the_locker_only_through_its_local_api() -> None:
         todo.extend(d for d in modules[module] if d in modules and d not in reached)
     forbidden = {"locker.storage", "locker.codes", "locker.service", "locker.daemon"}
     assert sorted(reached & forbidden) == [], f"locker.ctl reaches {sorted(reached & forbidden)}"
+
+
+# A string that reads as an SQL statement: the keyword that opens it, then what must follow.
+SQL = re.compile(
+    r"^\s*(SELECT\b.*\bFROM\b|SELECT\s+\d|INSERT\s+(OR\s+\w+\s+)?INTO\b|UPDATE\s+\w+\s+SET\b"
+    r"|DELETE\s+FROM\b|REPLACE\s+INTO\b|WITH\s+(RECURSIVE\s+)?\w+.*\bAS\b"
+    r"|CREATE\s+(UNIQUE\s+)?(TABLE|INDEX|VIEW|TRIGGER)\b|DROP\s+(TABLE|INDEX|VIEW|TRIGGER)\b"
+    r"|ALTER\s+TABLE\b|PRAGMA\s+\w+|BEGIN\b|COMMIT\b|ROLLBACK\b|SAVEPOINT\b|RELEASE\b)",
+    re.S,
+)
+SQL_HOMES = {"locker/repo.py", "locker/storage.py"}
+
+
+def sql_strings(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of each string constant or f-string in `path` that opens like SQL."""
+    found = []
+    tree = ast.parse(path.read_text(), str(path))
+    # An f-string's literal parts are constants too: the f-string is judged as a whole.
+    parts = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+    for node in ast.walk(tree):
+        if id(node) in parts:
+            continue
+        if isinstance(node, ast.JoinedStr) and node.values:
+            head = node.values[0]
+            text = head.value if isinstance(head, ast.Constant) else ""
+        elif isinstance(node, ast.Constant):
+            text = node.value
+        else:
+            continue
+        if isinstance(text, str) and SQL.match(text):
+            found.append((node.lineno, text))
+    return found
+
+
+def test_the_sql_finder_finds_sql_and_only_sql(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "a = 'SELECT * FROM orders WHERE pk=?'\n"
+        "b = f'UPDATE boards SET online={1}'\n"
+        "c = ('INSERT OR IGNORE INTO boards (name)'\n ' VALUES (?)')\n"
+        "d = 'DELETE FROM codes'\n"
+        "e = 'Select the compartment from the list'\n"
+        "f = 'Update the firmware first'\n"
+        "g = 'Release the port or pins.'\n"
+    )
+    assert [line for line, _ in sql_strings(sample)] == [1, 2, 3, 5]
+
+
+def test_no_sql_outside_the_repository_and_the_store() -> None:
+    outside = [
+        f"{path.relative_to(ROOT)}:{line}: {text[:60]!r}"
+        for package in ("locker", "mqtt")
+        for path in sorted((ROOT / package).glob("*.py"))
+        if str(path.relative_to(ROOT)) not in SQL_HOMES
+        for line, text in sql_strings(path)
+    ]
+    assert outside == [], "SQL outside locker/repo.py and locker/storage.py:\n" + "\n".join(outside)

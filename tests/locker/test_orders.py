@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class RecordingDoors:
-    """The door tracker's part in a transition, recorded (a fake that records, not a stub)."""
+    """The openings' part in a transition, recorded (a fake that records, not a stub)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, int]] = []

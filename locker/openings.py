@@ -1,0 +1,343 @@
+"""Openings and doors: unlock intents, confirmation by the sensors, alarms.
+
+An *opening* is the committed intent "open compartments X for purpose P".
+Each of its doors is unlocked only after the intent is on disk, must then be
+seen open within `open_confirm_s` (else retried, then declared jammed), and is
+done once seen closed again. A door that opens while no opening expects it is
+`forced`. After a restart an intent is never sent again: its doors are only
+watched, and one that does not open is reported as interrupted.
+
+Door alarms and lock faults are this module's own events; what the rest of the
+locker must act on (a phase of an order completed, the late reply to a remote
+open) is returned to the caller, inside the same transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from locker import repo
+from locker.boards import BoardError
+from locker.clock import Clock, rfc3339
+from locker.config import DoorsSection
+from locker.model import (
+    AlarmKind,
+    Compartment,
+    Door,
+    DoorOutcome,
+    ErrorCode,
+    OpeningState,
+    Purpose,
+)
+from locker.storage import Transaction
+
+log = logging.getLogger(__name__)
+
+# (board, channel, what to do if it fails) -> False when it already failed.
+SendUnlock = Callable[[str, int, Callable[[BoardError], None]], bool]
+
+
+@dataclass(frozen=True)
+class OpenRequest:
+    """What every front end asks for: open these compartments, for this reason."""
+
+    purpose: Purpose
+    numbers: tuple[int, ...]
+    method: str  # the contract's method, or "technician"
+    actor: str  # who asked, for the audit
+    order_pk: int | None = None
+    command_id: str | None = None  # a remote open's command, answered when the door moves
+
+
+@dataclass(frozen=True)
+class PhaseComplete:
+    """Every compartment of an order was seen open and then closed."""
+
+    order_pk: int
+    purpose: Purpose
+    method: str
+
+
+@dataclass(frozen=True)
+class CommandReply:
+    """The late reply of a pending command (a remote open), to store and deliver."""
+
+    command_id: str
+    reply: dict[str, Any]
+
+
+Outcome = PhaseComplete | CommandReply
+
+
+class Openings:
+    """Door readings and unlock intents of one locker."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        settings: DoorsSection,
+        compartments: Mapping[int, Compartment],
+        boards: Collection[str],
+        online: Mapping[str, bool],
+        send_unlock: SendUnlock,
+        board_failed: Callable[[str, BoardError], None],
+        unlocked: Callable[[str], None],
+    ) -> None:
+        """`online` is read, never written (the board status belongs to its owner);
+        `unlocked` hears the board after each pulse sent."""
+        self.clock = clock
+        self.settings = settings
+        self.compartments = compartments
+        self.boards = boards
+        self.online = online
+        self.send_unlock = send_unlock
+        self.board_failed = board_failed
+        self.unlocked = unlocked
+        self.door: dict[int, Door] = {}
+        # (opening_id, number) -> monotonic time by which the door must be seen open.
+        self.deadline: dict[tuple[int, int], float] = {}
+        self.no_retry: set[tuple[int, int]] = set()
+        # number -> monotonic time of the last unlock pulse sent to it.
+        self.last_unlock: dict[int, float] = {}
+
+    # -- intents -----------------------------------------------------------------------
+
+    def open(self, tx: Transaction, request: OpenRequest) -> int:
+        """Commit the intent to open the request's doors; the unlocks go out after the commit."""
+        opening_id = repo.insert_opening(
+            tx,
+            request.purpose,
+            request.order_pk,
+            request.numbers,
+            request.method,
+            request.actor,
+            request.command_id,
+            self.clock.now(),
+        )
+        for number in request.numbers:
+            tx.after_commit(functools.partial(self._send, opening_id, number))
+        return opening_id
+
+    def _send(self, opening_id: int, number: int) -> None:
+        comp = self.compartments[number]
+        key = (opening_id, number)
+        self.deadline[key] = self.clock.monotonic() + self.settings.open_confirm_s
+        if comp.board not in self.boards:  # configuration guarantees it
+            self.deadline[key] = self.clock.monotonic()
+            return
+        self.last_unlock[number] = self.clock.monotonic()
+        failed = functools.partial(self._unlock_failed, key, comp.board)
+        if not self.send_unlock(comp.board, comp.channel, failed):
+            return  # it failed at once (the board's I/O ran in this thread)
+        self.unlocked(comp.board)
+        if self.door.get(number) == Door.OPEN:
+            # The sensor already read open (a broken sensor, a door left ajar): it must
+            # not block the unlock, and the next reading counts as "seen open".
+            del self.door[number]
+
+    def _unlock_failed(self, key: tuple[int, int], board: str, exc: BoardError) -> None:
+        log.warning("unlock of compartment %d failed: %s", key[1], exc)
+        if key in self.deadline:
+            self.deadline[key] = self.clock.monotonic()  # retry on the next tick
+        self.board_failed(board, exc)
+
+    def boards_confirming(self) -> set[str]:
+        """Boards with an unlock waiting to be seen by its door sensor."""
+        return {self.compartments[number].board for _, number in self.deadline}
+
+    def recover(self, tx: Transaction) -> None:
+        """After a restart: watch the doors of unfinished intents, never re-send them."""
+        mono = self.clock.monotonic()
+        for row in repo.unconfirmed_doors(tx):
+            key = (row.opening_id, row.number)
+            self.deadline[key] = mono + self.settings.open_confirm_s
+            self.no_retry.add(key)
+            tx.audit(
+                self.clock.now(),
+                "system",
+                "intent_recovered",
+                compartment=row.number,
+                detail=f"opening {row.opening_id}: not re-sent",
+            )
+
+    # -- what an order's transition asks of the doors (orders.DoorEffects) --------------
+
+    def abandon_order(self, tx: Transaction, order_pk: int) -> None:
+        """The order changed under an opening (lapse, expiry, cancel): stop waiting for it."""
+        for opening_id in repo.abandon_openings(tx, order_pk, self.clock.now()):
+            for key in [k for k in self.deadline if k[0] == opening_id]:
+                del self.deadline[key]
+
+    def reset_phase(self, tx: Transaction, order_pk: int) -> None:
+        repo.reset_phase(tx, order_pk)
+
+    # -- the sensors -------------------------------------------------------------------
+
+    def reading(self, number: int, door: Door) -> Door | None:
+        """Record a sensor reading; the previous one when it changed (else None: only
+        changes do work)."""
+        prev = self.door.get(number, Door.UNKNOWN)
+        if door == prev:
+            return None
+        self.door[number] = door
+        return prev
+
+    def observe(self, tx: Transaction, number: int, door: Door, prev: Door) -> list[Outcome]:
+        """A changed door: store it, settle the opening that waited for it."""
+        now = self.clock.now()
+        repo.set_door(tx, number, door, now)
+        if door == Door.OPEN:
+            return self._opened(tx, number, prev, now)
+        if door == Door.CLOSED:
+            return self._closed(tx, number, now)
+        return []
+
+    def _opened(self, tx: Transaction, number: int, prev: Door, now: float) -> list[Outcome]:
+        row = repo.door_awaited(tx, number, Door.OPEN)
+        if row is None:
+            if prev == Door.CLOSED and not self._recently_unlocked(number):
+                self._alarm(tx, number, AlarmKind.FORCED, repo.order_id_in(tx, number), now)
+            return []
+        key = (row.opening_id, number)
+        self.deadline.pop(key, None)
+        self.no_retry.discard(key)
+        of_order = f" of order {row.order_id}" if row.order_id else ""
+        tx.after_commit(
+            functools.partial(
+                log.info, "compartment %d seen open (%s%s)", number, row.purpose, of_order
+            )
+        )
+        repo.mark_seen(tx, row.opening_id, number, Door.OPEN, now)
+        if row.order_pk is not None:
+            repo.mark_order_door(tx, row.order_pk, number, Door.OPEN, now)
+        if repo.set_jammed(tx, number, False):
+            fields = {"component": f"lock:{number}", "detail": "door opened"}
+            tx.emit("fault_cleared", {**fields, "compartments": [number]}, now)
+        if not row.command_id:
+            return []
+        result = {"compartment": number, "door": DoorOutcome.OPENED.value}
+        reply = {"command_id": row.command_id, "ok": True, "result": result}
+        return [CommandReply(row.command_id, reply)]
+
+    def _recently_unlocked(self, number: int) -> bool:
+        """Was a pulse sent lately? Then an opening is ours, even if its intent was dropped.
+
+        (An order cancelled or lapsed in the instant between the pulse and the next poll
+        must not turn the staff's own opening into an intrusion alarm.)
+        """
+        sent = self.last_unlock.get(number)
+        window = self.settings.open_confirm_s * (self.settings.unlock_retries + 1)
+        return sent is not None and self.clock.monotonic() - sent <= window
+
+    def _closed(self, tx: Transaction, number: int, now: float) -> list[Outcome]:
+        row = repo.door_awaited(tx, number, Door.CLOSED)
+        if row is None:
+            return []
+        repo.mark_seen(tx, row.opening_id, number, Door.CLOSED, now)
+        if row.order_pk is not None:
+            repo.mark_order_door(tx, row.order_pk, number, Door.CLOSED, now)
+        self._maybe_finish(tx, row.opening_id, now)
+        if row.order_pk is not None and not repo.unclosed_numbers(tx, row.order_pk):
+            return [PhaseComplete(row.order_pk, row.purpose, row.method)]
+        return []
+
+    def _maybe_finish(self, tx: Transaction, opening_id: int, now: float) -> None:
+        state = repo.opening_settled(tx, opening_id)
+        if state is not None:
+            repo.end_opening(tx, opening_id, state, now)
+
+    # -- timers ------------------------------------------------------------------------
+
+    def tick(self, tx: Transaction, now: float) -> list[Outcome]:
+        """Doors not seen open in time, doors left open too long."""
+        outcomes: list[Outcome] = []
+        mono = self.clock.monotonic()
+        for key, due in list(self.deadline.items()):
+            if mono >= due:
+                outcomes += self._confirm_timeout(tx, key, now)
+        for number in repo.doors_left_open(tx, now - self.settings.open_alarm_s):
+            self._alarm(tx, number, AlarmKind.LEFT_OPEN, repo.order_id_in(tx, number), now)
+        return outcomes
+
+    def _alarm(
+        self, tx: Transaction, number: int, kind: AlarmKind, order_id: str | None, now: float
+    ) -> None:
+        """A `door_alarm` event (forced, left_open, jammed), audited (and so in the journal)."""
+        tx.audit(now, "system", f"door_{kind}", order_id, number)
+        fields: dict[str, Any] = {"compartment": number, "kind": kind.value}
+        if order_id:
+            fields["order_id"] = order_id
+        tx.emit("door_alarm", fields, now)
+
+    def _confirm_timeout(self, tx: Transaction, key: tuple[int, int], now: float) -> list[Outcome]:
+        opening_id, number = key
+        row = repo.opening_door(tx, opening_id, number)
+        del self.deadline[key]
+        if row is None or row.state != OpeningState.ACTIVE:
+            return []
+        comp = self.compartments[number]
+        if key in self.no_retry:
+            self.no_retry.discard(key)
+            outcome = DoorOutcome.INTERRUPTED
+        elif row.attempts <= self.settings.unlock_retries:
+            repo.count_attempt(tx, opening_id, number, now)
+            detail = f"attempt {row.attempts + 1}"
+            tx.audit(now, "system", "unlock_retry", compartment=number, detail=detail)
+            tx.after_commit(functools.partial(self._send, opening_id, number))
+            return []
+        elif self.online.get(comp.board, True):
+            outcome = DoorOutcome.JAMMED
+        else:
+            outcome = DoorOutcome.BOARD_OFFLINE
+        repo.settle_door(tx, opening_id, number, outcome)
+        if row.order_pk is not None:
+            # The order's history keeps the failed attempt beside the stages that worked.
+            repo.add_stage(
+                tx,
+                row.order_pk,
+                "open_failed",
+                now,
+                f"compartment {number}: {outcome.value.replace('_', ' ')}"
+                f" after {row.attempts} unlock attempts",
+            )
+        if outcome == DoorOutcome.JAMMED:
+            repo.set_jammed(tx, number, True)
+            self._alarm(tx, number, AlarmKind.JAMMED, row.order_id, now)
+            detail = f"door not seen open after {row.attempts} unlock attempts"
+            fields = {"component": f"lock:{number}", "detail": detail}
+            tx.emit("fault", {**fields, "compartments": [number]}, now)
+        else:
+            tx.audit(now, "system", f"door_{outcome}", row.order_id, number)
+        outcomes: list[Outcome] = []
+        if row.command_id:
+            outcomes.append(
+                CommandReply(row.command_id, _failed_reply(row.command_id, comp, outcome, now))
+            )
+        self._maybe_finish(tx, opening_id, now)
+        return outcomes
+
+
+def _failed_reply(
+    command_id: str, comp: Compartment, outcome: DoorOutcome, now: float
+) -> dict[str, Any]:
+    """The remote open's reply when its door was never seen open."""
+    number = comp.number
+    code = (
+        ErrorCode.BOARD_OFFLINE if outcome == DoorOutcome.BOARD_OFFLINE else ErrorCode.DOOR_JAMMED
+    )
+    message = {
+        DoorOutcome.JAMMED: f"compartment {number} did not open",
+        DoorOutcome.BOARD_OFFLINE: f"board {comp.board} of compartment {number} is offline",
+        DoorOutcome.INTERRUPTED: f"the locker restarted before compartment {number} was seen"
+        f" open (at {rfc3339(now)}); check the door before trying again",
+    }[outcome]
+    return {
+        "command_id": command_id,
+        "ok": False,
+        "error": {"code": code.value, "message": message},
+    }
