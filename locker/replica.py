@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from locker.storage import self_contained
+
 log = logging.getLogger(__name__)
 
 REPLICA_NAME = "locker.db"
@@ -60,8 +62,7 @@ def snapshot(source: Path, target: Path) -> None:
         dst = sqlite3.connect(str(tmp))
         try:
             src.backup(dst)
-            # One self-contained file on the target: no -wal beside it to lose.
-            dst.execute("PRAGMA journal_mode=DELETE")
+            self_contained(dst)
         finally:
             dst.close()
     finally:

@@ -184,6 +184,11 @@ def _journal(
     journal.log(level, "%s by %s%s", action, actor, where)
 
 
+def self_contained(db: sqlite3.Connection) -> None:
+    """Make a copy of the database one file of its own: no -wal beside it to lose."""
+    db.execute("PRAGMA journal_mode=DELETE")
+
+
 class StorageError(LockerError):
     """The database cannot be opened or is newer than this software."""
 
