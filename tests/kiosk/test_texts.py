@@ -17,7 +17,7 @@ import pytest
 from kiosk_ui.audit import action_text, audit_row, named
 from kiosk_ui.i18n import LANGUAGES, ONE, Texts, load
 from kiosk_ui.results import describe
-from locker.model import Door
+from locker.model import Door, EntryOutcome
 
 LOCKER = Path(__file__).resolve().parents[2] / "locker"
 # Runs of Latin letters a Chinese screen may show: what people there call things by, and
@@ -201,10 +201,8 @@ def audit_actions() -> set[str]:
 
 
 def result_outcomes_and_reasons() -> tuple[set[str], set[str | None]]:
-    """Every outcome of `CodeResult(OUTCOME, …)` and every `reason` lockerd gives one."""
-    outcomes = {
-        c.args[0].value for c in _calls("CodeResult") if isinstance(c.args[0], ast.Constant)
-    }
+    """Every outcome a `CodeResult` can have and every `reason` lockerd gives one."""
+    outcomes = {str(outcome) for outcome in EntryOutcome}
     reasons: set[str | None] = {None, "pin_refused"}  # pin_refused: the kiosk's own
     for call in _calls("CodeResult"):
         reasons |= {
