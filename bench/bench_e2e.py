@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from figures import pct  # noqa: E402  (bench/, beside this script)
 
-from drivers.modbus_relay import forget_client, make_modbus_relay  # noqa: E402
+from drivers.modbus_relay import make_modbus_relay  # noqa: E402
+from drivers.registry import board_config  # noqa: E402
 from drivers.scanner import SerialScanner  # noqa: E402
 from drivers.sim import SimBoard  # noqa: E402
-from locker.config import BoardConfig  # noqa: E402
 from simulator.broker import Broker  # noqa: E402
 from simulator.console import Cabinet  # noqa: E402
 from simulator.modbus import ModbusRelaySim  # noqa: E402
@@ -182,9 +182,9 @@ def remote_opens(cabinet: Cabinet, platform: PlatformSim) -> list[float]:
 def modbus_driver(rounds: int = 200) -> tuple[list[float], list[float]]:
     sim = SimBoard("m1", 8, door_close_s=0)
     device = ModbusRelaySim({1: sim}, baud=9600)
-    cfg = BoardConfig(
-        name="m1",
-        driver="modbus-relay",
+    cfg = board_config(
+        "m1",
+        "modbus-relay",
         port=device.path,
         baud=9600,
         address=1,
@@ -207,8 +207,7 @@ def modbus_driver(rounds: int = 200) -> tuple[list[float], list[float]]:
             board.unlock(1 + i % 8)
             flashes.append((time.perf_counter() - t0) * 1000)
     finally:
-        board.close()
-        forget_client(device.path)
+        board.close()  # the only board on the bus: the port closes with it
         device.close()
     return reads, flashes
 

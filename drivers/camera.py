@@ -11,14 +11,22 @@ as a row of wrong attempts.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from PIL import Image
+from drivers.options import OptionError, Options, ScannerDriver, option
+from locker.config import ScannerSection
+from locker.config_reader import resolve
+from locker.scanners import ScannerEvents, ScannerUnavailable
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,8 @@ class FolderSource:
             if not files:
                 yield None
                 continue
+            from PIL import Image  # noqa: PLC0415 - Pillow only when a camera is configured
+
             for path in files:
                 try:
                     with Image.open(path) as img:
@@ -60,8 +70,11 @@ class FolderSource:
         """Nothing to release."""
 
 
-class CameraUnavailable(Exception):
+class CameraUnavailable(ScannerUnavailable):
     """The configured camera library or device is not there."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("camera", detail)
 
 
 class OpenCVSource:
@@ -84,6 +97,8 @@ class OpenCVSource:
             if not ok:
                 yield None
                 continue
+            from PIL import Image  # noqa: PLC0415 - Pillow only when a camera is configured
+
             gray = self._cv2.cvtColor(frame, self._cv2.COLOR_BGR2GRAY)
             yield Image.fromarray(gray)
 
@@ -109,6 +124,8 @@ class Picamera2Source:
             raise CameraUnavailable(f"Raspberry Pi camera: {exc}") from exc
 
     def frames(self) -> Iterator[Image.Image | None]:
+        from PIL import Image  # noqa: PLC0415 - Pillow only when a camera is configured
+
         while True:
             yield Image.fromarray(self._camera.capture_array("main")).convert("L")
 
@@ -175,13 +192,25 @@ class CameraScanner:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
 
+    @property
+    def name(self) -> str:
+        return "camera"
+
+    @property
+    def online(self) -> bool | None:
+        return None  # a camera that fails shows in the devices down, not here
+
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=2)
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
         self.source.close()
+
+    def close(self) -> None:
+        self.stop()
 
     def _run(self) -> None:
         for frame in self.source.frames():
@@ -206,3 +235,32 @@ class CameraScanner:
             except Exception:  # the consumer's bug must not stop the camera
                 log.exception("camera: handing over a code failed")
         return fresh
+
+
+SOURCE_KINDS = "folder:PATH, opencv:DEVICE or picamera2"
+
+
+@dataclass(frozen=True)
+class CameraOptions(Options):
+    port: str = option("", required=True)  # the frame source: folder:PATH, opencv:N, picamera2
+
+    def __post_init__(self) -> None:
+        p = self.port
+        if not (
+            (p.startswith("folder:") and len(p) > 7) or p.startswith("opencv:") or p == "picamera2"
+        ):
+            raise OptionError("port", f'"{p}": the camera is {SOURCE_KINDS}')
+
+
+def _resolve(options: CameraOptions, base: Path) -> CameraOptions:
+    if not options.port.startswith("folder:"):
+        return options
+    folder = resolve(base, options.port.removeprefix("folder:"))
+    return dataclasses.replace(options, port=f"folder:{folder}")
+
+
+def _make(cfg: ScannerSection, options: CameraOptions, events: ScannerEvents) -> CameraScanner:
+    return CameraScanner(open_source(options.port), events.on_code)
+
+
+DRIVER = ScannerDriver(CameraOptions, _make, _resolve)

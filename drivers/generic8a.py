@@ -15,21 +15,29 @@ board; our worked example is all zeros, so it confirms the framing and the
 checksum, not the bit order. A set bit is a locked (shut) door; boards wired
 the other way are `hook_sense = "inverted"`, as for Kerong.
 
+A board's read-all reply keeps its length, so the first one is framed by
+silence and the ones after it by the length learned from it (a reply that
+then fails its checks is framed by silence again): a poll costs its wire time,
+not a silence on top.
+
 Whether the board answers an unlock is not documented; some are reported to
 echo a five-byte `8A BB CH ST X`. The driver assumes no reply, as for the
-Kerong CU48, and the caller confirms the unlock by reading the doors; it does
-wait out the reply timeout for a possible echo, so that an echo sent within it cannot run
-into the next read-all reply.
+Kerong CU48, and the caller confirms the unlock by reading the doors. The first
+unlock waits out the reply timeout for a possible echo, so that an echo cannot
+run into the next read-all reply; what it saw (an echo or none) is what the
+board does, and later unlocks wait for exactly that.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 
-from drivers.bus import BusSettings, FrameError, Reader, SerialBus, bus_for_board
-from locker.boards import BoardError
+from drivers.bus import BusBoard, FrameError, Reader
+from drivers.options import BoardDriver, OptionError, SerialOptions, option
 from locker.config import BoardConfig
+from locker.config_reader import BAUDS
 
 UNLOCK, READ_ALL = 0x8A, 0x80
 UNLOCK_CODE, READ_ALL_CODE = 0x11, 0x33
@@ -38,9 +46,9 @@ MIN_ADDRESS, MAX_ADDRESS = 1, 31  # the board's five DIP switches; 0 is not a bo
 DEFAULT_CHANNELS = 24  # the common large variant; the example's 3 status bytes hold 24
 MAX_CHANNELS = 64  # the reply has no length field; a bound keeps a babbling line finite
 MAX_REPLY = 4 + (MAX_CHANNELS + 7) // 8
-# The end of a reply is the line falling silent. Modbus RTU counts 3.5 characters, but a
-# USB adapter delivers bytes in bursts (an FTDI's latency timer is 16 ms by default), so
-# a shorter silence could cut one reply in two: every read-all pays this once.
+# The end of a first reply is the line falling silent. Modbus RTU counts 3.5 characters,
+# but a USB adapter delivers bytes in bursts (an FTDI's latency timer is 16 ms by
+# default), so a shorter silence could cut one reply in two: paid until the length is known.
 SILENCE_CHARS, SILENCE_MIN_S = 3.5, 0.02
 
 log = logging.getLogger(__name__)
@@ -98,19 +106,32 @@ def read_until_silence(read: Reader, silence_s: float) -> bytes:
     return reply
 
 
-class Generic8aBoard:
+@dataclass(frozen=True)
+class Generic8aOptions(SerialOptions):
+    baud: int = option(9600, choices=BAUDS)  # the boards' factory rate
+    address: int = option(MIN_ADDRESS, lo=0, hi=0xFF)  # the board's five DIP switches
+    # Boards wired the other way report bit 1 = unlocked: "inverted".
+    hook_sense: str = option("normal", choices=("normal", "inverted"))
+
+    def __post_init__(self) -> None:
+        if not MIN_ADDRESS <= self.address <= MAX_ADDRESS:
+            raise OptionError(
+                "address",
+                f"{self.address} out of range {MIN_ADDRESS}-{MAX_ADDRESS}:"
+                " set `address` to the board's DIP switches",
+            )
+
+
+class Generic8aBoard(BusBoard):
     """One generic 8A board at a DIP address 1-31 on a bus."""
 
-    def __init__(self, cfg: BoardConfig, bus: SerialBus) -> None:
-        self._name = cfg.name
-        self.address, self.channels = check_options(cfg)
-        self.inverted = cfg.hook_sense == "inverted"
-        self.bus = bus
-        self.silence_s = max(SILENCE_CHARS * bus.char_s, SILENCE_MIN_S)
-
-    @property
-    def name(self) -> str:
-        return self._name
+    def __init__(self, cfg: BoardConfig, options: Generic8aOptions, channels: int) -> None:
+        super().__init__(cfg.name, channels, options)
+        self.address = options.address
+        self.inverted = options.hook_sense == "inverted"
+        self.silence_s = max(SILENCE_CHARS * self.bus.char_s, SILENCE_MIN_S)
+        self.reply_len = 0  # of a read-all reply, once seen (0: frame by silence)
+        self.echoes: bool | None = None  # whether the board answers an unlock, once seen
 
     def read_doors(self) -> Mapping[int, bool]:
         reply = self.bus.exchange(self._name, read_all_request(self.address), self._read_status)
@@ -119,52 +140,42 @@ class Generic8aBoard:
         return {ch: bits[ch - 1] == self.inverted for ch in range(1, self.channels + 1)}
 
     def _read_status(self, read: Reader) -> bytes:
-        reply = read_until_silence(read, self.silence_s)
-        decode_read_all(reply, self.address, self.channels)  # a bad frame is retried by the bus
+        if self.reply_len:
+            reply = read(self.reply_len)
+            if not reply:
+                raise FrameError("no reply")
+        else:
+            reply = read_until_silence(read, self.silence_s)
+        try:
+            decode_read_all(reply, self.address, self.channels)  # a bad frame is retried
+        except FrameError:
+            self.reply_len = 0
+            raise
+        self.reply_len = len(reply)
         return reply
 
     def unlock(self, channel: int) -> None:
-        if not 1 <= channel <= self.channels:
-            raise BoardError(self._name, f"no channel {channel} (1-{self.channels})")
+        self._channel(channel)
         log.debug("%s: unlock channel %d", self._name, channel)
-        self.bus.exchange(self._name, unlock_request(self.address, channel), self._read_echo)
+        framer = None if self.echoes is False else self._read_echo
+        self.bus.exchange(self._name, unlock_request(self.address, channel), framer)
 
     def _read_echo(self, read: Reader) -> bytes:
         # Never a FrameError: a retry would pulse the lock again for nothing more than a
         # missing or garbled echo; the door sensor, read next, is what confirms the unlock.
-        echo = read(MAX_REPLY, idle_s=self.silence_s)
+        if self.echoes:
+            echo = read(FRAME_LEN)
+        else:
+            echo = read(MAX_REPLY, idle_s=self.silence_s)
+            self.echoes = bool(echo)
         if echo and (len(echo) != FRAME_LEN or echo[0] != UNLOCK or xor8(echo[:-1]) != echo[-1]):
             log.debug("%s: unexpected bytes after an unlock: %s", self._name, echo.hex(" "))
         return echo
 
-    def close(self) -> None:
-        """Boards share their bus; `drivers.bus.forget_bus(port)` closes it."""
+
+def make_generic8a(cfg: BoardConfig, options: Generic8aOptions | None = None) -> Generic8aBoard:
+    """A generic 8A board on the port's shared bus."""
+    return Generic8aBoard(cfg, options or DRIVER.read(cfg), DRIVER.channels(cfg))
 
 
-def check_options(cfg: BoardConfig) -> tuple[int, int]:
-    """(address, channels) of a generic-8a board, or a BoardError saying what to set."""
-    if not MIN_ADDRESS <= cfg.address <= MAX_ADDRESS:
-        raise BoardError(
-            cfg.name,
-            f"address {cfg.address} out of range {MIN_ADDRESS}-{MAX_ADDRESS}:"
-            " set `address` to the board's DIP switches",
-        )
-    channels = cfg.channels or DEFAULT_CHANNELS
-    if channels > MAX_CHANNELS:
-        raise BoardError(cfg.name, f"has at most {MAX_CHANNELS} channels, not {channels}")
-    if not cfg.port:
-        raise BoardError(cfg.name, "needs `port`, the RS-485 adapter (e.g. /dev/ttyUSB0)")
-    return cfg.address, channels
-
-
-def make_generic8a(cfg: BoardConfig) -> Generic8aBoard:
-    """A generic 8A board on the port's shared bus (boards never close it; `forget_bus` does)."""
-    check_options(cfg)  # before the port is opened: a config slip is not a wiring fault
-    wanted = BusSettings(
-        port=cfg.port,
-        baud=cfg.baud,
-        timeout_s=cfg.timeout_ms / 1000,
-        retries=cfg.retries,
-        gap_s=max(BusSettings.gap_s, SILENCE_CHARS * 10 / cfg.baud),
-    )
-    return Generic8aBoard(cfg, bus_for_board(cfg.name, wanted))
+DRIVER = BoardDriver(Generic8aOptions, make_generic8a, DEFAULT_CHANNELS, MAX_CHANNELS)

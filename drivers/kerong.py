@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-from drivers.bus import BusSettings, FrameError, SerialBus, bus_for_board
-from locker.boards import BoardError
+from drivers.bus import BusBoard, FrameError
+from drivers.options import BoardDriver, OptionError, SerialOptions, option
 from locker.config import BoardConfig
 
 STX, ETX = 0x02, 0x03
@@ -136,51 +137,53 @@ def fixed_reply(length: int) -> Callable[[Reader], bytes]:
     return read_reply
 
 
+# -- options ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KerongOptions(SerialOptions):
+    address: int = option(0, lo=0, hi=0xFF)  # the board's address selector
+    # Hook switches wired normally-closed report bit 1 = unlocked: "inverted".
+    hook_sense: str = option("normal", choices=("normal", "inverted"))
+
+    max_address = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.address <= self.max_address:
+            raise OptionError(
+                "address",
+                f"{self.address} out of range 0-{self.max_address}:"
+                " set the board's address selector and `address` in the config to match",
+            )
+
+
+@dataclass(frozen=True)
+class CU48Options(KerongOptions):
+    # 0x0A is the broadcast address: every board would answer a status request.
+    max_address = CU48_MAX_ADDRESS
+
+
+@dataclass(frozen=True)
+class CU16Options(KerongOptions):
+    max_address = CU16_MAX_BOARD
+
+
 # -- the boards -------------------------------------------------------------------------
 
 
-class _KerongBoard:
-    locks = 0
-    max_address = 0
-
-    def __init__(self, cfg: BoardConfig, bus: SerialBus) -> None:
-        self._name = cfg.name
-        if not 0 <= cfg.address <= self.max_address:
-            # CU48 0x0A is the broadcast address: every board would answer a status request.
-            raise BoardError(
-                cfg.name,
-                f"address {cfg.address} out of range 0-{self.max_address}:"
-                " set the board's address selector and `address` in the config to match",
-            )
-        self.address = cfg.address
-        self.channels = cfg.channels or self.locks
-        if self.channels > self.locks:
-            raise BoardError(cfg.name, f"has at most {self.locks} channels, not {self.channels}")
-        self.inverted = cfg.hook_sense == "inverted"
-        self.bus = bus
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def _channel(self, channel: int) -> int:
-        if not 1 <= channel <= self.channels:
-            raise BoardError(self._name, f"no channel {channel} (1-{self.channels})")
-        return channel
+class _KerongBoard(BusBoard):
+    def __init__(self, cfg: BoardConfig, options: KerongOptions, channels: int) -> None:
+        super().__init__(cfg.name, channels, options)
+        self.address = options.address
+        self.inverted = options.hook_sense == "inverted"
 
     def _doors(self, hooks: tuple[bool, ...]) -> Mapping[int, bool]:
         # Hook engaged = locked = door shut; the wiring (NO/NC) may invert the bit.
         return {ch: hooks[ch - 1] == self.inverted for ch in range(1, self.channels + 1)}
 
-    def close(self) -> None:
-        """Boards share their bus; `drivers.bus.forget_bus(port)` closes it."""
-
 
 class KerongCU48Board(_KerongBoard):
     """One CU48 board (48 locks) at an address 0x00-0x09 on a bus."""
-
-    locks = CU48_LOCKS
-    max_address = CU48_MAX_ADDRESS
 
     def read_doors(self) -> Mapping[int, bool]:
         reply = self.bus.exchange(self._name, cu48_status_request(self.address), self._read_status)
@@ -201,9 +204,6 @@ class KerongCU48Board(_KerongBoard):
 class KerongCU16Board(_KerongBoard):
     """One CU16 board (16 locks); its number 0-15 is the high nibble of the address byte."""
 
-    locks = CU16_LOCKS
-    max_address = CU16_MAX_BOARD
-
     def _read_reply(self, read: Reader) -> bytes:
         reply = fixed_reply(CU16_REPLY_LEN)(read)
         decode_cu16_reply(reply, self.address)
@@ -221,18 +221,15 @@ class KerongCU16Board(_KerongBoard):
         self.bus.exchange(self._name, request, self._read_reply)
 
 
-def _bus(cfg: BoardConfig) -> SerialBus:
-    wanted = BusSettings(
-        port=cfg.port, baud=cfg.baud, timeout_s=cfg.timeout_ms / 1000, retries=cfg.retries
-    )
-    return bus_for_board(cfg.name, wanted)
+def make_cu48(cfg: BoardConfig, options: CU48Options | None = None) -> KerongCU48Board:
+    """A CU48 board on the port's shared bus."""
+    return KerongCU48Board(cfg, options or CU48.read(cfg), CU48.channels(cfg))
 
 
-def make_cu48(cfg: BoardConfig) -> KerongCU48Board:
-    """A CU48 board on the port's shared bus (boards never close it; `forget_bus` does)."""
-    return KerongCU48Board(cfg, _bus(cfg))
+def make_cu16(cfg: BoardConfig, options: CU16Options | None = None) -> KerongCU16Board:
+    """A CU16 board on the port's shared bus."""
+    return KerongCU16Board(cfg, options or CU16.read(cfg), CU16.channels(cfg))
 
 
-def make_cu16(cfg: BoardConfig) -> KerongCU16Board:
-    """A CU16 board on the port's shared bus (boards never close it; `forget_bus` does)."""
-    return KerongCU16Board(cfg, _bus(cfg))
+CU48 = BoardDriver(CU48Options, make_cu48, CU48_LOCKS, CU48_LOCKS)
+CU16 = BoardDriver(CU16Options, make_cu16, CU16_LOCKS, CU16_LOCKS)

@@ -1,265 +1,167 @@
-"""Modbus RTU relay boards used as lockers (Waveshare "Modbus RTU Relay" style), via pymodbus.
+"""Modbus RTU relay boards used as lockers (Waveshare "Modbus RTU Relay" style).
 
 Coils are the lock relays, discrete inputs the door sensors. An unlock is the
 board-timed pulse ("flash": FC05 to coil 0x0200 + channel with the duration in
 100 ms steps), never on-wait-off from here: a crash between "on" and "off"
-would leave a lock energised. One pymodbus client per serial port serves every
-slave id on it, one request at a time, with the RTU silent interval kept.
+would leave a lock energised.
+
+The codec is a pure pair of functions per request (CRC-16/Modbus included),
+and the bytes move through the serial transport every bus driver shares
+(`drivers.bus`): one port per device path for every slave id on it, the RTU
+silent interval, retries, the frame history. Every reply's length follows from
+its first three bytes (id, function, byte count or exception code), so a reply
+is read to its last byte and no longer.
 """
 
 from __future__ import annotations
 
 import logging
 import struct
-import termios
-import threading
-import time
-from collections import deque
-from collections.abc import Callable, Mapping
-from typing import TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-import serial
-from pymodbus.client import ModbusSerialClient
-from pymodbus.exceptions import ConnectionException, ModbusException
-from pymodbus.framer import FramerType
-from pymodbus.pdu import ModbusPDU
-
-from locker.boards import BoardError
+from drivers.bus import BusBoard, FrameError, Reader, Refused
+from drivers.options import BoardDriver, SerialOptions, option
 from locker.config import BoardConfig
 
 log = logging.getLogger(__name__)
-# pymodbus logs "No response received" at ERROR for a missed reply even when our retry
-# then succeeds; a failure that matters reaches the locker as a BoardError with the last
-# frames (and the journal through the board's fault), so its own lines are only noise.
-logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
+READ_COILS, READ_INPUTS, WRITE_COIL = 0x01, 0x02, 0x05
 FLASH_BASE = 0x0200
 DEFAULT_CHANNELS = 8
+MAX_CHANNELS = 256
+HEAD = 3  # id, function code, byte count (or exception code): enough to size any reply
+EXCEPTION_LEN = 5
+WRITE_LEN = 8
 EXCEPTION_NAMES = {
     1: "illegal function",
     2: "illegal data address",
     3: "illegal data value",
     4: "slave device failure",
 }
-FRAMES_KEPT = 20
-T = TypeVar("T")
 
 
-class FlashRequest(ModbusPDU):
-    """FC05 with a duration instead of 0xFF00/0x0000: the board times the pulse itself."""
-
-    function_code = 5
-    rtu_frame_size = 8
-
-    def __init__(self, address: int = 0, steps: int = 0, dev_id: int = 1) -> None:
-        super().__init__(dev_id=dev_id, address=address)
-        self.steps = steps
-
-    def encode(self) -> bytes:
-        return struct.pack(">HH", self.address, self.steps)
-
-    def decode(self, data: bytes) -> None:
-        self.address, self.steps = struct.unpack(">HH", data[:4])
+def crc16(data: bytes) -> bytes:
+    """CRC-16/Modbus, low byte first as it goes on the wire."""
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return struct.pack("<H", crc)
 
 
-class Refused(ModbusException):
-    """The board answered with a Modbus exception: a clear answer, so not retried."""
-
-    def __init__(self, what: str, reply: object) -> None:
-        code = getattr(reply, "exception_code", None)
-        name = EXCEPTION_NAMES.get(code, "exception") if isinstance(code, int) else "exception"
-        super().__init__(f"{what}: the board refused it ({name}, code {code})")
+def _frame(body: bytes) -> bytes:
+    return body + crc16(body)
 
 
-class LengthFramedClient(ModbusSerialClient):
-    """pymodbus's serial client, reading each reply up to the length its first bytes give.
-
-    pymodbus 3.16 finds the end of a reply by polling the input count every four
-    character times until it stops growing: 6-10 ms after the last byte at 9600 baud, on
-    every exchange. A reply's length follows from its id, function code and byte count
-    (pymodbus's own PDU classes know it), so the read waits in select() for exactly those
-    bytes and returns as the last one arrives. A reply that stops short waits out the
-    timeout, as a missing one does, and is retried. An unknown function code (line noise
-    in front of a reply) falls back to pymodbus's framing by silence.
-    """
-
-    HEAD = 3  # id, function code, byte count (or the first data byte): enough to size any reply
-
-    def recv(self, size: int | None) -> bytes:
-        port = self.socket
-        if size is not None or port is None:
-            return super().recv(size)
-        frame = b""
-        try:
-            while True:
-                missing = self._missing(frame)
-                if missing is None:
-                    return frame + super().recv(None)
-                if not missing:
-                    return frame
-                chunk = port.read(missing)
-                if not chunk:  # the timeout: what came (if anything) goes to the framer
-                    return frame
-                frame += chunk
-        except (OSError, serial.SerialException):
-            self.close()  # type: ignore[no-untyped-call]  # reopened by the next request
-            raise ConnectionException(str(self)) from None
-
-    def _missing(self, frame: bytes) -> int | None:
-        """Bytes still to come of the reply that starts `frame` (None: no way to tell)."""
-        if len(frame) < self.HEAD:
-            return self.HEAD - len(frame)
-        pdu_class = self.framer.decoder.lookupPduClass(frame)
-        if pdu_class is None:
-            return None
-        try:
-            size = pdu_class.calculateRtuFrameSize(frame)
-        except ModbusException:  # a class that does not say its RTU size
-            return None
-        return max(0, size - len(frame)) if size else None
+def read_inputs_request(slave: int, count: int) -> bytes:
+    """FC02: the door inputs 0..count-1."""
+    return _frame(struct.pack(">BBHH", slave, READ_INPUTS, 0, count))
 
 
-class ModbusLine:
-    """One serial port with its pymodbus client, shared by the boards on it."""
-
-    def __init__(self, port: str, baud: int, timeout_s: float, retries: int) -> None:
-        self.port = port
-        self.baud = baud
-        self.retries = retries
-        self.frames: deque[str] = deque(maxlen=FRAMES_KEPT)
-        self.users = 0  # boards using this line; the last one to close closes the port
-        self.last_sent = self.last_received = b""  # the raw frames of the last exchange
-        self.exchanges = 0
-        self.errors = 0
-        # The silent interval: 3.5 characters at <= 19200 baud, 1.75 ms above.
-        self.gap_s = 3.5 * 11 / baud if baud <= 19200 else 0.00175
-        self._lock = threading.Lock()
-        self._last_io = 0.0
-        self.client = LengthFramedClient(
-            port,
-            framer=FramerType.RTU,
-            baudrate=baud,
-            timeout=timeout_s,
-            retries=0,  # our own retries, with backoff, below
-            trace_packet=self._trace,
-        )
-
-    def _trace(self, sending: bool, data: bytes) -> bytes:
-        self.frames.append(f"{time.time():.3f} {'>' if sending else '<'} {data.hex(' ')}")
-        if sending:
-            self.last_sent, self.last_received = data, b""
-        else:  # pymodbus hands over everything received so far for this reply
-            self.last_received = data
-        return data
-
-    def close(self) -> None:
-        with self._lock:
-            self.client.close()  # type: ignore[no-untyped-call]
-
-    def call(self, board: str, fn: Callable[[ModbusSerialClient], T]) -> T:
-        """Run one request with retries; BoardError (with the last frames) when it fails."""
-        problem = ""
-        with self._lock:
-            for attempt in range(self.retries + 1):
-                if attempt:
-                    time.sleep(min(0.5, 0.02 * 2 ** (attempt - 1)))
-                wait = self._last_io + self.gap_s - time.monotonic()
-                if wait > 0:
-                    time.sleep(wait)
-                try:
-                    if not self.client.connected and not self.client.connect():
-                        raise ModbusException(f"cannot open {self.port}")
-                    result = fn(self.client)
-                    self._last_io = time.monotonic()
-                    self.exchanges += 1
-                    return result
-                except Refused as exc:
-                    self._last_io = time.monotonic()
-                    self.errors += 1
-                    raise BoardError(board, str(exc), tuple(self.frames)) from exc
-                except (ModbusException, OSError, termios.error) as exc:
-                    self._last_io = time.monotonic()
-                    problem = str(exc) or type(exc).__name__
-                    log.debug("%s on %s, attempt %d: %s", board, self.port, attempt + 1, problem)
-                    if not isinstance(exc, ModbusException):
-                        self.client.close()  # type: ignore[no-untyped-call]  # reopen next time
-                self.errors += 1
-            raise BoardError(board, problem, tuple(self.frames))
+def flash_request(slave: int, channel: int, steps: int) -> bytes:
+    """FC05 to coil 0x0200 + channel - 1 with the pulse in 100 ms steps: the board times it."""
+    return _frame(struct.pack(">BBHH", slave, WRITE_COIL, FLASH_BASE + channel - 1, steps))
 
 
-class ModbusRelayBoard:
+def reply_length(head: bytes) -> int:
+    """The whole length of the reply that starts with these three bytes."""
+    function = head[1]
+    if function & 0x80:
+        return EXCEPTION_LEN
+    if function in (READ_COILS, READ_INPUTS):
+        return HEAD + head[2] + 2
+    if function == WRITE_COIL:
+        return WRITE_LEN
+    raise FrameError(f"reply with function code {function:#04x}")
+
+
+def check_reply(reply: bytes, slave: int, function: int, what: str) -> bytes:
+    """The reply's PDU data after its checks; Refused for an exception reply."""
+    if len(reply) < EXCEPTION_LEN:
+        raise FrameError(f"reply of {len(reply)} bytes")
+    if crc16(reply[:-2]) != reply[-2:]:
+        raise FrameError(f"CRC {reply[-2:].hex()}, computed {crc16(reply[:-2]).hex()}")
+    if reply[0] != slave:
+        raise FrameError(f"reply from slave {reply[0]}, asked {slave}")
+    if reply[1] == function | 0x80:
+        code = reply[2]
+        name = EXCEPTION_NAMES.get(code, "exception")
+        raise Refused(f"{what}: the board refused it ({name}, code {code})")
+    if reply[1] != function:
+        raise FrameError(f"reply to function {reply[1]:#04x}, asked {function:#04x}")
+    return reply[2:-2]
+
+
+def decode_inputs(reply: bytes, slave: int, count: int) -> tuple[bool, ...]:
+    """The `count` input bits of an FC02 reply, input 0 first."""
+    data = check_reply(reply, slave, READ_INPUTS, f"reading {count} door inputs")
+    if data[0] != len(data) - 1 or data[0] * 8 < count:
+        raise FrameError(f"reply of {data[0]} bytes for {count} inputs")
+    return tuple(bool(data[1 + i // 8] >> (i % 8) & 1) for i in range(count))
+
+
+def read_rtu_reply(read: Reader) -> bytes:
+    """One RTU reply, by the length its first bytes give."""
+    head = read(HEAD)
+    if len(head) < HEAD:
+        raise FrameError("no reply" if not head else f"reply cut short after {len(head)} bytes")
+    length = reply_length(head)
+    reply = head + read(length - HEAD)
+    if len(reply) < length:
+        raise FrameError(f"reply cut short after {len(reply)} of {length} bytes")
+    return reply
+
+
+@dataclass(frozen=True)
+class ModbusOptions(SerialOptions):
+    address: int = option(1, lo=1, hi=247)  # the slave id (DIP switches or register)
+    pulse_ms: int = option(500, lo=100, hi=5000)  # the board-timed unlock pulse
+    door_open_high: bool = option(True)  # an open door reads 1 on its input
+
+
+class ModbusRelayBoard(BusBoard):
     """One relay board (one slave id) used as a lock board."""
 
-    def __init__(self, cfg: BoardConfig, line: ModbusLine) -> None:
-        self._name = cfg.name
-        self.slave = cfg.address
-        self.channels = cfg.channels or DEFAULT_CHANNELS
-        self.steps = max(1, round(cfg.pulse_ms / 100))
-        self.open_level = cfg.door_open_high
-        self.line = line
-        self._closed = False
-
-    @property
-    def name(self) -> str:
-        return self._name
+    def __init__(self, cfg: BoardConfig, options: ModbusOptions, channels: int) -> None:
+        super().__init__(cfg.name, channels, options)
+        self.slave = options.address
+        self.steps = max(1, round(options.pulse_ms / 100))
+        self.open_level = options.door_open_high
 
     def read_doors(self) -> Mapping[int, bool]:
-        def read(client: ModbusSerialClient) -> list[bool]:
-            rr = client.read_discrete_inputs(0, count=self.channels, device_id=self.slave)
-            if rr.isError():
-                raise Refused(f"reading {self.channels} door inputs", rr)
-            return list(rr.bits[: self.channels])
-
-        bits = self.line.call(self._name, read)
+        request = read_inputs_request(self.slave, self.channels)
+        reply = self.bus.exchange(self._name, request, self._read_inputs)
+        bits = decode_inputs(reply, self.slave, self.channels)
         return {ch: bits[ch - 1] == self.open_level for ch in range(1, self.channels + 1)}
 
-    def unlock(self, channel: int) -> None:
-        if not 1 <= channel <= self.channels:
-            raise BoardError(self._name, f"no channel {channel} (1-{self.channels})")
-        address = FLASH_BASE + channel - 1
+    def _read_inputs(self, read: Reader) -> bytes:
+        reply = read_rtu_reply(read)
+        decode_inputs(reply, self.slave, self.channels)  # a bad frame is retried by the bus
+        return reply
 
-        def flash(client: ModbusSerialClient) -> None:
-            rr = client.execute(False, FlashRequest(address, self.steps, dev_id=self.slave))
-            if rr.isError():
-                raise Refused(f"flash of coil {address:#06x}", rr)
-            if self.line.last_received != self.line.last_sent:
+    def unlock(self, channel: int) -> None:
+        request = flash_request(self.slave, self._channel(channel), self.steps)
+        coil = FLASH_BASE + channel - 1
+
+        def echoed(read: Reader) -> bytes:
+            reply = read_rtu_reply(read)
+            check_reply(reply, self.slave, WRITE_COIL, f"flash of coil {coil:#06x}")
+            if reply != request:
                 # FC05 is answered with an exact echo (coil and duration). Anything else:
                 # the pulse may or may not have happened; the door sensor decides, and
                 # the retry is a second pulse at worst.
-                raise ModbusException(f"flash of coil {address:#06x} not echoed: {rr}")
+                raise FrameError(f"flash of coil {coil:#06x} not echoed: {reply.hex(' ')}")
+            return reply
 
-        self.line.call(self._name, flash)
-
-    def close(self) -> None:
-        """The line is shared: the last board on it closes the port."""
-        if self._closed:
-            return
-        self._closed = True
-        with _lines_lock:
-            self.line.users -= 1
-            last = self.line.users <= 0 and _lines.get(self.line.port) is self.line
-            if last:
-                del _lines[self.line.port]
-        if last:
-            self.line.close()
+        log.debug("%s: unlock channel %d", self._name, channel)
+        self.bus.exchange(self._name, request, echoed)
 
 
-_lines: dict[str, ModbusLine] = {}
-_lines_lock = threading.Lock()
+def make_modbus_relay(cfg: BoardConfig, options: ModbusOptions | None = None) -> ModbusRelayBoard:
+    """A relay board on the port's shared bus."""
+    return ModbusRelayBoard(cfg, options or DRIVER.read(cfg), DRIVER.channels(cfg))
 
 
-def make_modbus_relay(cfg: BoardConfig) -> ModbusRelayBoard:
-    with _lines_lock:
-        line = _lines.get(cfg.port)
-        if line is None:
-            line = ModbusLine(cfg.port, cfg.baud, cfg.timeout_ms / 1000, cfg.retries)
-            _lines[cfg.port] = line
-        line.users += 1
-    return ModbusRelayBoard(cfg, line)
-
-
-def forget_client(port: str) -> None:
-    with _lines_lock:
-        line = _lines.pop(port, None)
-    if line is not None:
-        line.close()
+DRIVER = BoardDriver(ModbusOptions, make_modbus_relay, DEFAULT_CHANNELS, MAX_CHANNELS)

@@ -16,8 +16,16 @@ import termios
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import serial
+from drivers.options import Options, ScannerDriver, option
+from locker.config import ScannerSection
+from locker.config_reader import BAUDS
+from locker.scanners import ScannerEvents
+
+if TYPE_CHECKING:
+    import serial
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +37,12 @@ STALE_S = 0.5
 BACKOFF_S = 0.2
 BACKOFF_MAX_S = 5.0
 
-Opener = Callable[[str, int], serial.Serial]
+Opener = Callable[[str, int], "serial.Serial"]
 
 
 def _open(port: str, baud: int) -> serial.Serial:
+    import serial  # noqa: PLC0415 - only where a port is opened: options are checked without it
+
     return serial.Serial(port, baudrate=baud, timeout=0.1)
 
 
@@ -117,6 +127,10 @@ class SerialScanner:
         self._state: bool | None = None  # None until the first open is tried
 
     @property
+    def name(self) -> str:
+        return "scanner"
+
+    @property
     def dropped(self) -> int:
         return self._splitter.dropped
 
@@ -129,12 +143,15 @@ class SerialScanner:
         if self._thread is not None:
             self._thread.join(timeout=2)
 
+    def close(self) -> None:
+        self.stop()
+
     def _run(self) -> None:
         backoff = BACKOFF_S
         while not self._stop.is_set():
             try:
                 dev = self._opener(self.port, self.baud)
-            except (OSError, serial.SerialException) as exc:
+            except OSError as exc:  # pyserial's SerialException is an OSError
                 self._went_offline(f"cannot open {self.port}: {exc}")
                 self._stop.wait(backoff)
                 backoff = min(BACKOFF_MAX_S, backoff * 2)
@@ -143,10 +160,10 @@ class SerialScanner:
             self._came_online()
             try:
                 self._read(dev)
-            except (OSError, serial.SerialException, termios.error) as exc:
+            except (OSError, termios.error) as exc:
                 self._went_offline(f"{self.port}: {exc}")
             finally:
-                with contextlib.suppress(OSError, serial.SerialException):
+                with contextlib.suppress(OSError):
                     dev.close()
             self._splitter = _carry_over(self._splitter)
 
@@ -195,3 +212,24 @@ def _carry_over(old: LineSplitter) -> LineSplitter:
     new = LineSplitter()
     new.dropped = old.dropped
     return new
+
+
+@dataclass(frozen=True)
+class SerialScannerOptions(Options):
+    port: str = option("", required=True)  # the scanner's serial device
+    baud: int = option(9600, choices=BAUDS)
+
+
+def _make(
+    cfg: ScannerSection, options: SerialScannerOptions, events: ScannerEvents
+) -> SerialScanner:
+    return SerialScanner(
+        options.port,
+        options.baud,
+        events.on_code,
+        on_offline=events.on_offline,
+        on_online=events.on_online,
+    )
+
+
+DRIVER = ScannerDriver(SerialScannerOptions, _make)

@@ -14,11 +14,21 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
-from locker.boards import BoardError
+from drivers.options import BoardDriver, Options, option
+from locker.boards import BoardError, check_channel
+from locker.config import BoardConfig
 
 DEFAULT_CHANNELS = 48
+MAX_CHANNELS = 256
+
+
+@dataclass(frozen=True)
+class SimOptions(Options):
+    # An unlocked door closes by itself after this many seconds (0: stays open).
+    door_close_s: float = option(5.0, lo=0, hi=3600)
 
 
 class SimBoard:
@@ -44,6 +54,8 @@ class SimBoard:
         self.stuck: dict[int, bool] = {}
         self.offline = False
         self.unlocks: list[tuple[float, int]] = []
+        # No wire, so no frames of its own; a test may put some here for a screen to show.
+        self.frames: list[str] = []
 
     @property
     def name(self) -> str:
@@ -84,13 +96,15 @@ class SimBoard:
     def close(self) -> None:
         """Nothing to release."""
 
+    def last_frames(self) -> list[str]:
+        return list(self.frames)
+
     # -- the world acting on the board -------------------------------------------------
 
     def _check(self, channel: int) -> None:
         if self.offline:
             raise BoardError(self._name, "no reply (simulated board unplugged)")
-        if not 1 <= channel <= self.channels:
-            raise BoardError(self._name, f"no channel {channel} (board has {self.channels})")
+        check_channel(self._name, channel, self.channels)
 
     def open_door(self, channel: int) -> None:
         """Someone pulls the door open (forced, when the lock was not pulsed)."""
@@ -106,3 +120,10 @@ class SimBoard:
     def is_open(self, channel: int) -> bool:
         with self._lock:
             return self._open[channel]
+
+
+def _make(cfg: BoardConfig, options: SimOptions) -> SimBoard:
+    return SimBoard(cfg.name, cfg.channels or DEFAULT_CHANNELS, options.door_close_s)
+
+
+DRIVER = BoardDriver(SimOptions, _make, DEFAULT_CHANNELS, MAX_CHANNELS)

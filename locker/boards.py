@@ -41,3 +41,15 @@ class Board(Protocol):
     def close(self) -> None:
         """Release the port or pins."""
         ...
+
+    def last_frames(self) -> list[str]:
+        """The last frames on the board's wire, oldest first, for diagnosis ([] without a
+        wire: GPIO, the in-memory simulator)."""
+        ...
+
+
+def check_channel(board: str, channel: int, channels: int) -> int:
+    """`channel` if the board has it (1-based), else the BoardError every driver raises."""
+    if not 1 <= channel <= channels:
+        raise BoardError(board, f"no channel {channel} (1-{channels})")
+    return channel

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from locker.config_reader import ConfigError, Reader, names, resolve, table_list
 from locker.model import SIZES
@@ -26,15 +27,12 @@ __all__ = [
     "CompartmentConfig",
     "Config",
     "ConfigError",
+    "DriverCatalogue",
+    "ScannerSection",
     "load_config",
     "parse_config",
 ]
 
-KNOWN_DRIVERS = ("kerong-cu16", "kerong-cu48", "modbus-relay", "generic-8a", "gpio", "sim")
-SERIAL_DRIVERS = ("kerong-cu16", "kerong-cu48", "modbus-relay", "generic-8a")
-# A driver whose boards leave the factory at another rate than BoardConfig.baud.
-DRIVER_BAUD = {"generic-8a": 9600}
-BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 RANGE_RE = re.compile(r"\s*(\d+)\s*-\s*(\d+)\s*")
 
@@ -98,25 +96,40 @@ class SecuritySection:
     pin_file: str = ""  # "" = {data_dir}/technician.pin
 
 
+class _DriverTable:
+    """A table read by a driver: its own keys (`options`) are the driver's to check."""
+
+    options: Mapping[str, Any]
+
+    def __getattr__(self, key: str) -> Any:
+        # Reads an option by name (`cfg.port`), for code written when every option was a
+        # field of its own. Private names are never options (copy and pickle look for some).
+        if key.startswith("_") or key == "options":
+            raise AttributeError(key)
+        try:
+            return self.options[key]
+        except KeyError:
+            raise AttributeError(
+                f"{type(self).__name__} has no option {key!r} (it has: {', '.join(self.options)})"
+            ) from None
+
+
 @dataclass(frozen=True)
-class BoardConfig:
+class BoardConfig(_DriverTable):
+    """One [[boards]] table: the keys every board has, and the driver's own.
+
+    `options` holds the driver's keys, checked against its declaration (with their
+    defaults filled in) when the configuration is loaded with the driver catalogue,
+    and checked again whenever a board is built from it.
+    """
+
     name: str
     driver: str
-    port: str = ""
-    baud: int = 19200
-    address: int = 0
     channels: int = 0  # 0 = the driver's default
-    door_close_s: float = 5.0  # sim driver: an unlocked door closes by itself after this
-    hook_sense: str = "normal"  # kerong, generic-8a: "normal" (bit 1 = locked) or "inverted"
-    pulse_ms: int = 500  # modbus flash / gpio relay on-time
-    timeout_ms: int = 100  # reply time-out per request (serial drivers)
-    retries: int = 2  # transport retries per request before the board counts as failing
-    lock_pins: tuple[int, ...] = ()  # gpio: BCM pin of each channel's relay (channel 1 first)
-    door_pins: tuple[int, ...] = ()  # gpio: BCM pin of each channel's reed switch
-    active_high: bool = True  # gpio: relay energised by a high output
-    door_open_high: bool = True  # gpio: reed switch input reads high when the door is open
-    door_pull: str = "none"  # gpio: the Pi's own pull resistor on the reed inputs: up|down|none
-    debounce_ms: int = 20  # gpio: reed switch debounce
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+BOARD_KEYS = ("name", "driver", "channels")
 
 
 @dataclass(frozen=True)
@@ -129,10 +142,29 @@ class CompartmentConfig:
 
 
 @dataclass(frozen=True)
-class ScannerSection:
+class ScannerSection(_DriverTable):
+    """[scanner]: the driver's name ("none": keypad only) and the driver's own keys."""
+
     driver: str = "none"
-    port: str = ""
-    baud: int = 9600
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class DriverCatalogue(Protocol):
+    """The drivers a configuration may name, and the check of each one's own keys.
+
+    The domain does not import drivers: whoever loads the configuration for a running
+    locker (lockerd, `lockerd --check`) hands the registry in, and the driver tables
+    are then checked at load; without it they are kept as written and checked when
+    the boards are built.
+    """
+
+    def board_options(self, r: Reader, driver: str, channels: int) -> Mapping[str, Any]:
+        """The board driver's options read from `r` (ConfigError naming the key)."""
+        ...
+
+    def scanner_options(self, r: Reader, driver: str) -> Mapping[str, Any]:
+        """The scanner driver's options read from `r` (ConfigError naming the key)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -187,8 +219,8 @@ class Config:
         return self.locker.data_dir / "locker.key"
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a configuration file."""
+def load_config(path: str | Path, drivers: DriverCatalogue | None = None) -> Config:
+    """Read and validate a configuration file (the driver tables too, given `drivers`)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -200,7 +232,7 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_config(data, path)
+    return parse_config(data, path, drivers)
 
 
 # -- sections --------------------------------------------------------------------------
@@ -219,7 +251,9 @@ SECTIONS = (
 )
 
 
-def parse_config(data: Mapping[str, object], path: Path) -> Config:
+def parse_config(
+    data: Mapping[str, object], path: Path, drivers: DriverCatalogue | None = None
+) -> Config:
     """Validate an already-parsed TOML document."""
     path = Path(path)
     base = path.parent
@@ -233,9 +267,9 @@ def parse_config(data: Mapping[str, object], path: Path) -> Config:
     rules = _rules(Reader(path, "[rules]", data.get("rules", {})))
     doors = _doors(Reader(path, "[doors]", data.get("doors", {})))
     security = _security(Reader(path, "[security]", data.get("security", {})), base)
-    boards = _boards(path, data.get("boards"))
+    boards = _boards(path, data.get("boards"), drivers)
     compartments = _compartments(path, data.get("compartments"), boards)
-    scanner = _scanner(Reader(path, "[scanner]", data.get("scanner", {})), base)
+    scanner = _scanner(Reader(path, "[scanner]", data.get("scanner", {})), drivers)
     api_r = Reader(path, "[api]", data.get("api", {}))
     api_r.check_keys(names(ApiSection))
     api = ApiSection(
@@ -358,95 +392,39 @@ def _security(r: Reader, base: Path) -> SecuritySection:
     return sec
 
 
-def _scanner(r: Reader, base: Path) -> ScannerSection:
-    r.check_keys(names(ScannerSection))
-    d = ScannerSection()
-    driver = r.get_choice("driver", ("serial", "camera", "none"), d.driver)
-    baud = r.get_int("baud", d.baud)
-    if baud not in BAUDS:
-        raise r.fail("baud", f"{baud} is not a standard rate ({', '.join(map(str, BAUDS))})")
-    port = r.get_str("port", d.port)
-    if driver == "serial" and not port:
-        raise r.fail("port", "required for the serial scanner")
-    if driver == "camera" and not (
-        (port.startswith("folder:") and len(port) > 7)
-        or port.startswith("opencv:")
-        or port == "picamera2"
-    ):
-        raise r.fail("port", f'"{port}": the camera is folder:PATH, opencv:DEVICE or picamera2')
-    if driver == "camera" and port.startswith("folder:"):
-        port = "folder:" + resolve(base, port.removeprefix("folder:"))
-    return ScannerSection(driver=driver, port=port, baud=baud)
+def _scanner(r: Reader, drivers: DriverCatalogue | None) -> ScannerSection:
+    driver = r.get_str("driver", ScannerSection.driver)
+    rest = r.part(("driver",))
+    if driver == "none":
+        rest.check_keys(_LEGACY_SCANNER_KEYS)  # the keys the section had, left with "none"
+        return ScannerSection()
+    if drivers is None:
+        return ScannerSection(driver, dict(rest.data))
+    return ScannerSection(driver, drivers.scanner_options(rest, driver))
 
 
-def _boards(path: Path, value: object) -> tuple[BoardConfig, ...]:
-    known = names(BoardConfig)
+# What [scanner] held before each scanner driver read its own keys.
+_LEGACY_SCANNER_KEYS = ("port", "baud")
+
+
+def _boards(path: Path, value: object, drivers: DriverCatalogue | None) -> tuple[BoardConfig, ...]:
     boards: list[BoardConfig] = []
     for i, raw in enumerate(table_list(path, "boards", value), start=1):
         r = Reader(path, f"[[boards]] #{i}", raw)
-        r.check_keys(known)
         name = r.get_str("name", required=True)
         if not ID_RE.fullmatch(name):
             raise r.fail("name", f'"{name}" must be 1-64 characters of A-Z a-z 0-9 _ -')
         if any(b.name == name for b in boards):
             raise r.fail("name", f'"{name}" is used by two boards')
-        driver = r.get_choice("driver", KNOWN_DRIVERS, required=True)
-        port = r.get_str("port", "")
-        if driver in SERIAL_DRIVERS and not port:
-            raise r.fail("port", f"required for driver {driver}")
-        baud = r.get_int("baud", DRIVER_BAUD.get(driver, BoardConfig.baud))
-        if baud not in BAUDS:
-            raise r.fail("baud", f"{baud} is not a standard rate ({', '.join(map(str, BAUDS))})")
-        hook_sense = r.get_choice("hook_sense", ("normal", "inverted"), "normal")
-        lock_pins, door_pins = _pins(r, "lock_pins"), _pins(r, "door_pins")
-        if driver == "gpio":
-            if not lock_pins:
-                raise r.fail("lock_pins", "required for driver gpio (one BCM pin per channel)")
-            if len(door_pins) != len(lock_pins):
-                raise r.fail("door_pins", f"needs one pin per lock ({len(lock_pins)})")
-            if len(set(lock_pins + door_pins)) != len(lock_pins + door_pins):
-                raise r.fail("door_pins", "a pin is used twice")
-        door_pull = r.get_choice("door_pull", ("up", "down", "none"), "none")
-        # With the Pi's pull resistor the wiring is fixed: the reed switch closes to the
-        # opposite rail, so an open door (or a cut cable) reads as the pulled level.
-        door_open_high = r.get_bool("door_open_high", door_pull != "down")
-        if door_pull != "none" and door_open_high != (door_pull == "up"):
-            level = "high" if door_pull == "up" else "low"
-            raise r.fail(
-                "door_open_high",
-                f"with door_pull = {door_pull} an open door reads {level}; remove door_open_high",
-            )
-        boards.append(
-            BoardConfig(
-                name=name,
-                driver=driver,
-                port=port,
-                baud=baud,
-                address=r.get_int("address", 0, 0, 247),
-                channels=r.get_int("channels", 0, 0, 256),
-                door_close_s=r.get_float("door_close_s", BoardConfig.door_close_s, lo=0, hi=3600),
-                hook_sense=hook_sense,
-                pulse_ms=r.get_int("pulse_ms", BoardConfig.pulse_ms, 100, 5000),
-                timeout_ms=r.get_int("timeout_ms", BoardConfig.timeout_ms, 10, 5000),
-                retries=r.get_int("retries", BoardConfig.retries, 0, 10),
-                lock_pins=lock_pins,
-                door_pins=door_pins,
-                active_high=r.get_bool("active_high", True),
-                door_open_high=door_open_high,
-                door_pull=door_pull,
-                debounce_ms=r.get_int("debounce_ms", BoardConfig.debounce_ms, 0, 1000),
-            )
+        r.where = f'[[boards]] #{i} "{name}"'  # from here on, messages name the board
+        driver = r.get_str("driver", required=True)
+        channels = r.get_int("channels", 0, 0, 256)
+        rest = r.part(BOARD_KEYS)
+        options = (
+            dict(rest.data) if drivers is None else drivers.board_options(rest, driver, channels)
         )
+        boards.append(BoardConfig(name, driver, channels, options))
     return tuple(boards)
-
-
-def _pins(r: Reader, key: str) -> tuple[int, ...]:
-    value = r.data.get(key, [])
-    if not isinstance(value, list) or not all(
-        isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 27 for p in value
-    ):
-        raise r.fail(key, "expected a list of BCM pin numbers 0-27")
-    return tuple(value)
 
 
 def _range(r: Reader, key: str) -> range:

@@ -12,6 +12,8 @@ from typing import Any
 
 from locker.errors import LockerError
 
+BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+
 
 class ConfigError(LockerError):
     """The configuration file cannot be used; the message names the file and the key."""
@@ -41,6 +43,12 @@ class Reader:
 
     def fail(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.path}: {self.where} {key}: {problem}")
+
+    def part(self, keys: tuple[str, ...]) -> Reader:
+        """A Reader over the other keys of this table, with the same place in messages
+        (a driver's options, beside the keys every board has)."""
+        rest = {k: v for k, v in self.data.items() if k not in keys}
+        return Reader(self.path, self.where, rest)
 
     def check_keys(self, known: tuple[str, ...]) -> None:
         for key in self.data:
@@ -107,6 +115,15 @@ class Reader:
             raise self.fail(key, f"must be greater than 0, got {value}")
         self._bounds(key, value, lo, hi)
         return float(value)
+
+    def get_pins(self, key: str) -> tuple[int, ...]:
+        """A list of the Raspberry Pi's BCM pin numbers."""
+        value = self._get(key, [], False)
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 27 for p in value
+        ):
+            raise self.fail(key, "expected a list of BCM pin numbers 0-27")
+        return tuple(value)
 
     def _bounds(self, key: str, value: float, lo: float | None, hi: float | None) -> None:
         if (lo is not None and value < lo) or (hi is not None and value > hi):

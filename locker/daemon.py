@@ -15,9 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-from drivers.camera import CameraScanner, CameraUnavailable, open_source
-from drivers.registry import make_board
-from drivers.scanner import SerialScanner
+from drivers.registry import CATALOGUE, make_board, make_scanner
 from locker.api import LocalApi
 from locker.boards import Board
 from locker.clock import Clock, SystemClock
@@ -28,6 +26,7 @@ from locker.health import Health
 from locker.instance import InstanceLock
 from locker.loop import Loop, call_on
 from locker.model import Method
+from locker.scanners import Scanner, ScannerEvents, ScannerUnavailable
 from locker.service import Service
 from locker.storage import Store
 from locker.sysclock import clock_synchronised
@@ -49,8 +48,7 @@ class Locker:
     boards: Mapping[str, Board]
     service: Service
     loop: Loop
-    scanner: SerialScanner | None = None
-    camera: CameraScanner | None = None
+    scanner: Scanner | None = None
     link: PlatformLink | None = None
     api: LocalApi | None = None
     instance: InstanceLock | None = None
@@ -73,8 +71,6 @@ class Locker:
             log.error("local API not available on %s: %s", self.config.api.socket, exc)
         if self.scanner is not None:
             self.scanner.start()
-        if self.camera is not None:
-            self.camera.start()
         if self.link is not None:
             self.link.start()
 
@@ -100,8 +96,7 @@ class Locker:
         steps: list[tuple[str, Callable[[], None] | None]] = [
             ("local API", self.api.close if self.api else None),
             ("platform link", self.link.stop if self.link else None),
-            ("scanner", self.scanner.stop if self.scanner else None),
-            ("camera", self.camera.stop if self.camera else None),
+            ("scanner", self.scanner.close if self.scanner else None),
             ("boards' I/O threads", self.loop.close),
             *((f"board {name}", board.close) for name, board in self.boards.items()),
             ("database", self.store.close),
@@ -149,39 +144,27 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
-def _camera(config: Config, service: Service, loop: Loop) -> CameraScanner | None:
-    if config.scanner.driver != "camera":
-        return None
-    try:
-        source = open_source(config.scanner.port)
-    except CameraUnavailable as exc:
-        # The keypad and the serial scanner still work; maintenance sees the fault.
-        log.error("camera: %s", exc)
-        service.device_failed("camera", str(exc))
-        return None
+def _scanner(config: Config, service: Service, loop: Loop) -> Scanner | None:
+    """The configured scanner, through the registry; a device that is not there (or whose
+    library is missing) is a device fault, and the locker runs on the keypad."""
+    method = Method.CAMERA if config.scanner.driver == "camera" else Method.SCANNER
+    device = "camera" if method is Method.CAMERA else "scanner"
 
     def code(text: str) -> None:
-        result = service.enter_code(text, Method.CAMERA)
-        log.info("camera: %s", result.summary())
+        result = service.enter_code(text, method)
+        log.info("%s: %s", device, result.summary())
 
-    return CameraScanner(source, lambda text: loop.post_urgent(lambda: code(text)))
-
-
-def _scanner(config: Config, service: Service, loop: Loop) -> SerialScanner | None:
-    if config.scanner.driver != "serial":
-        return None
-
-    def code(text: str) -> None:
-        result = service.enter_code(text, Method.SCANNER)
-        log.info("scanner: %s", result.summary())
-
-    return SerialScanner(
-        config.scanner.port,
-        config.scanner.baud,
-        lambda text: loop.post_urgent(lambda: code(text)),
-        on_offline=lambda detail: loop.post(lambda: service.device_failed("scanner", detail)),
-        on_online=lambda: loop.post(lambda: service.device_ok("scanner")),
+    events = ScannerEvents(
+        on_code=lambda text: loop.post_urgent(lambda: code(text)),
+        on_offline=lambda detail: loop.post(lambda: service.device_failed(device, detail)),
+        on_online=lambda: loop.post(lambda: service.device_ok(device)),
     )
+    try:
+        return make_scanner(config.scanner, events, config.path)
+    except ScannerUnavailable as exc:
+        log.error("%s: %s", exc.device, exc.detail)
+        service.device_failed(exc.device, exc.detail)
+        return None
 
 
 def build(
@@ -217,7 +200,6 @@ def build(
             service,
             loop,
             _scanner(config, service, loop),
-            _camera(config, service, loop),
             link,
             instance=instance,
         )
@@ -237,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="TOML configuration file")
     parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the configuration (every board's and the scanner's options too) and exit",
+    )
+    parser.add_argument(
         "--log-level",
         default=os.environ.get("LOCKER_LOG", "INFO").upper(),
         type=str.upper,
@@ -249,7 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        config = load_config(Path(args.config))
+        # The registry checks each driver's own keys now, before any port is opened.
+        config = load_config(Path(args.config), CATALOGUE)
+        if args.check:
+            print(f"{args.config}: configuration OK")  # noqa: T201 - the operator's answer
+            return 0
         locker = build(config)
     except LockerError as exc:
         print(f"lockerd: {exc}", file=sys.stderr)  # noqa: T201 - start-up failure for the operator

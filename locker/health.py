@@ -24,11 +24,9 @@ from locker.sysclock import clock_synchronised
 from locker.version import VERSION
 
 
-def last_frames(board: object, count: int = 8) -> list[str]:
-    """The last frames on a board's serial line (Kerong's bus, Modbus's line); GPIO and the
-    in-memory simulator have none."""
-    line = getattr(board, "bus", None) or getattr(board, "line", None)
-    return list(getattr(line, "frames", ()))[-count:]
+def last_frames(board: Board | None, count: int = 8) -> list[str]:
+    """The last frames on a board's wire (none for a board not configured)."""
+    return [] if board is None else board.last_frames()[-count:]
 
 
 class Health:

@@ -145,7 +145,7 @@ def test_the_daemon_starts_without_its_camera_and_reports_a_fault(tmp_path: Path
     )
     locker = build(load_config(tmp_path / "locker.toml"), SystemClock(), {"b0": SimBoard("b0")})
     try:
-        assert locker.camera is None
+        assert locker.scanner is None
         faults = [e.fields for e in locker.store.events(0, 10) if e.type == "fault"]
         assert faults and faults[0]["component"] == "camera"
         assert "camera" in locker.service.devices_down

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 import pytest
 
 from drivers.bus import forget_bus
-from drivers.registry import make_board
+from drivers.registry import board_config, make_board
 from drivers.sim import SimBoard
 from locker.boards import Board, BoardError
-from locker.config import BoardConfig
 
 
 @dataclass
@@ -60,15 +59,8 @@ def _pty_world(driver: str, channels: int) -> Iterator[World]:
         address = 0
         device = KerongSim(driver.split("-")[1], {address: sim}, baud=19200)
     path: str = device.path  # type: ignore[attr-defined]
-    cfg = BoardConfig(
-        name="p0",
-        driver=driver,
-        port=path,
-        baud=baud,
-        address=address,
-        channels=channels,
-        timeout_ms=100,
-        retries=1,
+    cfg = board_config(
+        "p0", driver, channels, port=path, baud=baud, address=address, timeout_ms=100, retries=1
     )
     board = make_board(cfg)
     try:
@@ -81,13 +73,7 @@ def _pty_world(driver: str, channels: int) -> Iterator[World]:
             settle=lambda: time.sleep(0.05),
         )
     finally:
-        board.close()
-        if driver == "modbus-relay":
-            from drivers.modbus_relay import forget_client
-
-            forget_client(path)
-        else:
-            forget_bus(path)
+        board.close()  # the last board on the bus: the port closes with it
         device.close()  # type: ignore[attr-defined]
 
 
@@ -98,9 +84,7 @@ def _gpio_world() -> Iterator[World]:
 
     factory = MockFactory()
     locks, doors = (5, 6, 13, 19), (12, 16, 20, 21)
-    cfg = BoardConfig(
-        name="g0", driver="gpio", lock_pins=locks, door_pins=doors, pulse_ms=100, debounce_ms=0
-    )
+    cfg = board_config("g0", "gpio", lock_pins=locks, door_pins=doors, pulse_ms=100, debounce_ms=0)
     board = GpioBoard(cfg, pin_factory=factory)
     jammed: set[int] = set()
 
@@ -133,9 +117,9 @@ def _gpio_world() -> Iterator[World]:
 def _real_world() -> Iterator[World]:
     port = os.environ["LOCKER_TEST_PORT"]
     driver = os.environ.get("LOCKER_TEST_DRIVER", "kerong-cu48")
-    cfg = BoardConfig(
-        name="real",
-        driver=driver,
+    cfg = board_config(
+        "real",
+        driver,
         port=port,
         baud=int(os.environ.get("LOCKER_TEST_BAUD", "19200")),
         address=int(os.environ.get("LOCKER_TEST_ADDRESS", "0")),
@@ -210,3 +194,12 @@ def test_an_acknowledged_unlock_of_a_jammed_lock_leaves_the_door_shut(world: Wor
 def test_a_channel_the_board_does_not_have_is_an_error(world: World) -> None:
     with pytest.raises(BoardError):
         world.board.unlock(world.channels + 1)
+
+
+def test_the_last_frames_are_lines_of_text(world: World) -> None:
+    world.board.read_doors()
+    frames = world.board.last_frames()
+    assert isinstance(frames, list) and all(isinstance(f, str) for f in frames)
+    # A board on a wire shows its request; the in-memory and GPIO boards have no wire.
+    wired = not isinstance(world.board, SimBoard) and type(world.board).__name__ != "GpioBoard"
+    assert bool(frames) == wired

@@ -18,10 +18,10 @@ from drivers.generic8a import (
     unlock_request,
     xor8,
 )
-from drivers.registry import make_board
+from drivers.registry import CATALOGUE, board_config, make_board
 from drivers.sim import SimBoard
 from locker.boards import BoardError
-from locker.config import BoardConfig, load_config
+from locker.config import BoardConfig, ConfigError, load_config
 from simulator.generic8a import Generic8aSim
 
 H = bytes.fromhex
@@ -86,34 +86,36 @@ def test_bad_replies_are_refused(reply: bytes, problem: str) -> None:
 # -- options, checked in one place ---------------------------------------------------------
 
 
-def cfg(port: str = "/dev/null", **kw: object) -> BoardConfig:
-    fields: dict[str, object] = {
-        "name": "g1",
-        "driver": "generic-8a",
+def cfg(port: str = "/dev/null", name: str = "g1", channels: int = 0, **kw: object) -> BoardConfig:
+    options: dict[str, object] = {
         "port": port,
         "baud": 9600,
         "address": 1,
         "timeout_ms": 100,
         "retries": 2,
     }
-    fields.update(kw)
-    return BoardConfig(**fields)  # type: ignore[arg-type]
+    options.update(kw)
+    return board_config(name, "generic-8a", channels, **options)
 
 
 @pytest.mark.parametrize(
     ("options", "problem"),
     [
-        ({"address": 0}, "address 0 out of range 1-31"),
-        ({"address": 32}, "address 32 out of range 1-31"),
-        ({"channels": 65}, "at most 64 channels"),
-        ({"port": ""}, "needs `port`"),
+        ({"address": 0}, "address: 0 out of range 1-31: set `address` to the board's DIP"),
+        ({"address": 32}, "address: 32 out of range 1-31"),
+        ({"channels": 65}, "channels: driver generic-8a has at most 64, not 65"),
+        ({"port": None}, "port: required for driver generic-8a"),
     ],
 )
 def test_bad_options_are_refused_before_the_port_is_opened(
     options: dict[str, object], problem: str
 ) -> None:
-    with pytest.raises(BoardError, match=problem):
-        make_generic8a(cfg(**{"port": "/nonexistent/tty", **options}))  # type: ignore[arg-type]
+    given = {"port": "/nonexistent/tty", "address": 1, **options}
+    channels = int(given.pop("channels", 0))  # type: ignore[call-overload]
+    if given["port"] is None:
+        del given["port"]
+    with pytest.raises(ConfigError, match=problem):
+        make_generic8a(BoardConfig("g1", "generic-8a", channels, given))
 
 
 def test_the_config_knows_the_driver_and_its_factory_rate(tmp_path: Path) -> None:
@@ -124,9 +126,9 @@ def test_the_config_knows_the_driver_and_its_factory_rate(tmp_path: Path) -> Non
         '[[boards]]\nname = "k0"\ndriver = "kerong-cu48"\nport = "/dev/ttyUSB1"\n'
         '[[compartments]]\nnumber = 1\nchannel = 1\nboard = "g1"\nsize = "S"\n'
     )
-    config = load_config(path)
-    assert config.board("g1").baud == 9600  # the boards' factory setting
-    assert config.board("k0").baud == 19200  # other drivers keep theirs
+    config = load_config(path, CATALOGUE)
+    assert config.board("g1").options["baud"] == 9600  # the boards' factory setting
+    assert config.board("k0").options["baud"] == 19200  # other drivers keep theirs
 
 
 # -- the simulator and the driver over a pty -------------------------------------------------

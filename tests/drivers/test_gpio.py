@@ -10,8 +10,8 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from drivers.gpio import GpioBoard
+from drivers.registry import board_config
 from locker.boards import BoardError
-from locker.config import BoardConfig
 
 LOCKS, DOORS = (5, 6), (12, 16)
 
@@ -24,16 +24,14 @@ def factory() -> Iterator[MockFactory]:
 
 
 def make(factory: MockFactory, **kw: object) -> GpioBoard:
-    fields: dict[str, object] = {
-        "name": "g0",
-        "driver": "gpio",
+    options: dict[str, object] = {
         "lock_pins": LOCKS,
         "door_pins": DOORS,
         "pulse_ms": 200,
         "debounce_ms": 0,
     }
-    fields.update(kw)
-    return GpioBoard(BoardConfig(**fields), pin_factory=factory)  # type: ignore[arg-type]
+    options.update(kw)
+    return GpioBoard(board_config("g0", "gpio", **options), pin_factory=factory)
 
 
 def on_time(factory: MockFactory, pin: int) -> float:

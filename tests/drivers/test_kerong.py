@@ -23,9 +23,10 @@ from drivers.kerong import (
     make_cu48,
     sum8,
 )
+from drivers.registry import board_config
 from drivers.sim import SimBoard
 from locker.boards import BoardError
-from locker.config import BoardConfig
+from locker.config import BoardConfig, ConfigError
 from simulator.kerong import KerongSim
 
 H = bytes.fromhex
@@ -147,16 +148,12 @@ def cu16() -> Iterator[World]:
         yield w
 
 
-def board_cfg(device: KerongSim, driver: str = "kerong-cu48", **kw: object) -> BoardConfig:
-    fields: dict[str, object] = {
-        "name": f"b{kw.get('address', 0)}",
-        "driver": driver,
-        "port": device.path,
-        "timeout_ms": 100,
-        "retries": 2,
-    }
-    fields.update(kw)
-    return BoardConfig(**fields)  # type: ignore[arg-type]
+def board_cfg(
+    device: KerongSim, driver: str = "kerong-cu48", channels: int = 0, **kw: object
+) -> BoardConfig:
+    options: dict[str, object] = {"port": device.path, "timeout_ms": 100, "retries": 2}
+    options.update(kw)
+    return board_config(f"b{kw.get('address', 0)}", driver, channels, **options)
 
 
 @pytest.fixture
@@ -243,19 +240,22 @@ def test_cu48_jammed_lock_stays_shut(cu48: World) -> None:
     assert board.read_doors()[5] is False
 
 
-def test_channels_out_of_range_and_bad_addresses_are_board_errors(cu48: World) -> None:
+def test_channels_out_of_range_are_board_errors_bad_options_config_errors(cu48: World) -> None:
     device, _ = cu48
     board = make_cu48(board_cfg(device, channels=8))
     assert sorted(board.read_doors()) == list(range(1, 9))
     for channel in (0, 9, 49):
         with pytest.raises(BoardError, match=f"no channel {channel}"):
             board.unlock(channel)
-    with pytest.raises(BoardError, match="at most 48 channels"):
+    with pytest.raises(ConfigError, match="channels: driver kerong-cu48 has at most 48"):
         make_cu48(board_cfg(device, channels=49))
-    with pytest.raises(BoardError, match="address 10 out of range"):
+    with pytest.raises(ConfigError, match="address: 10 out of range 0-9"):
         make_cu48(board_cfg(device, address=10))  # 0x0A is the broadcast address
-    with pytest.raises(BoardError, match="address 16 out of range"):
+    with pytest.raises(ConfigError, match="address: 16 out of range 0-15"):
         make_cu16(board_cfg(device, "kerong-cu16", address=16))
+    # A configuration built by hand is checked when the board is built, before any port.
+    with pytest.raises(ConfigError, match="board b0: option address: 10 out of range"):
+        make_cu48(BoardConfig("b0", "kerong-cu48", 0, {"port": device.path, "address": 10}))
 
 
 def test_hook_sense_inverted() -> None:
@@ -327,7 +327,7 @@ def test_a_usb_adapter_that_vanishes_and_returns_is_picked_up_again(tmp_path: Pa
     sim = SimBoard("k0", 48, door_close_s=0)
     first = KerongSim("cu48", {0: sim})
     link.symlink_to(first.path)
-    board = make_cu48(BoardConfig(name="b0", driver="kerong-cu48", port=str(link), retries=1))
+    board = make_cu48(board_config("b0", "kerong-cu48", port=str(link), retries=1))
     try:
         assert not any(board.read_doors().values())
         first.close()  # unplugged: the device node is gone

@@ -1,4 +1,5 @@
-"""Modbus relay boards: CRC vectors, then the pymodbus driver over a real pty."""
+"""Modbus relay boards: the codec against worked examples and pymodbus, then the driver
+over a real pty on the shared serial transport."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from drivers.modbus_relay import ModbusRelayBoard, forget_client, make_modbus_relay
+from drivers import bus as bus_module
+from drivers.bus import FrameError, Refused, forget_bus
+from drivers.modbus_relay import (
+    ModbusRelayBoard,
+    decode_inputs,
+    flash_request,
+    make_modbus_relay,
+    read_inputs_request,
+)
+from drivers.registry import board_config
 from drivers.sim import SimBoard
 from locker.boards import BoardError
-from locker.config import BoardConfig
 from simulator.modbus import ModbusRelaySim, crc16
 
 
@@ -20,19 +29,43 @@ def test_crc_vectors() -> None:
     assert crc16(bytes.fromhex("01 02 00 00 00 08")) == bytes.fromhex("79 CC")
 
 
+def test_crc_agrees_with_pymodbus() -> None:
+    # The simulator checks with the driver's own CRC: an independent implementation
+    # keeps a shared mistake from passing unseen.
+    from pymodbus.framer.rtu import FramerRTU
+
+    for frame in (flash_request(7, 3, 5), read_inputs_request(247, 32), b"\x01\x82\x02"):
+        body = frame if len(frame) == 3 else frame[:-2]
+        assert crc16(body) == FramerRTU.compute_CRC(body).to_bytes(2, "big")
+
+
+def test_codec_requests_and_replies() -> None:
+    assert read_inputs_request(1, 8) == bytes.fromhex("01 02 00 00 00 08 79 CC")
+    assert flash_request(1, 1, 7)[:-2] == bytes.fromhex("01 05 02 00 00 07")
+    reply = bytes.fromhex("01 02 01 05")
+    assert decode_inputs(reply + crc16(reply), 1, 8) == (True, False, True) + (False,) * 5
+    with pytest.raises(FrameError, match="CRC"):
+        decode_inputs(reply + b"\x00\x00", 1, 8)
+    with pytest.raises(FrameError, match="slave 1, asked 2"):
+        decode_inputs(reply + crc16(reply), 2, 8)
+    refused = bytes.fromhex("01 82 02")
+    with pytest.raises(Refused, match="illegal data address"):
+        decode_inputs(refused + crc16(refused), 1, 8)
+
+
 @pytest.fixture
 def bus() -> Iterator[tuple[ModbusRelaySim, dict[int, SimBoard]]]:
     sims = {1: SimBoard("m1", 8, door_close_s=0), 2: SimBoard("m2", 8, door_close_s=0)}
     device = ModbusRelaySim(sims, baud=9600)
     yield device, sims
-    forget_client(device.path)
+    forget_bus(device.path)
     device.close()
 
 
-def board(device: ModbusRelaySim, slave: int = 1, **kw: object) -> ModbusRelayBoard:
-    fields: dict[str, object] = {
-        "name": f"m{slave}",
-        "driver": "modbus-relay",
+def board(
+    device: ModbusRelaySim, slave: int = 1, channels: int = 0, **kw: object
+) -> ModbusRelayBoard:
+    options: dict[str, object] = {
         "port": device.path,
         "baud": 9600,
         "address": slave,
@@ -40,8 +73,8 @@ def board(device: ModbusRelaySim, slave: int = 1, **kw: object) -> ModbusRelayBo
         "retries": 2,
         "pulse_ms": 700,
     }
-    fields.update(kw)
-    return make_modbus_relay(BoardConfig(**fields))  # type: ignore[arg-type]
+    options.update(kw)
+    return make_modbus_relay(board_config(f"m{slave}", "modbus-relay", channels, **options))
 
 
 def test_read_and_flash_unlock(bus: tuple[ModbusRelaySim, dict[int, SimBoard]]) -> None:
@@ -65,7 +98,7 @@ def test_two_slaves_and_the_silent_interval(
 ) -> None:
     device, sims = bus
     b1, b2 = board(device, 1), board(device, 2)
-    assert b1.line is b2.line
+    assert b1.bus is b2.bus
     sims[2].open_door(8)
     for _ in range(5):
         assert b1.read_doors()[8] is False
@@ -145,20 +178,18 @@ def test_an_exception_reply_is_a_clear_answer_not_retried(
 def test_the_last_board_on_a_line_closes_the_port(
     bus: tuple[ModbusRelaySim, dict[int, SimBoard]],
 ) -> None:
-    from drivers import modbus_relay
-
     device, _ = bus
     b1, b2 = board(device, 1), board(device, 2)
     b1.read_doors()
     b1.close()
     b1.close()  # twice is once
-    assert b2.read_doors()[1] is False  # the line is still there for the other board
-    assert b2.line.client.connected
+    assert b2.read_doors()[1] is False  # the bus is still there for the other board
+    assert b2.bus.is_open and b2.bus.users == 1
     b2.close()
-    assert not b2.line.client.connected
-    assert device.path not in modbus_relay._lines
-    b3 = board(device, 1)  # a new board gets a new line
-    assert b3.line is not b2.line and b3.read_doors()[1] is False
+    assert not b2.bus.is_open
+    assert device.path not in bus_module._buses
+    b3 = board(device, 1)  # a new board gets a new bus
+    assert b3.bus is not b2.bus and b3.read_doors()[1] is False
 
 
 def test_a_reply_in_two_pieces_is_one_reply(
@@ -171,6 +202,6 @@ def test_a_reply_in_two_pieces_is_one_reply(
     b1.unlock(5)
     pulse = bytes.fromhex("01 05 02 04 00 07")
     assert device.received[before:] == [pulse + crc16(pulse)]  # echoed whole: sent once
-    assert b1.line.last_received == pulse + crc16(pulse)
+    assert b1.last_frames()[-1].endswith("< " + (pulse + crc16(pulse)).hex(" "))
     assert b1.read_doors()[5] is True
     assert sims[1].is_open(5)

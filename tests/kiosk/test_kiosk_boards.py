@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,11 +24,9 @@ BOARDS = {"cu48-a": 48, "cu48-b": 48, "modbus-1": 8}
 def daemon(tmp_path: Path) -> Iterator[tuple[RunningDaemon, dict[str, SimBoard]]]:
     running, boards = start_cabinet(tmp_path, "boards-1", BOARDS, pin=PIN)
     for board in boards.values():
-        # The serial line a real board's driver keeps (the simulated board has none): the
+        # The frames a real board's driver keeps (the simulated board has no wire): the
         # last frames on the wire, which the screen shows under a board.
-        board.line = SimpleNamespace(
-            frames=[f"{1795601699.5 + i} > 02 00 {i:02x} 03" for i in range(8)]
-        )
+        board.frames = [f"{1795601699.5 + i} > 02 00 {i:02x} 03" for i in range(8)]
     yield running, boards
     running.stop()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.registry import CATALOGUE
 from locker import config as config_module
 from locker.config import ConfigError, load_config
 
@@ -114,17 +115,19 @@ CASES = [
     (
         "unknown driver",
         BASE.replace('driver = "sim"', 'driver = "kerong"'),
-        '[[boards]] #1 driver: "kerong" is not one of',
+        '[[boards]] #1 "b0" driver: "kerong" is not one of',
     ),
     (
         "port needed",
         BASE.replace('driver = "sim"', 'driver = "kerong-cu48"'),
-        "[[boards]] #1 port: required for driver kerong-cu48",
+        '[[boards]] #1 "b0" port: required for driver kerong-cu48',
     ),
     (
         "bad baud",
-        BASE.replace('driver = "sim"', 'driver = "sim"\nbaud = 1234'),
-        "[[boards]] #1 baud: 1234 is not a standard rate",
+        BASE.replace(
+            'driver = "sim"', 'driver = "kerong-cu48"\nport = "/dev/ttyUSB0"\nbaud = 1234'
+        ),
+        '[[boards]] #1 "b0" baud: 1234 is not one of 1200, 2400',
     ),
     (
         "duplicate board",
@@ -171,11 +174,15 @@ CASES = [
         BASE.replace('size = "S"', 'size = "S"\nnumber = 1'),
         "[[compartments]] #1 numbers: use either",
     ),
-    ("scanner", BASE + '\n[scanner]\ndriver = "usb"\n', '[scanner] driver: "usb" is not one of'),
+    (
+        "scanner",
+        BASE + '\n[scanner]\ndriver = "usb"\n',
+        '[scanner] driver: "usb" is not one of serial, camera, none',
+    ),
     (
         "door pull",
         GPIO.replace("door_pins", 'door_pull = "sideways"\ndoor_pins'),
-        '[[boards]] #1 door_pull: "sideways" is not one of up, down, none',
+        '[[boards]] #1 "b0" door_pull: "sideways" is not one of up, down, none',
     ),
     (
         "pull against polarity",
@@ -190,7 +197,54 @@ CASES = [
     (
         "serial scanner port",
         BASE + '\n[scanner]\ndriver = "serial"\n',
-        "[scanner] port: required for the serial scanner",
+        "[scanner] port: required for driver serial",
+    ),
+    (
+        "a key no driver has",
+        BASE.replace('driver = "sim"', 'driver = "kerong-cu48"\nport = "/dev/ttyUSB0"\nadress = 1'),
+        '[[boards]] #1 "b0" adress: unknown key for driver kerong-cu48'
+        " (its keys: address, baud, hook_sense, port, retries, timeout_ms)",
+    ),
+    (
+        "another driver's key, not one every board once had",
+        BASE.replace('driver = "sim"', 'driver = "sim"\ncolour = "red"'),
+        '[[boards]] #1 "b0" colour: unknown key for driver sim (its keys: door_close_s)',
+    ),
+    (
+        "more channels than the board has",
+        BASE.replace(
+            'driver = "sim"', 'driver = "kerong-cu16"\nport = "/dev/ttyUSB0"\nchannels = 17'
+        ),
+        '[[boards]] #1 "b0" channels: driver kerong-cu16 has at most 16, not 17',
+    ),
+    (
+        "CU48 broadcast address",
+        BASE.replace(
+            'driver = "sim"', 'driver = "kerong-cu48"\nport = "/dev/ttyUSB0"\naddress = 10'
+        ),
+        '[[boards]] #1 "b0" address: 10 out of range 0-9: set the board\'s address selector',
+    ),
+    (
+        "8A address 0",
+        BASE.replace('driver = "sim"', 'driver = "generic-8a"\nport = "/dev/ttyUSB0"\naddress = 0'),
+        '[[boards]] #1 "b0" address: 0 out of range 1-31',
+    ),
+    (
+        "modbus pulse",
+        BASE.replace(
+            'driver = "sim"', 'driver = "modbus-relay"\nport = "/dev/ttyUSB0"\npulse_ms = 50'
+        ),
+        '[[boards]] #1 "b0" pulse_ms: must be between 100 and 5000, got 50',
+    ),
+    (
+        "gpio without pins",
+        BASE.replace('driver = "sim"', 'driver = "gpio"'),
+        '[[boards]] #1 "b0" lock_pins: required for driver gpio',
+    ),
+    (
+        "gpio pin twice",
+        GPIO.replace("[12, 16, 20, 21]", "[12, 16, 20, 5]"),
+        '[[boards]] #1 "b0" door_pins: a pin is used twice',
     ),
     ("toml syntax", BASE + "\n[doors\n", "not valid TOML"),
     (
@@ -213,9 +267,31 @@ def test_mistakes_name_the_file_and_the_key(
 ) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as err:
-        load_config(path)
+        load_config(path, CATALOGUE)
     assert str(err.value).startswith(f"{path}: ")
     assert message in str(err.value)
+
+
+def test_without_the_drivers_a_board_table_is_kept_as_written(tmp_path: Path) -> None:
+    # Tools that only read the configuration (lockerctl) do not load the drivers: the
+    # boards' own keys are checked by lockerd, at load, and again when a board is built.
+    text = BASE.replace('driver = "sim"', 'driver = "kerong-cu48"\nport = "/dev/ttyUSB0"')
+    config = load_config(write(tmp_path, text))
+    assert config.board("b0").options == {"port": "/dev/ttyUSB0"}
+    checked = load_config(write(tmp_path, text), CATALOGUE)
+    assert checked.board("b0").options["baud"] == 19200  # the driver's defaults filled in
+    assert checked.board("b0").port == "/dev/ttyUSB0"  # an option read by name
+
+
+def test_a_key_every_board_once_had_is_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Configurations written when one record held every driver's options keep starting.
+    text = BASE.replace('driver = "sim"', 'driver = "sim"\nport = ""\nlock_pins = []')
+    config = load_config(write(tmp_path, text), CATALOGUE)
+    assert config.board("b0").options == {"door_close_s": 5.0}
+    assert '[[boards]] #1 "b0" port: not used by driver sim; ignored' in caplog.text
+    assert "lock_pins: not used by driver sim" in caplog.text
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -225,12 +301,12 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_a_pull_down_means_an_open_door_reads_low(tmp_path: Path) -> None:
     config = load_config(
-        write(tmp_path, GPIO.replace("door_pins", 'door_pull = "down"\ndoor_pins'))
+        write(tmp_path, GPIO.replace("door_pins", 'door_pull = "down"\ndoor_pins')), CATALOGUE
     )
-    board = config.boards[0]
-    assert (board.door_pull, board.door_open_high) == ("down", False)
-    config = load_config(write(tmp_path, GPIO))
-    assert (config.boards[0].door_pull, config.boards[0].door_open_high) == ("none", True)
+    options = config.boards[0].options
+    assert (options["door_pull"], options["door_open_high"]) == ("down", False)
+    options = load_config(write(tmp_path, GPIO), CATALOGUE).boards[0].options
+    assert (options["door_pull"], options["door_open_high"]) == ("none", True)
 
 
 def _example_keys() -> tuple[dict[str, list[dict[str, object]]], set[tuple[str, str]]]:
@@ -250,20 +326,30 @@ def _example_keys() -> tuple[dict[str, list[dict[str, object]]], set[tuple[str, 
 
 
 def test_example_shows_every_key_with_its_default_or_says_why_not(tmp_path: Path) -> None:
-    # The loader's own defaults: what a minimal configuration is read as.
-    loaded = load_config(write(tmp_path, BASE))
-    defaults = {
+    # The loader's own defaults: what a minimal configuration is read as (its board is
+    # the simulator's, so the board's keys are the ones every board has and the sim's).
+    loaded = load_config(write(tmp_path, BASE), CATALOGUE)
+    board = loaded.boards[0]
+    shapes: dict[str, object] = {
         "mqtt": loaded.mqtt,
         "rules": loaded.rules,
         "doors": loaded.doors,
         "security": loaded.security,
-        "boards": loaded.boards[0],
         "compartments": loaded.compartments[0],
-        "scanner": loaded.scanner,
         "api": loaded.api,
         "kiosk": loaded.kiosk,
         "locker": loaded.locker,
     }
+    defaults = {
+        k: {f.name: getattr(v, f.name) for f in dataclasses.fields(v)} for k, v in shapes.items()
+    }  # type: ignore[arg-type]
+    defaults["boards"] = {
+        "name": board.name,
+        "driver": board.driver,
+        "channels": 0,
+        **board.options,
+    }
+    defaults["scanner"] = {"driver": loaded.scanner.driver}  # "none": no keys of a driver
     assert set(defaults) == set(config_module.SECTIONS)  # a new section is checked too
     required = {
         "locker": {"id", "data_dir"},
@@ -272,18 +358,33 @@ def test_example_shows_every_key_with_its_default_or_says_why_not(tmp_path: Path
     }
     tables, marked = _example_keys()
     differing = set()
-    for section, shape in defaults.items():
+    for section, keys in defaults.items():
         entries = tables.get(section, [])
-        for f in dataclasses.fields(shape):
-            present = [e[f.name] for e in entries if f.name in e]
-            assert present, f"config/example.toml: [{section}] {f.name} is not shown"
-            if f.name in required.get(section, set()):
+        for key, default in keys.items():
+            present = [e[key] for e in entries if key in e]
+            assert present, f"config/example.toml: [{section}] {key} is not shown"
+            if key in required.get(section, set()):
                 continue
-            default = getattr(shape, f.name)
             for value in present:
                 if (tuple(value) if isinstance(value, list) else value) != default:
-                    differing.add((section, f.name))
+                    differing.add((section, key))
     assert {"numbers", "channels"} <= set().union(*tables["compartments"])  # the range form
     # Exactly the lines that say "not the default" differ from it, and they say why.
     assert differing == marked
     assert marked == {("boards", "door_close_s"), ("compartments", "low"), ("api", "socket")}
+
+
+def test_every_drivers_keys_are_in_the_reference_and_the_example() -> None:
+    # A driver declares its keys; the reference documents each one, and the example
+    # shows each one (on the simulator's board, or in a commented-out board).
+    from drivers.registry import BOARD_DRIVERS, SCANNER_DRIVERS, board_driver, scanner_driver
+
+    reference = (ROOT / "docs" / "configuration.md").read_text()
+    example = (ROOT / "config" / "example.toml").read_text()
+    declared = [(n, board_driver(n).options) for n in BOARD_DRIVERS]
+    declared += [(n, scanner_driver(n).options) for n in SCANNER_DRIVERS]
+    for name, options in declared:
+        assert f"`{name}`" in reference, f"docs/configuration.md: driver {name} not described"
+        for f in dataclasses.fields(options):
+            assert f"`{f.name}`" in reference, f"docs/configuration.md: {name} {f.name}"
+            assert re.search(rf"(?m)^#? ?{f.name} = ", example), f"example: {name} {f.name}"

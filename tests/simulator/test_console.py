@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from drivers.bus import forget_bus
-from drivers.modbus_relay import forget_client
-from drivers.registry import make_board
+from drivers.registry import CATALOGUE, make_board
 from locker.boards import BoardError
 from locker.config import load_config
 from simulator.console import Cabinet, ConsoleError
@@ -21,7 +20,7 @@ BIN = Path(sys.executable).parent
 def test_config_written_for_every_bus_drives_the_real_drivers(tmp_path: Path) -> None:
     cab = Cabinet(tmp_path / "cab", cu48=2, cu16=1, modbus=1, scanner=True)
     try:
-        config = load_config(cab.config_path)
+        config = load_config(cab.config_path, CATALOGUE)  # each driver checks its keys
         assert [b.driver for b in config.boards] == [
             "kerong-cu48",
             "kerong-cu48",
@@ -40,8 +39,7 @@ def test_config_written_for_every_bus_drives_the_real_drivers(tmp_path: Path) ->
         assert boards["cu48-0"].read_doors()[2] is False
     finally:
         for b in config.boards:
-            forget_bus(b.port)
-            forget_client(b.port)
+            forget_bus(b.options["port"])
         cab.close()
 
 
@@ -133,7 +131,7 @@ def test_unplug_takes_one_board_off_the_bus_and_unplug_bus_the_whole_bus(
         assert boards["cu48-1"].read_doors()[1] is True
     finally:
         for b in config.boards:
-            forget_bus(b.port)
+            forget_bus(b.options["port"])
         cab.close()
 
 
@@ -246,7 +244,7 @@ def test_a_cabinet_with_a_camera_shows_qr_codes_to_the_real_daemon(tmp_path: Pat
         if running is not None:
             running.stop()
         for b in load_config(cab.config_path).boards:
-            forget_bus(b.port)
+            forget_bus(b.options["port"])
         cab.close()
 
 
@@ -262,11 +260,11 @@ def test_a_relative_dir_means_the_same_folder_to_lockerd_and_the_simulator(
     monkeypatch.chdir(tmp_path)
     cab = Cabinet(Path("var/sim"), cu48=1, scanner=False, camera=True)
     try:
-        config = load_config("var/sim/locker.toml")  # resolved as lockerd resolves it
+        config = load_config("var/sim/locker.toml", CATALOGUE)  # as lockerd resolves it
         here = tmp_path / "var" / "sim"
         assert config.locker.data_dir == here / "data"
         assert config.api.socket == str(here / "api.sock")
-        assert config.scanner.port == f"folder:{here / 'camera'}"
+        assert config.scanner.options["port"] == f"folder:{here / 'camera'}"
         cab.run("show 12345678")
         assert [p.name for p in (here / "camera").iterdir()] == ["frame-00001.png"]
     finally:

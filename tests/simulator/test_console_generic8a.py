@@ -39,7 +39,7 @@ def test_generic8a_boards_are_written_into_the_config_and_answer_the_driver(
         assert "OFF THE BUS" in cab.run("unplug 8a-2") + cab.status()
     finally:
         for b in config.boards:
-            forget_bus(b.port)
+            forget_bus(b.options["port"])
         cab.close()
 
 
