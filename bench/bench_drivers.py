@@ -6,13 +6,17 @@
 - software overhead from a code accepted to the first unlock byte on the wire, p50/p99
   over >= 1,000 unlocks (the time the sim device receives it minus the request's own
   wire time);
-- one unlock costs one request on the bus.
+- one unlock costs one request on the bus;
+- each driver's exchanges (read the doors, unlock) through the real driver over a pty,
+  beside their wire floor (request and reply bytes at the bus rate, which the simulator
+  takes as a real wire does).
 
 Run: .venv/bin/python bench/bench_drivers.py
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import statistics
@@ -27,22 +31,87 @@ sys.path.insert(0, str(ROOT))
 
 from figures import pct  # noqa: E402  (bench/, beside this script)
 
-from drivers.bus import forget_bus  # noqa: E402
+from drivers.bus import BusSettings, forget_bus  # noqa: E402
 from drivers.kerong import make_cu48  # noqa: E402
+from drivers.registry import board_config, make_board  # noqa: E402
 from drivers.sim import SimBoard  # noqa: E402
 from locker.clock import SystemClock, rfc3339  # noqa: E402
 from locker.commands import CommandProcessor  # noqa: E402
 from locker.config import load_config  # noqa: E402
 from locker.daemon import build  # noqa: E402
 from locker.model import Method  # noqa: E402
+from simulator.generic8a import Generic8aSim  # noqa: E402
 from simulator.kerong import KerongSim  # noqa: E402
+from simulator.modbus import ModbusRelaySim  # noqa: E402
+from simulator.pty_device import PtyDevice  # noqa: E402
 
 
 def ms(v: float) -> str:
     return f"{v * 1000:.2f} ms"
 
 
+# driver, baud, channels, address, (request, reply) bytes of a door read, of an unlock
+EXCHANGES = (
+    ("kerong-cu48", 19200, 48, 0, (6, 12), (6, 0)),
+    ("kerong-cu16", 19200, 16, 0, (5, 9), (5, 9)),
+    ("modbus-relay", 9600, 8, 1, (8, 6), (8, 8)),
+    ("generic-8a", 9600, 8, 1, (5, 7), (5, 0)),
+)
+
+
+def _device(driver: str, baud: int, sim: SimBoard, address: int) -> PtyDevice:
+    if driver == "modbus-relay":
+        return ModbusRelaySim({address: sim}, baud=baud)
+    if driver == "generic-8a":
+        return Generic8aSim({address: sim}, baud=baud)
+    return KerongSim(driver.split("-")[1], {address: sim}, baud=baud)
+
+
+def exchange_figures(rounds: int = 200) -> None:
+    """Each driver's exchange time beside its wire floor; the silent interval before each
+    exchange is waited out first, so only the exchange itself is timed."""
+    print("exchange through the driver over a pty (p50 / p99) vs its wire floor:")
+    for driver, baud, channels, address, read_bytes, unlock_bytes in EXCHANGES:
+        sim = SimBoard("x", channels, door_close_s=0)
+        device = _device(driver, baud, sim, address)
+        cfg = board_config(
+            "x", driver, channels, port=device.path, baud=baud, address=address, retries=0
+        )
+        board = make_board(cfg)
+        gap = BusSettings(device.path, baud).gap_s
+        try:
+            board.read_doors()  # the port opened
+            board.unlock(1)  # and what the board does after an unlock is known
+            for what, sizes, action in (
+                ("read doors", read_bytes, board.read_doors),
+                ("unlock", unlock_bytes, functools.partial(board.unlock, 1)),
+            ):
+                times = []
+                for _ in range(rounds):
+                    time.sleep(gap + 0.001)
+                    t = time.perf_counter()
+                    action()
+                    times.append(time.perf_counter() - t)
+                floor = (sizes[0] + sizes[1]) * 10 / baud
+                p50 = statistics.median(times)
+                print(
+                    f"  {driver:<13} {what:<10} {baud:>5} baud {sizes[0]:>2}+{sizes[1]:<2} bytes:"
+                    f" p50 {ms(p50)}, p99 {ms(pct(times, 0.99))}; wire floor {ms(floor)}"
+                    + (
+                        f" (+{ms(p50 - floor)})"
+                        if sizes[1]
+                        else " (no reply: done once the request is handed to the port)"
+                    )
+                )
+                for ch in range(1, channels + 1):
+                    sim.close_door(ch)
+        finally:
+            board.close()
+            device.close()
+
+
 def main() -> None:
+    exchange_figures()
     tmp = Path(tempfile.mkdtemp(prefix="locker-bench-"))
     sims = {0: SimBoard("a0", 48, door_close_s=0), 1: SimBoard("a1", 48, door_close_s=0)}
     device = KerongSim("cu48", sims, baud=19200)
