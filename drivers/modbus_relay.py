@@ -5,24 +5,32 @@ board-timed pulse ("flash": FC05 to coil 0x0200 + channel with the duration in
 100 ms steps), never on-wait-off from here: a crash between "on" and "off"
 would leave a lock energised.
 
-The codec is a pure pair of functions per request (CRC-16/Modbus included),
-and the bytes move through the serial transport every bus driver shares
+pymodbus is the codec: its PDU classes and RTU framer build each request and
+read each reply (CRC-16 included); the flash, which FC05 cannot say in
+pymodbus's own words (its value is a duration, not ON/OFF), is a small PDU of
+ours. The bytes move through the serial transport every bus driver shares
 (`drivers.bus`): one port per device path for every slave id on it, the RTU
 silent interval, retries, the frame history. Every reply's length follows from
 its first three bytes (id, function, byte count or exception code), so a reply
-is read to its last byte and no longer.
+is read to its last byte and no longer. pymodbus is imported when a Modbus
+board is first used, not when a configuration is checked.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from drivers.bus import BusBoard, FrameError, Reader, Refused
 from drivers.options import BoardDriver, SerialOptions, option
 from locker.config import BoardConfig
+
+if TYPE_CHECKING:
+    from pymodbus.framer import FramerRTU
 
 log = logging.getLogger(__name__)
 
@@ -41,28 +49,47 @@ EXCEPTION_NAMES = {
 }
 
 
-def crc16(data: bytes) -> bytes:
-    """CRC-16/Modbus, low byte first as it goes on the wire."""
-    crc = 0xFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return struct.pack("<H", crc)
+@functools.cache
+def _codec() -> tuple[FramerRTU, type[Any]]:
+    """pymodbus's RTU framer (client side) and our flash PDU, built on first use."""
+    from pymodbus.framer import FramerRTU  # noqa: PLC0415 - on first use (module docstring)
+    from pymodbus.pdu import DecodePDU, ModbusPDU  # noqa: PLC0415
 
+    # pymodbus logs a frame it skips at ERROR; a bad reply reaches the locker as a
+    # BoardError with the last frames, so its own lines are only noise.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
-def _frame(body: bytes) -> bytes:
-    return body + crc16(body)
+    class FlashRequest(ModbusPDU):
+        """FC05 to a flash coil, the value a duration in 100 ms steps (Waveshare)."""
+
+        function_code = WRITE_COIL
+        rtu_frame_size = WRITE_LEN
+
+        def __init__(self, address: int = 0, steps: int = 0, dev_id: int = 1) -> None:
+            super().__init__(dev_id=dev_id)
+            self.address, self.steps = address, steps
+
+        def encode(self) -> bytes:
+            return struct.pack(">HH", self.address, self.steps)
+
+        def decode(self, data: bytes) -> None:
+            self.address, self.steps = struct.unpack(">HH", data[:4])
+
+    return FramerRTU(DecodePDU(False)), FlashRequest
 
 
 def read_inputs_request(slave: int, count: int) -> bytes:
     """FC02: the door inputs 0..count-1."""
-    return _frame(struct.pack(">BBHH", slave, READ_INPUTS, 0, count))
+    from pymodbus.pdu.bit_message import ReadDiscreteInputsRequest  # noqa: PLC0415
+
+    framer, _ = _codec()
+    return framer.buildFrame(ReadDiscreteInputsRequest(address=0, count=count, dev_id=slave))
 
 
 def flash_request(slave: int, channel: int, steps: int) -> bytes:
     """FC05 to coil 0x0200 + channel - 1 with the pulse in 100 ms steps: the board times it."""
-    return _frame(struct.pack(">BBHH", slave, WRITE_COIL, FLASH_BASE + channel - 1, steps))
+    framer, flash = _codec()
+    return framer.buildFrame(flash(FLASH_BASE + channel - 1, steps, slave))
 
 
 def reply_length(head: bytes) -> int:
@@ -77,29 +104,34 @@ def reply_length(head: bytes) -> int:
     raise FrameError(f"reply with function code {function:#04x}")
 
 
-def check_reply(reply: bytes, slave: int, function: int, what: str) -> bytes:
-    """The reply's PDU data after its checks; Refused for an exception reply."""
+def check_reply(reply: bytes, slave: int, function: int, what: str) -> Any:
+    """The reply as pymodbus decodes it, after our checks; Refused for an exception reply."""
     if len(reply) < EXCEPTION_LEN:
         raise FrameError(f"reply of {len(reply)} bytes")
-    if crc16(reply[:-2]) != reply[-2:]:
-        raise FrameError(f"CRC {reply[-2:].hex()}, computed {crc16(reply[:-2]).hex()}")
     if reply[0] != slave:
         raise FrameError(f"reply from slave {reply[0]}, asked {slave}")
-    if reply[1] == function | 0x80:
-        code = reply[2]
+    framer, _ = _codec()
+    if not framer.check_CRC(reply[:-2], int.from_bytes(reply[-2:], "big")):
+        raise FrameError(f"CRC {reply[-2:].hex()} does not match the frame")
+    _, pdu = framer.handleFrame(reply, slave, 0)
+    if pdu is None:
+        raise FrameError(f"reply pymodbus cannot read: {reply.hex(' ')}")
+    if pdu.isError():
+        code = int(pdu.exception_code)
         name = EXCEPTION_NAMES.get(code, "exception")
         raise Refused(f"{what}: the board refused it ({name}, code {code})")
-    if reply[1] != function:
-        raise FrameError(f"reply to function {reply[1]:#04x}, asked {function:#04x}")
-    return reply[2:-2]
+    if pdu.function_code != function:
+        raise FrameError(f"reply to function {pdu.function_code:#04x}, asked {function:#04x}")
+    return pdu
 
 
 def decode_inputs(reply: bytes, slave: int, count: int) -> tuple[bool, ...]:
     """The `count` input bits of an FC02 reply, input 0 first."""
-    data = check_reply(reply, slave, READ_INPUTS, f"reading {count} door inputs")
-    if data[0] != len(data) - 1 or data[0] * 8 < count:
-        raise FrameError(f"reply of {data[0]} bytes for {count} inputs")
-    return tuple(bool(data[1 + i // 8] >> (i % 8) & 1) for i in range(count))
+    pdu = check_reply(reply, slave, READ_INPUTS, f"reading {count} door inputs")
+    bits = list(pdu.bits)
+    if reply[2] != len(reply) - 5 or len(bits) < count:
+        raise FrameError(f"reply of {reply[2]} bytes for {count} inputs")
+    return tuple(bool(b) for b in bits[:count])
 
 
 def read_rtu_reply(read: Reader) -> bytes:

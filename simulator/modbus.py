@@ -12,13 +12,24 @@ from __future__ import annotations
 import struct
 import time
 
-from drivers.modbus_relay import FLASH_BASE, crc16
+from drivers.modbus_relay import FLASH_BASE
 from drivers.sim import SimBoard
 from simulator.pty_device import PtyDevice
 
 __all__ = ["ModbusRelaySim", "crc16"]
 
 ALL_RELAYS = 0x00FF
+
+
+def crc16(data: bytes) -> bytes:
+    """CRC-16/Modbus, low byte first as on the wire: the simulator's own, written apart
+    from the driver's codec (pymodbus), so the two meet only on the wire."""
+    crc = 0xFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return struct.pack("<H", crc)
 
 
 def _bits(values: list[bool]) -> bytes:

@@ -30,8 +30,8 @@ def test_crc_vectors() -> None:
 
 
 def test_crc_agrees_with_pymodbus() -> None:
-    # The simulator checks with the driver's own CRC: an independent implementation
-    # keeps a shared mistake from passing unseen.
+    # The driver's codec is pymodbus, the simulator's CRC its own: checked against each
+    # other, so a shared mistake cannot pass unseen.
     from pymodbus.framer.rtu import FramerRTU
 
     for frame in (flash_request(7, 3, 5), read_inputs_request(247, 32), b"\x01\x82\x02"):
