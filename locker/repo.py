@@ -307,13 +307,17 @@ def delete_compartment(tx: Transaction, number: int) -> None:
     tx.q("DELETE FROM compartments WHERE number=?", (number,))
 
 
-def free_slots(tx: Transaction, offline_boards: Collection[str]) -> list[Slot]:
-    """Compartments a reservation may take (the rule of `CompartmentRow.state` == FREE)."""
+def free_slots(tx: Transaction, offline_boards: Collection[str], per_kind: int) -> list[Slot]:
+    """Compartments a reservation may take (the rule of `CompartmentRow.state` == FREE):
+    the `per_kind` lowest-numbered of each size and height. An order of n parcels takes
+    at most n of one kind, and the allocation prefers lower numbers within a kind, so
+    it chooses from these exactly as from them all; a big cabinet costs no more."""
     rows = tx.q(
-        "SELECT number, size, low FROM compartments WHERE order_pk IS NULL"
-        " AND in_service=1 AND jammed=0 AND board NOT IN"
-        f" ({','.join('?' * len(offline_boards))})",
-        tuple(offline_boards),
+        "SELECT number, size, low FROM (SELECT number, size, low, ROW_NUMBER() OVER"
+        " (PARTITION BY size, low ORDER BY number) AS rank FROM compartments"
+        " WHERE order_pk IS NULL AND in_service=1 AND jammed=0 AND board NOT IN"
+        f" ({','.join('?' * len(offline_boards))})) WHERE rank <= ?",
+        (*offline_boards, per_kind),
     )
     return [Slot(r["number"], r["size"], bool(r["low"])) for r in rows]
 

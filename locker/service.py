@@ -204,7 +204,8 @@ class Service:
                     result=self._reservation_view(tx, existing),
                 )
             offline = [name for name, up in self.online.items() if not up]
-            chosen = allocate(req.parcels, repo.free_slots(tx, offline), req.accessible)
+            free = repo.free_slots(tx, offline, per_kind=len(req.parcels))
+            chosen = allocate(req.parcels, free, req.accessible)
             if chosen is None:
                 raise CommandError(
                     ErrorCode.NO_COMPARTMENT_AVAILABLE,
