@@ -12,6 +12,7 @@ from collections.abc import Collection
 
 from locker.codes import CodeBook, new_code
 from locker.model import (
+    SIZES,
     UNOPENED,
     CodeKind,
     Compartment,
@@ -312,13 +313,15 @@ def free_slots(tx: Transaction, offline_boards: Collection[str], per_kind: int) 
     the `per_kind` lowest-numbered of each size and height. An order of n parcels takes
     at most n of one kind, and the allocation prefers lower numbers within a kind, so
     it chooses from these exactly as from them all; a big cabinet costs no more."""
-    rows = tx.q(
-        "SELECT number, size, low FROM (SELECT number, size, low, ROW_NUMBER() OVER"
-        " (PARTITION BY size, low ORDER BY number) AS rank FROM compartments"
-        " WHERE order_pk IS NULL AND in_service=1 AND jammed=0 AND board NOT IN"
-        f" ({','.join('?' * len(offline_boards))})) WHERE rank <= ?",
-        (*offline_boards, per_kind),
+    # One short walk of the index `compartments_free` per kind.
+    kind = (
+        "SELECT * FROM (SELECT number, size, low FROM compartments WHERE size=? AND low=?"
+        " AND order_pk IS NULL AND in_service=1 AND jammed=0 AND board NOT IN"
+        f" ({','.join('?' * len(offline_boards))}) ORDER BY number LIMIT ?)"
     )
+    kinds = [(size, low) for size in SIZES for low in (0, 1)]
+    params = [p for size, low in kinds for p in (size, low, *offline_boards, per_kind)]
+    rows = tx.q(" UNION ALL ".join([kind] * len(kinds)), tuple(params))
     return [Slot(r["number"], r["size"], bool(r["low"])) for r in rows]
 
 

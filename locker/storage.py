@@ -31,7 +31,7 @@ from locker.rows import AuditEntry
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Migrations, in order; index i takes the schema from version i to i + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -157,6 +157,11 @@ MIGRATIONS: tuple[str, ...] = (
     # 2: stored replies are pruned by age once the platform can no longer re-deliver them.
     """
     CREATE INDEX commands_by_time ON commands(received_at);
+    """,
+    # 3: a reservation finds the lowest free bays of a size and height without a scan.
+    """
+    CREATE INDEX compartments_free ON compartments(size, low, number)
+        WHERE order_pk IS NULL AND in_service = 1 AND jammed = 0;
     """,
 )
 
