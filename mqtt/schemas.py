@@ -38,9 +38,14 @@ def problems(name: str, payload: Any) -> list[str]:
     return [f"{_where(e.path)}: {e.message}"[:200] for e in errors]
 
 
+@cache
+def _commands_with_schemas() -> frozenset[str]:
+    return frozenset(p.stem.removeprefix("cmd-") for p in SCHEMA_DIR.glob("cmd-*.json"))
+
+
 def command_problem(command: str, payload: Any) -> str | None:
     """The first problem of a command against its schema, or None (unknown commands pass)."""
-    if not (SCHEMA_DIR / f"cmd-{command}.json").exists():
+    if command not in _commands_with_schemas():
         return None
     found = problems(f"cmd-{command}", payload)
     return found[0] if found else None
