@@ -42,7 +42,7 @@ from drivers.bus import forget_bus  # noqa: E402
 from drivers.sim import SimBoard  # noqa: E402
 from locker.clock import SystemClock, rfc3339  # noqa: E402
 from locker.config import load_config  # noqa: E402
-from locker.daemon import LoopThread, build  # noqa: E402
+from locker.daemon import LoopThread, build, subscribe_link  # noqa: E402
 from mqtt.link import PlatformLink  # noqa: E402
 from simulator.broker import Broker  # noqa: E402
 from simulator.kerong import KerongSim  # noqa: E402
@@ -117,9 +117,12 @@ def run(nodelay: bool, drain: bool) -> None:
     config = load_config(tmp / "locker.toml")
     locker = build(config, SystemClock())
     assert locker.link is not None
-    locker.loop.tickers.remove(locker.link.tick)
+    hub, old = locker.service.hub, locker.link
+    hub.committed.unsubscribe(old.committed)
+    hub.command_answered.unsubscribe(old.late_reply)
+    hub.loop_turn.unsubscribe(old.on_turn)
     locker.link = PlatformLink(locker.service, config.mqtt, locker.loop.post, tcp_nodelay=nodelay)
-    locker.loop.tickers.append(locker.link.tick)
+    subscribe_link(hub, locker.link)
     running = LoopThread(locker, turn_s=0.002, inputs=False)
     locker.link.start()
     platform = Platform(broker.port, nodelay)

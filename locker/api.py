@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from locker.api_ops import OPS, ApiError, code_result
-from locker.entry import CodeResult
+from locker.events import CodeEntered, Committed, PhaseDone
 from locker.instance import AlreadyRunning
 from locker.loop import call_on
-from locker.model import CommandError, Method
+from locker.model import CommandError
 from locker.service import Service
 
 log = logging.getLogger(__name__)
@@ -199,9 +199,6 @@ class LocalApi:
         self._server.settimeout(0.2)
         self._accepter = threading.Thread(target=self._accept, name="api", daemon=True)
         self._accepter.start()
-        service.store.on_commit.append(self._changed)
-        service.entry_listeners.append(self._entry)
-        service.phase_listeners.append(self._phase_done)
 
     def close(self) -> None:
         self._stop.set()
@@ -386,25 +383,27 @@ class LocalApi:
             log.exception("local API request failed")
             raise ApiError(f"internal error: {exc}"[:200]) from exc
 
-    def _changed(self, types: list[str]) -> None:
-        # On the loop thread, after a commit: tell every subscriber what changed.
+    def changed(self, commit: Committed) -> None:
+        """On the loop thread, after a commit: tell every stream what changed."""
         if self._subscribers:
+            types = list(commit.event_types)
             self._broadcast({"stream": "state", "events": types, "state": self.svc.snapshot()})
 
-    def _entry(self, method: Method, result: CodeResult) -> None:
-        # On the loop thread: a code from the scanner or the camera, for the screen to show.
+    def code_entered(self, entered: CodeEntered) -> None:
+        """On the loop thread: a code from the scanner or the camera, for the screen."""
         if self._subscribers:
-            self._broadcast({"stream": "entry", "method": method.value, **code_result(result)})
+            method, result = entered.method.value, code_result(entered.result)
+            self._broadcast({"stream": "entry", "method": method, **result})
 
-    def _phase_done(self, order_id: str, purpose: str, compartments: tuple[int, ...]) -> None:
-        # On the loop thread: every door of the phase seen open, then closed.
+    def phase_done(self, done: PhaseDone) -> None:
+        """On the loop thread: every door of the phase seen open, then closed."""
         if self._subscribers:
             self._broadcast(
                 {
                     "stream": "done",
-                    "purpose": purpose,
-                    "order_id": order_id,
-                    "compartments": list(compartments),
+                    "purpose": done.purpose.value,
+                    "order_id": done.order_id,
+                    "compartments": list(done.compartments),
                 }
             )
 

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from locker.clock import rfc3339
-from locker.entry import CodeResult
-from locker.model import Method
+from locker.model import CodeResult, Method
 from locker.pin import read_pin_hash
 from locker.storage import SECRET_FIELDS
 

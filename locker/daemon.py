@@ -22,6 +22,7 @@ from locker.clock import Clock, SystemClock
 from locker.codes import CodeBook, load_or_create_key
 from locker.config import DEFAULT_CONFIG, Config, load_config
 from locker.errors import LockerError
+from locker.events import Events
 from locker.health import Health
 from locker.instance import InstanceLock
 from locker.loop import Loop, call_on
@@ -66,6 +67,7 @@ class Locker:
                 self.health,
                 self.diagnostics,
             )
+            subscribe_api(self.service.hub, self.api)
         except OSError as exc:
             # The locker serves the platform and the scanner without it; the kiosk waits.
             log.error("local API not available on %s: %s", self.config.api.socket, exc)
@@ -167,6 +169,20 @@ def _scanner(config: Config, service: Service, loop: Loop) -> Scanner | None:
         return None
 
 
+def subscribe_link(hub: Events, link: PlatformLink) -> None:
+    """The platform link hears of commits (state, outbox), late replies and loop turns."""
+    hub.committed.subscribe(link.committed)
+    hub.command_answered.subscribe(link.late_reply)
+    hub.loop_turn.subscribe(link.on_turn)
+
+
+def subscribe_api(hub: Events, api: LocalApi) -> None:
+    """The local API's streams hear of commits, scanned codes and completed phases."""
+    hub.committed.subscribe(api.changed)
+    hub.code_entered.subscribe(api.code_entered)
+    hub.phase_done.subscribe(api.phase_done)
+
+
 def build(
     config: Config, clock: Clock | None = None, boards: Mapping[str, Board] | None = None
 ) -> Locker:
@@ -183,16 +199,20 @@ def build(
     store: Store | None = None
     try:
         codebook = CodeBook.from_key(load_or_create_key(config.key_path))
-        store = Store(data_dir / "locker.db", codebook)
+        hub = Events()
+        store = Store(data_dir / "locker.db", codebook, hub)
         if boards is None:
             boards = {b.name: make_board(b) for b in config.boards}
         service = Service(config, store, boards, clock or SystemClock())
         service.start()
         loop = Loop(service, boards, workers=True)
+        # Pulses go out from each board's own I/O thread, and the board pulsed is read next.
+        service.openings.send_unlock = loop.unlock_on_worker
+        hub.unlock_sent.subscribe(loop.expedite)
         link = None
         if config.mqtt.enabled:
             link = PlatformLink(service, config.mqtt, loop.post)
-            loop.tickers.append(link.tick)
+            subscribe_link(hub, link)
         return Locker(
             config,
             store,

@@ -18,13 +18,21 @@ most once a minute per terminal.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from locker import repo
 from locker.clock import Clock
 from locker.codes import CodeBook, CodeFormatError, parse_code_input
 from locker.config import SecuritySection
-from locker.model import CodeKind, Compartment, EntryOutcome, Method, OrderState, Purpose
+from locker.model import (
+    ALREADY_OPEN,
+    CodeKind,
+    CodeResult,
+    Compartment,
+    EntryOutcome,
+    Method,
+    OrderState,
+    Purpose,
+)
 from locker.openings import Openings, OpenRequest
 from locker.pin import check_pin
 from locker.rows import OrderRow
@@ -52,33 +60,6 @@ LOCKER = "locker"
 NOT_A_CODE_FREE = 10
 NOT_A_CODE_BASE_S = 1.0
 NOT_A_CODE_AUDIT_S = 60.0  # at most one audit row per terminal in this time, with a count
-
-ALREADY_OPEN = "compartment already open"
-
-
-@dataclass(frozen=True)
-class CodeResult:
-    """What a terminal shows after a code was entered."""
-
-    outcome: EntryOutcome
-    message: str
-    purpose: str | None = None
-    order_id: str | None = None
-    compartments: tuple[int, ...] = ()
-    attempts_left: int | None = None
-    wait_s: float = 0.0
-    # Why a code was refused, for the screen to pick its text: other_locker, not_a_code,
-    # already_loaded, not_now (None for a plain wrong code).
-    reason: str | None = None
-
-    def summary(self) -> str:
-        """One journal line: what the code led to, as far as it is known now (the door's
-        own outcome is logged when it is seen), never the code itself."""
-        if self.outcome != EntryOutcome.OPENED:
-            return f"{self.outcome} ({self.message})"
-        numbers = ", ".join(map(str, self.compartments))
-        done = "already open" if self.message == ALREADY_OPEN else "unlock sent"
-        return f"{self.purpose} code of order {self.order_id}: compartment {numbers} {done}"
 
 
 class CodeEntry:

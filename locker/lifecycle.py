@@ -7,27 +7,17 @@ transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from locker import orders, repo
 from locker.clock import rfc3339
 from locker.codes import CodeBook, qr_text
 from locker.config import RulesSection
+from locker.events import PhaseDone
 from locker.model import CodeKind, OrderState, Purpose
 from locker.openings import PhaseComplete
 from locker.orders import DoorEffects, OrderEvent
 from locker.storage import Transaction
 
 HOUR = 3600.0
-
-
-@dataclass(frozen=True)
-class PhaseDone:
-    """An order's phase as the screen is told of it once committed."""
-
-    order_id: str
-    purpose: Purpose
-    compartments: tuple[int, ...]
 
 
 class Lifecycle:

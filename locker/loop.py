@@ -31,6 +31,7 @@ from typing import TypeVar
 
 from locker.boardio import BoardWorker
 from locker.boards import Board, BoardError
+from locker.events import LoopTurn, UnlockSent
 from locker.sdnotify import Notifier, watchdog_interval_s
 from locker.service import Service
 
@@ -93,13 +94,8 @@ class Loop:
         self._work: queue.PriorityQueue[tuple[int, int, Callable[[], None]]] = queue.PriorityQueue()
         self._order = itertools.count()
         self.max_backlog = 0  # the deepest the queue has been, for health and benches
-        # Periodic work of adapters (the MQTT link's state and heartbeat), every turn.
-        self.tickers: list[Callable[[], None]] = []
         self._stop = False
         self._by_name = {p.board.name: p for p in self._polls}
-        service.unlock_listeners.append(self._expedite)
-        if workers:
-            service.openings.send_unlock = self._unlock_on_worker
         self._watchdog = watchdog_interval_s()
         self._watchdog_due = 0.0
         self.notifier = Notifier()
@@ -131,17 +127,18 @@ class Loop:
             if p.worker is not None:
                 p.worker.close()
 
-    def _unlock_on_worker(
+    def unlock_on_worker(
         self, board: str, channel: int, failed: Callable[[BoardError], None]
     ) -> bool:
+        """Send an unlock pulse from the board's own I/O thread (with `workers`)."""
         worker = self._by_name[board].worker
         assert worker is not None
         worker.unlock(channel, failed)
         return True
 
-    def _expedite(self, board: str) -> None:
+    def expedite(self, sent: UnlockSent) -> None:
         """Read this board at the next turn: an unlock pulse just went out."""
-        p = self._by_name.get(board)
+        p = self._by_name.get(sent.board)
         if p is not None and not p.failures:
             p.last = -1e9
 
@@ -207,8 +204,8 @@ class Loop:
             fn = self._take(0)
         self.poll_boards()
         self.service.tick()
-        for ticker in self.tickers:
-            self._run(ticker)
+        # Periodic work of adapters (the platform link's state and heartbeat).
+        self.service.hub.loop_turn.publish(LoopTurn(self.service.clock.monotonic()))
         if self._watchdog is not None and time.monotonic() >= self._watchdog_due:
             self.notifier.notify("WATCHDOG=1")
             self._watchdog_due = time.monotonic() + self._watchdog

@@ -161,3 +161,31 @@ class EntryOutcome(StrEnum):
     THROTTLED = "throttled"
     REFUSED = "refused"
     DOOR_FAILED = "door_failed"
+
+
+ALREADY_OPEN = "compartment already open"
+
+
+@dataclass(frozen=True)
+class CodeResult:
+    """What a terminal shows after a code was entered."""
+
+    outcome: EntryOutcome
+    message: str
+    purpose: str | None = None
+    order_id: str | None = None
+    compartments: tuple[int, ...] = ()
+    attempts_left: int | None = None
+    wait_s: float = 0.0
+    # Why a code was refused, for the screen to pick its text: other_locker, not_a_code,
+    # already_loaded, not_now (None for a plain wrong code).
+    reason: str | None = None
+
+    def summary(self) -> str:
+        """One journal line: what the code led to, as far as it is known now (the door's
+        own outcome is logged when it is seen), never the code itself."""
+        if self.outcome != EntryOutcome.OPENED:
+            return f"{self.outcome} ({self.message})"
+        numbers = ", ".join(map(str, self.compartments))
+        done = "already open" if self.message == ALREADY_OPEN else "unlock sent"
+        return f"{self.purpose} code of order {self.order_id}: compartment {numbers} {done}"

@@ -19,11 +19,13 @@ from locker.boards import Board, BoardError
 from locker.clock import Clock, rfc3339
 from locker.codes import CodeBook, qr_text
 from locker.config import Config, ConfigError
-from locker.entry import CodeEntry, CodeResult
+from locker.entry import CodeEntry
+from locker.events import CodeEntered, CommandAnswered, Events, UnlockSent
 from locker.lifecycle import Lifecycle
 from locker.model import (
     SIZES,
     CodeKind,
+    CodeResult,
     CommandError,
     Compartment,
     CompartmentState,
@@ -45,8 +47,6 @@ __all__ = ["CodeResult", "Service"]
 log = logging.getLogger(__name__)
 
 HOUR = 3600.0
-
-ReplyListener = Callable[[str, dict[str, Any]], None]
 
 
 class Service:
@@ -78,28 +78,21 @@ class Service:
         }
         self.by_channel = {(c.board, c.channel): c.number for c in self.compartments.values()}
         self.online: dict[str, bool] = {b.name: True for b in config.boards}
-        self.reply_listeners: list[ReplyListener] = []
         self.devices_down: set[str] = set()
-        # Told the board name after each unlock pulse (the loop reads that board next).
-        self.unlock_listeners: list[Callable[[str], None]] = []
-        # Told of every code the scanner or camera handed in, so the screen can show
-        # the shopper the result of a scan it did not submit itself.
-        self.entry_listeners: list[Callable[[Method, CodeResult], None]] = []
-        # Told, once it committed, that every door of an order's phase was seen open and
-        # then closed (order id, purpose, compartments): the screen thanks on lockerd's
-        # word instead of working it out from door readings.
-        self.phase_listeners: list[Callable[[str, str, tuple[int, ...]], None]] = []
+        # The locker's one hub: what the service publishes, the composition root
+        # subscribes to (the loop, the platform link, the local API).
+        self.hub: Events = store.hub
         self.openings = Openings(
             clock=clock,
             settings=config.doors,
             compartments=self.compartments,
             boards=boards.keys(),
             online=self.online,
-            # Here, in the calling thread; the daemon's loop replaces it with the board's
-            # own I/O thread (locker/boardio.py).
+            # Here, in the calling thread; lockerd's composition root replaces it with
+            # each board's own I/O thread (Loop.unlock_on_worker, locker/boardio.py).
             send_unlock=self._unlock_here,
             board_failed=self.board_failed,
-            unlocked=self._unlocked,
+            unlocked=lambda board: self.hub.unlock_sent.publish(UnlockSent(board)),
         )
         self.entry = CodeEntry(
             store=store,
@@ -147,17 +140,13 @@ class Service:
         for outcome in outcomes:
             if isinstance(outcome, CommandReply):
                 tx.store_reply(outcome.command_id, "open", outcome.reply, self.now())
-                for listener in self.reply_listeners:
-                    call = functools.partial(listener, outcome.command_id, outcome.reply)
-                    tx.after_commit(call)
-                continue
-            done = self.lifecycle.phase_complete(tx, outcome, self.now())
-            for phase_listener in self.phase_listeners:
-                tx.after_commit(
-                    functools.partial(
-                        phase_listener, done.order_id, done.purpose.value, done.compartments
-                    )
-                )
+                answered = CommandAnswered(outcome.command_id, outcome.reply)
+                tx.after_commit(functools.partial(self.hub.command_answered.publish, answered))
+            else:
+                # The screen thanks on lockerd's word, once it is durable, instead of
+                # working it out from door readings.
+                done = self.lifecycle.phase_complete(tx, outcome, self.now())
+                tx.after_commit(functools.partial(self.hub.phase_done.publish, done))
 
     # -- snapshot ----------------------------------------------------------------------
 
@@ -371,8 +360,8 @@ class Service:
         `staff=True` for the staff screen, judged by its own throttle (deposit codes only)."""
         result = self.entry.enter_code(text, method, staff=staff)
         if notify:
-            for listener in self.entry_listeners:
-                listener(method, result)
+            # The screen shows the shopper the result of a scan it did not submit itself.
+            self.hub.code_entered.publish(CodeEntered(method, result))
         return result
 
     def tick(self) -> None:
@@ -397,10 +386,6 @@ class Service:
             failed(exc)
             return False
         return True
-
-    def _unlocked(self, board: str) -> None:
-        for listener in self.unlock_listeners:
-            listener(board)
 
     def _fault(self, tx: Transaction, type_: str, component: str, detail: str) -> None:
         """A `fault` or `fault_cleared` event of a board or a device."""

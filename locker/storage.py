@@ -26,6 +26,7 @@ from typing import Any
 from locker.clock import rfc3339
 from locker.codes import CodeBook
 from locker.errors import LockerError
+from locker.events import Committed, Events
 from locker.model import ALARM_ACTIONS
 from locker.rows import AuditEntry
 
@@ -290,9 +291,11 @@ class Transaction:
 class Store:
     """The SQLite database of one locker."""
 
-    def __init__(self, path: Path, codebook: CodeBook) -> None:
+    def __init__(self, path: Path, codebook: CodeBook, hub: Events | None = None) -> None:
+        """`hub`: the locker's events, told of each commit that changed something."""
         self.path = path
         self.codebook = codebook
+        self.hub = hub if hub is not None else Events()
         if not path.exists():
             # Created private before SQLite opens it: it holds sealed codes and hashes
             # (its -wal and -shm files take the same mode).
@@ -313,7 +316,6 @@ class Store:
         self.after: list[Callable[[], None]] = []
         self.pending_events: list[str] = []
         self.pending_audit: list[AuditLine] = []
-        self.on_commit: list[Callable[[list[str]], None]] = []
         self._migrate()
 
     def close(self) -> None:
@@ -340,7 +342,7 @@ class Store:
                 raise
 
     def read(self) -> AbstractContextManager[Transaction]:
-        """A transaction for reading only: commit listeners are not told of it."""
+        """A transaction for reading only: commit subscribers are not told of it."""
         return self.transaction(notify=False)
 
     @contextmanager
@@ -388,14 +390,12 @@ class Store:
         self.pending_audit.clear()
         # The change is durable now; every follow-up runs even if one of them fails
         # (one board's error must not keep the next compartment's unlock from going out).
-        # Listeners hear of transactions that changed something (not of timers that
+        # Subscribers hear of transactions that changed something (not of timers that
         # found nothing due, nor of reads).
-        wrote = self.db.total_changes != changes
-        listeners = self.on_commit if (notify and wrote) or events else []
-        follow_ups: list[Callable[[], None]] = [
-            *after,
-            *(functools.partial(listener, events) for listener in listeners),
-        ]
+        follow_ups = after
+        if (notify and self.db.total_changes != changes) or events:
+            committed = Committed(tuple(events))
+            follow_ups.append(functools.partial(self.hub.committed.publish, committed))
         for fn in follow_ups:
             try:
                 fn()
@@ -437,7 +437,7 @@ class Store:
 
     def delete_events(self, seqs: list[int]) -> None:
         """Forget events the broker acknowledged (PUBACK), in one transaction. Nothing a
-        screen or the platform's `state` shows changes: commit listeners are not told."""
+        screen or the platform's `state` shows changes: commit subscribers are not told."""
         with self.transaction(notify=False) as tx:
             tx.db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in seqs])
 

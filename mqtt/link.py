@@ -53,6 +53,7 @@ from locker.commands import (
 )
 from locker.config import MqttSection
 from locker.errors import LockerError
+from locker.events import CommandAnswered, Committed, LoopTurn
 from locker.model import ErrorCode
 from locker.service import Service
 from locker.version import VERSION
@@ -141,8 +142,6 @@ class PlatformLink:
         self._drain_posted = False
         self.outage = OutageLog(log, f"{settings.host}:{settings.port}", time.monotonic)
         self.client = self._make_client()
-        service.store.on_commit.append(self._committed)
-        service.reply_listeners.append(self._late_reply)
 
     # -- the client ------------------------------------------------------------------
 
@@ -368,9 +367,10 @@ class PlatformLink:
             command_id = None
         return error_reply(command_id, ErrorCode.INVALID_PAYLOAD, problem)
 
-    def _late_reply(self, command_id: str, reply: dict[str, Any]) -> None:
-        response, correlation = self._responses.pop(command_id, (None, None))
-        self._send_reply(reply, response, correlation)
+    def late_reply(self, answered: CommandAnswered) -> None:
+        """The reply of a command answered when its door moved (a remote open)."""
+        response, correlation = self._responses.pop(answered.command_id, (None, None))
+        self._send_reply(answered.reply, response, correlation)
 
     def _send_reply(self, reply: Reply, response: str | None, correlation: bytes | None) -> None:
         self._publish(self.topics.reply, reply)
@@ -396,9 +396,10 @@ class PlatformLink:
             self.svc.store.delete_events(seqs)
             self.pump()
 
-    def _committed(self, types: list[str]) -> None:
+    def committed(self, commit: Committed) -> None:
+        """A change committed: the state is due again, new events go out."""
         self._state_dirty = True
-        if types:
+        if commit.event_types:
             self.pump()
 
     def pump(self) -> None:
@@ -416,6 +417,10 @@ class PlatformLink:
                 return  # the connection dropped: the next connect starts over
             self._inflight[info.mid] = ev.seq
             self._cursor = ev.seq
+
+    def on_turn(self, turn: LoopTurn) -> None:
+        """The loop's turn ended: the link's periodic work."""
+        self.tick()
 
     def tick(self) -> None:
         """Called every loop turn: acknowledged events, debounced state, heartbeat."""

@@ -22,6 +22,7 @@ from locker.commands import CommandProcessor
 from locker.config import Config, load_config
 from locker.daemon import build
 from locker.errors import LockerError
+from locker.events import Committed
 from locker.model import Method
 
 _TTY = sys.stdout.isatty()
@@ -76,13 +77,13 @@ def _walk(config: Config, config_path: str, tmp: tempfile.TemporaryDirectory[str
     service, store = locker.service, locker.store
     seen = [store.last_seq()]
 
-    def print_events(_types: list[str]) -> None:
+    def print_events(_commit: Committed) -> None:
         for ev in store.events(after_seq=seen[0]):
             seen[0] = ev.seq
             payload = json.dumps(ev.payload(config.locker.id), ensure_ascii=False)
             print(f"  {BOLD}event/{ev.type}{RESET} {DIM}{payload}{RESET}")
 
-    store.on_commit.append(print_events)
+    store.hub.committed.subscribe(print_events)
     commands = CommandProcessor(service)
 
     def until(done: Callable[[], bool], timeout: float = 30.0) -> None:

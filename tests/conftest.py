@@ -128,7 +128,10 @@ def start_locker(
         CommandProcessor(service),
         Loop(service, {"b0": board}),
     )
-    service.reply_listeners.append(lambda cid, reply: locker.replies.append((cid, reply)))
+    service.hub.unlock_sent.subscribe(locker.loop.expedite)
+    service.hub.command_answered.subscribe(
+        lambda answered: locker.replies.append((answered.command_id, answered.reply))
+    )
     locker.poll()
     return locker
 

@@ -132,10 +132,12 @@ def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]
     @step
     def daemon_is_back() -> None:
         from locker.api import LocalApi
+        from locker.daemon import subscribe_api
 
         locker.api = LocalApi(
             locker.service, locker.config.api.socket, locker.loop.post, locker.health
         )
+        subscribe_api(locker.service.hub, locker.api)
 
     @step
     def kiosk_reconnects_by_itself() -> bool:

@@ -24,6 +24,7 @@ from test_api import Client as _Client
 import locker.api as api_module
 from drivers.sim import SimBoard
 from locker.api import MAX_LINE, STREAM_QUEUE, TOO_MANY, LocalApi
+from locker.events import Committed
 
 BIN = Path(sys.executable).parent
 CONFIG = (
@@ -260,7 +261,7 @@ def test_sixty_subscribers_that_never_read_are_closed_and_never_written_on_the_l
         again = Client(api.path)
         try:
             assert again.ask(id="again", op="subscribe")["ok"]
-            running.call(lambda: api._changed(["test"]))
+            running.call(lambda: api.changed(Committed(("test",))))
             assert again.read()["events"] == ["test"]
         finally:
             again.close()

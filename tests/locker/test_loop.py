@@ -8,6 +8,7 @@ import threading
 import pytest
 from conftest import Locker
 
+from locker.events import Committed
 from locker.model import Method
 
 
@@ -93,11 +94,11 @@ def test_a_flood_of_posted_work_never_keeps_the_loop_from_the_doors(locker: Lock
         if done[0] == 100:
             locker.board.open_door(7)  # forced: no command asked for it
 
-    def watch(types: list[str]) -> None:
-        if "door_alarm" in types and not seen_at:
+    def watch(commit: Committed) -> None:
+        if "door_alarm" in commit.event_types and not seen_at:
             seen_at.append(done[0])
 
-    locker.store.on_commit.append(watch)
+    locker.store.hub.committed.subscribe(watch)
     total = 5_000
     # The broker's side: posts as fast as the loop takes them (waiting when the queue is
     # full), as paho's thread would.

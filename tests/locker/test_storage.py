@@ -86,7 +86,7 @@ def test_a_rolled_back_savepoint_leaves_no_follow_up_behind(tmp_path: Path) -> N
     store = Store(tmp_path / "l.db", BOOK)
     ran: list[str] = []
     heard: list[list[str]] = []
-    store.on_commit.append(heard.append)
+    store.hub.committed.subscribe(lambda c: heard.append(list(c.event_types)))
     with store.transaction() as outer:
         outer.after_commit(lambda: ran.append("kept"))
         outer.emit("kept", {}, 0.0)
@@ -152,7 +152,7 @@ def test_forgetting_acknowledged_events_tells_no_listener(tmp_path: Path) -> Non
     # A drain of the outbox changes nothing a screen or `state` shows: no snapshot per ack.
     store = Store(tmp_path / "l.db", BOOK)
     heard: list[list[str]] = []
-    store.on_commit.append(heard.append)
+    store.hub.committed.subscribe(lambda c: heard.append(list(c.event_types)))
     with store.transaction() as tx:
         tx.emit("deposited", {}, 0.0)
     assert heard == [["deposited"]]
