@@ -31,6 +31,7 @@ from kiosk_ui.client import ApiClient  # noqa: E402
 from locker.clock import SystemClock  # noqa: E402
 from locker.config import parse_config  # noqa: E402
 from locker.daemon import LoopThread, build  # noqa: E402
+from locker.events import Committed  # noqa: E402
 
 SUBSCRIBERS = 60
 CHANGES_PER_S = 1000
@@ -72,7 +73,7 @@ def main() -> None:
         def changes() -> None:
             # State changes as commits make them: a snapshot broadcast to every subscriber.
             while not stop.wait(1 / CHANGES_PER_S):
-                locker.loop.post(lambda: api._changed(["bench"]))
+                locker.loop.post(lambda: api.changed(Committed(("bench",))))
 
         producer = threading.Thread(target=changes)
         producer.start()

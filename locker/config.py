@@ -96,26 +96,8 @@ class SecuritySection:
     pin_file: str = ""  # "" = {data_dir}/technician.pin
 
 
-class _DriverTable:
-    """A table read by a driver: its own keys (`options`) are the driver's to check."""
-
-    options: Mapping[str, Any]
-
-    def __getattr__(self, key: str) -> Any:
-        # Reads an option by name (`cfg.port`), for code written when every option was a
-        # field of its own. Private names are never options (copy and pickle look for some).
-        if key.startswith("_") or key == "options":
-            raise AttributeError(key)
-        try:
-            return self.options[key]
-        except KeyError:
-            raise AttributeError(
-                f"{type(self).__name__} has no option {key!r} (it has: {', '.join(self.options)})"
-            ) from None
-
-
 @dataclass(frozen=True)
-class BoardConfig(_DriverTable):
+class BoardConfig:
     """One [[boards]] table: the keys every board has, and the driver's own.
 
     `options` holds the driver's keys, checked against its declaration (with their
@@ -142,7 +124,7 @@ class CompartmentConfig:
 
 
 @dataclass(frozen=True)
-class ScannerSection(_DriverTable):
+class ScannerSection:
     """[scanner]: the driver's name ("none": keypad only) and the driver's own keys."""
 
     driver: str = "none"

@@ -132,7 +132,7 @@ def _walk(config: Config, config_path: str, tmp: tempfile.TemporaryDirectory[str
         _say("store staff type the deposit code at the keypad")
         outcome = service.enter_code(deposit_code, Method.KEYPAD)
         print(f"  screen: {outcome.message}")
-        close_s = config.boards[0].door_close_s
+        close_s = config.boards[0].options["door_close_s"]
         print(f"  (the simulated door opens, and closes by itself after {close_s} s)")
         until(
             lambda: (

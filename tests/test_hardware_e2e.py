@@ -78,7 +78,7 @@ class Running:
     def stop(self) -> None:
         self.thread.stop()
         for b in self.config.boards:
-            forget_bus(b.port)
+            forget_bus(b.options["port"])
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def test_lockerd_process_deposit_and_pickup_by_the_serial_scanner(cabinet: Cabin
     )
     seed.close()
     for b in config.boards:
-        forget_bus(b.port)
+        forget_bus(b.options["port"])
     assert reply is not None and reply["ok"]
     deposit_code = reply["result"]["deposit_code"]
     number = reply["result"]["compartments"][0]["number"]

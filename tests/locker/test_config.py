@@ -280,7 +280,6 @@ def test_without_the_drivers_a_board_table_is_kept_as_written(tmp_path: Path) ->
     assert config.board("b0").options == {"port": "/dev/ttyUSB0"}
     checked = load_config(write(tmp_path, text), CATALOGUE)
     assert checked.board("b0").options["baud"] == 19200  # the driver's defaults filled in
-    assert checked.board("b0").port == "/dev/ttyUSB0"  # an option read by name
 
 
 def test_a_key_every_board_once_had_is_ignored_with_a_warning(

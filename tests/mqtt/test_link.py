@@ -321,7 +321,7 @@ def test_sigkill_between_commit_and_puback(tmp_path: Path, broker: Broker) -> No
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
-        forget_bus(config.boards[0].port)
+        forget_bus(config.boards[0].options["port"])
         cab.close()
 
 

@@ -20,7 +20,9 @@ def test_generic8a_boards_are_written_into_the_config_and_answer_the_driver(
     cab = Cabinet(tmp_path / "cab", cu48=0, generic8a=2, scanner=False)
     config = load_config(cab.config_path)
     try:
-        assert [(b.name, b.driver, b.address, b.baud) for b in config.boards] == [
+        assert [
+            (b.name, b.driver, b.options["address"], b.options["baud"]) for b in config.boards
+        ] == [
             ("8a-1", "generic-8a", 1, 9600),
             ("8a-2", "generic-8a", 2, 9600),
         ]
