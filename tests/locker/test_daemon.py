@@ -77,6 +77,32 @@ def test_lockerd_refuses_a_bad_config_naming_file_and_key(tmp_path: Path) -> Non
     assert not (tmp_path / "data").exists()  # nothing was started
 
 
+def test_lockerd_check_names_a_driver_key_and_opens_nothing(tmp_path: Path) -> None:
+    """`lockerd --check` reads every board's own keys through its driver, before any port
+    is opened: a technician checks a cabinet's file on a laptop with no bus attached."""
+    path = tmp_path / "locker.toml"
+    board = 'driver = "kerong-cu48"\nport = "/dev/ttyUSB7"\nhook_sense = "upside-down"'
+    path.write_text(CONFIG.replace('driver = "sim"', board))
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [BIN / "lockerd", "--config", str(path), "--check"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+
+    bad = check()
+    assert bad.returncode == 2
+    assert "b0" in bad.stderr and "hook_sense" in bad.stderr, bad.stderr
+    path.write_text(path.read_text().replace("upside-down", "inverted"))
+    good = check()
+    assert good.returncode == 0 and "configuration OK" in good.stdout, good.stderr
+    # /dev/ttyUSB7 does not exist here: a check that opened the port would have failed.
+    assert not (tmp_path / "data").exists()
+
+
 def test_demo_then_lockerctl_shows_the_history(tmp_path: Path) -> None:
     example = (ROOT / "config" / "example.toml").read_text()
     config = tmp_path / "locker.toml"
