@@ -76,6 +76,10 @@ class Service:
             c.number: Compartment(c.number, c.size, c.low, c.board, c.channel)
             for c in config.compartments
         }
+        # The largest bay of the cabinet, for the rules (the configuration fixes it).
+        self.largest_size = max(
+            (c.size for c in config.compartments), key=SIZES.index, default=None
+        )
         self.by_channel = {(c.board, c.channel): c.number for c in self.compartments.values()}
         self.online: dict[str, bool] = {b.name: True for b in config.boards}
         self.devices_down: set[str] = set()
@@ -182,9 +186,7 @@ class Service:
         req = parse_reserve(data)
         now = self.now()
         with self.store.transaction() as tx:
-            sizes = [c.size for c in self.compartments.values()]
-            largest = max(sizes, key=SIZES.index) if sizes else None
-            check_rules(req, self.rules, largest)
+            check_rules(req, self.rules, self.largest_size)
             existing = repo.active_order(tx, req.order_id)
             if existing is not None:
                 raise CommandError(
