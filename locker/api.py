@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from locker.api_ops import OPS, ApiError, code_result
+from locker.api_ops import OPS, ApiError, Context, code_result
 from locker.events import CodeEntered, Committed, PhaseDone
 from locker.instance import AlreadyRunning
 from locker.loop import call_on
@@ -173,6 +173,7 @@ class LocalApi:
         # Maintenance sessions opened with the PIN: token -> expiry on the service's
         # monotonic clock. In memory only: a restart of lockerd ends them.
         self.sessions: dict[str, float] = {}
+        self.context = Context(service, self.sessions, health, self.diagnostics)
         self._connections: set[_Connection] = set()
         self._subscribers: list[_Connection] = []
         self._lock = threading.Lock()  # guards the two above; never held while waiting
@@ -341,7 +342,7 @@ class LocalApi:
             if handler is None:
                 shown = repr(op) if len(repr(op)) <= 40 else repr(op)[:40] + "..."
                 raise ApiError(f"unknown op {shown}; known: subscribe, {', '.join(sorted(OPS))}")
-            result = self._on_loop(lambda: handler(self, req))
+            result = self._on_loop(lambda: handler(self.context, req))
             return {"id": rid, "ok": True, "result": result}
         except ApiError as exc:
             return {"id": rid, "ok": False, "error": str(exc), **exc.fields}

@@ -1,24 +1,35 @@
 """The local API's requests: one function an op, each run on the daemon's loop with the
-API (its service, sessions and health) and the request's fields; `OPS` maps an op's name
-to its function. The socket, the lines and the stream are `locker/api.py`'s."""
+API's context (the service, the maintenance sessions, health and diagnostics) and the
+request's fields; `OPS` maps an op's name to its function. The socket, the lines and the
+stream are `locker/api.py`'s, which hands each op its `Context`."""
 
 from __future__ import annotations
 
 import hmac
 import secrets
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from locker.clock import rfc3339
 from locker.model import CodeResult, Method
 from locker.pin import read_pin_hash
+from locker.service import Service
 from locker.storage import SECRET_FIELDS
-
-if TYPE_CHECKING:
-    from locker.api import LocalApi
 
 SESSION_S = 300.0  # a maintenance session ends after five minutes without a request
 READ_LIMIT = 1000  # entries one `events` or `audit` request returns at most
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an op may use: the service, the technicians' sessions (token -> expiry on the
+    service's monotonic clock), and the API's health and diagnostics views."""
+
+    svc: Service
+    sessions: dict[str, float]
+    health: Callable[[], dict[str, Any]]
+    diagnostics: Callable[[], dict[str, Any]]
 
 
 class ApiError(Exception):
@@ -30,7 +41,7 @@ class ApiError(Exception):
         self.fields = fields
 
 
-def _code(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+def _code(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     text, method = req.get("text"), req.get("method", "keypad")
     if not isinstance(text, str):
         raise ApiError("text: expected the code as a string")
@@ -58,7 +69,7 @@ def code_result(r: CodeResult) -> dict[str, Any]:
     }
 
 
-def _history(api: LocalApi, req: dict[str, Any]) -> Any:
+def _history(api: Context, req: dict[str, Any]) -> Any:
     order_id = req.get("order_id")
     if not isinstance(order_id, str):
         raise ApiError("order_id: expected a string")
@@ -72,7 +83,7 @@ def _limit(req: dict[str, Any]) -> int:
     return limit
 
 
-def _events(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+def _events(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     """The newest events still waiting for the platform, codes masked: the socket is open
     to the whole locker group, and a code shown on a terminal is a code given away."""
     limit = _limit(req)
@@ -87,13 +98,13 @@ def _events(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
     return {"events": events, "waiting": store.outbox_depth(), "recorded": recorded}
 
 
-def _audit(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+def _audit(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     """The last `limit` audit entries, oldest first (the audit log holds no code)."""
     rows = api.svc.store.audit_entries(_limit(req))
     return {"entries": [{**r.as_dict(), "at": rfc3339(r.at)} for r in reversed(rows)]}
 
 
-def _technician(api: LocalApi, req: dict[str, Any]) -> None:
+def _technician(api: Context, req: dict[str, Any]) -> None:
     """Maintenance actions need the technician PIN (hashed on disk, wrong ones throttled),
     or the token of a session opened with it (`login`)."""
     token = req.get("token")
@@ -121,7 +132,7 @@ def _technician(api: LocalApi, req: dict[str, Any]) -> None:
         raise ApiError(refused.message, refusal=refusal)
 
 
-def _login(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+def _login(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(req.get("pin"), str):
         raise ApiError("pin: the technician PIN is required to log in")
     _technician(api, {"pin": req["pin"]})
@@ -131,18 +142,18 @@ def _login(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
     return {"token": token, "expires_in_s": SESSION_S}
 
 
-def _logout(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+def _logout(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     token = req.get("token")
     ended = isinstance(token, str) and api.sessions.pop(token, None) is not None
     return {"ended": ended}
 
 
-def _diagnostics(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+def _diagnostics(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     _technician(api, req)
     return api.diagnostics()
 
 
-def _reissue(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+def _reissue(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     """A new pickup code for a loaded order (the old one stops working, the platform is
     told by `code_issued`): how a technician prints a QR for a customer at the locker."""
     _technician(api, req)
@@ -152,7 +163,7 @@ def _reissue(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
     return api.svc.reissue_code(order_id, actor="technician")
 
 
-def _compartment(api: LocalApi, req: dict[str, Any]) -> int:
+def _compartment(api: Context, req: dict[str, Any]) -> int:
     number = req.get("compartment")
     if (
         isinstance(number, bool)
@@ -163,14 +174,14 @@ def _compartment(api: LocalApi, req: dict[str, Any]) -> int:
     return number
 
 
-def _test_open(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+def _test_open(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     _technician(api, req)
     number = _compartment(api, req)
     api.svc.maintenance_open(number, "technician")
     return {"compartment": number}
 
 
-def _open_all(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+def _open_all(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     _technician(api, req)
     numbers = sorted(api.svc.compartments)
     for number in numbers:  # each one logged; only here and in lockerctl, never remotely
@@ -178,7 +189,7 @@ def _open_all(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
     return {"compartments": numbers}
 
 
-def _set_service(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+def _set_service(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     _technician(api, req)
     number = _compartment(api, req)
     in_service = req.get("in_service")
@@ -188,15 +199,15 @@ def _set_service(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
     return api.svc.set_service(number, in_service, str(reason), actor="technician")
 
 
-def _snapshot(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+def _snapshot(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     return api.svc.snapshot()
 
 
-def _health(api: LocalApi, req: dict[str, Any]) -> dict[str, Any]:
+def _health(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     return api.health()
 
 
-OPS: dict[str, Callable[[LocalApi, dict[str, Any]], Any]] = {
+OPS: dict[str, Callable[[Context, dict[str, Any]], Any]] = {
     "login": _login,
     "logout": _logout,
     "diagnostics": _diagnostics,
