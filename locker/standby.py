@@ -1,0 +1,507 @@
+"""A standby controller on the store's LAN holding a copy of the database.
+
+A dead controller must cost no order: the spare controller runs `StandbyServer`, and
+the locker's replica writer sends it a consistent snapshot (`StandbyTarget`) after its
+commits, so the standby's copy is about a second behind at most.
+
+Protocol, over TLS 1.2 or later (the standby's certificate verified against the store's
+CA, its host name checked). Every frame is one JSON header line (UTF-8, at most 4 KiB,
+ending in a newline); a "snapshot" header is followed by exactly `length` raw bytes.
+
+    standby -> primary  {"type": "hello", "version": 1, "nonce": N}
+    primary -> standby  {"type": "auth", "locker_id": L, "client_nonce": C, "mac": M}
+    standby -> primary  {"type": "auth_ok", "mac": S}
+  then, any number of times on the same connection:
+    primary -> standby  {"type": "snapshot", "length": n, "raw_length": r, "sha256": D}
+                        and n bytes: the database file, compressed with zlib
+    standby -> primary  {"type": "stored", "sha256": D}
+  On a refusal the standby answers {"type": "error", "error": "why"} and hangs up.
+
+N and C are 32 random bytes (hex), fresh on each connection; L is the locker's id (UTF-8):
+
+    M = HMAC-SHA256(secret, "locker-standby client\\0" || N || L || C)
+    S = HMAC-SHA256(secret, "locker-standby server\\0" || C || N || L)
+
+The standby's nonce makes a recorded M worthless on another connection, the primary's
+makes a recorded S worthless; the labels keep either answer from serving as the other,
+and fixed-length nonces keep the concatenations unambiguous. A device with a valid
+certificate but without the secret can neither feed the standby nor receive snapshots
+(they hold sealed codes): the primary sends nothing before S checks out. A newer
+authenticated connection replaces an older one (one primary at a time). D is the SHA-256
+of the uncompressed file, r its length; n and r are at most 512 MiB.
+
+The standby decompresses into a private temporary file beside its copy, checks length,
+digest and that it is a whole SQLite database (integrity_check, user_version), fsyncs
+it, renames it over `locker.db` and fsyncs the directory; only then does it answer
+"stored", so a primary that has read "stored" may die at once without losing the copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import socket
+import sqlite3
+import ssl
+import tempfile
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import IO, Any
+
+from locker.replica import REPLICA_NAME, snapshot
+
+log = logging.getLogger(__name__)
+
+VERSION = 1
+MAX_HEADER = 4096
+MAX_SNAPSHOT = 512 * 1024 * 1024
+MAX_LOCKER_ID = 128
+NONCE_BYTES = 32
+MAC_BYTES = 32  # SHA-256, for the MACs and the snapshot's digest
+CHUNK = 64 * 1024
+MAX_CONNECTIONS = 4  # a primary and a few strays; more is a flood, refused at once
+HANDSHAKE_TIMEOUT_S = 10.0  # TLS and authentication: a silent stranger is dropped soon
+IO_TIMEOUT_S = 30.0  # any one read or write inside a frame
+IDLE_TIMEOUT_S = 600.0  # between snapshots of an authenticated primary (it reconnects)
+VERIFY_BYTES_PER_S = 5e6  # a Pi's pace checking and fsyncing a copy, for the ack's timeout
+CLIENT_LABEL = b"locker-standby client\0"
+SERVER_LABEL = b"locker-standby server\0"
+SQLITE_MAGIC = b"SQLite format 3\0"
+
+
+class StandbyError(OSError):
+    """The peer broke the protocol: an OSError, so the replica writer retries later."""
+
+
+class Refused(StandbyError):
+    """The peer said no (a wrong secret, a bad snapshot): retrying at once is no use."""
+
+
+class Closed(StandbyError):
+    """The peer hung up between frames."""
+
+
+def client_mac(secret: bytes, nonce: bytes, locker_id: str, client_nonce: bytes) -> bytes:
+    message = CLIENT_LABEL + nonce + locker_id.encode() + client_nonce
+    return hmac.new(secret, message, hashlib.sha256).digest()
+
+
+def server_mac(secret: bytes, client_nonce: bytes, nonce: bytes, locker_id: str) -> bytes:
+    message = SERVER_LABEL + client_nonce + nonce + locker_id.encode()
+    return hmac.new(secret, message, hashlib.sha256).digest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _int(header: dict[str, Any], name: str, cap: int) -> int:
+    value = header.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise StandbyError(f"{name} is not a byte count")
+    if value > cap:
+        raise StandbyError(f"{name} of {value} bytes is over the cap of {cap}")
+    return value
+
+
+def _hex(header: dict[str, Any], name: str, size: int) -> bytes:
+    value = header.get(name)
+    with contextlib.suppress(ValueError):
+        data = bytes.fromhex(value) if isinstance(value, str) else b""
+        if len(data) == size:  # fromhex skips spaces: the length is checked on the bytes
+            return data
+    raise StandbyError(f"{name} is not {size} bytes in hex")
+
+
+class _Channel:
+    """Header lines and payloads over one TLS connection, every read bounded."""
+
+    def __init__(self, sock: ssl.SSLSocket) -> None:
+        self.sock = sock
+        self.rfile = sock.makefile("rb")
+
+    def send(self, header: dict[str, Any], payload: IO[bytes] | None = None) -> None:
+        self.sock.sendall(json.dumps(header).encode() + b"\n")
+        while payload is not None and (chunk := payload.read(CHUNK)):
+            self.sock.sendall(chunk)
+
+    def expect(self, kind: str) -> dict[str, Any]:
+        line = self.rfile.readline(MAX_HEADER + 1)
+        if not line:
+            raise Closed("connection closed")
+        if not line.endswith(b"\n"):
+            if len(line) > MAX_HEADER:
+                raise StandbyError(f"header line over {MAX_HEADER} bytes")
+            raise StandbyError("connection closed mid-header")
+        try:
+            header = json.loads(line)
+        except ValueError:
+            raise StandbyError("header is not JSON") from None
+        if not isinstance(header, dict):
+            raise StandbyError("header is not a JSON object")
+        if header.get("type") == "error":
+            raise Refused(f"refused: {str(header.get('error'))[:200]}")
+        if header.get("type") != kind:
+            raise StandbyError(f"expected a {kind!r} frame, got {str(header.get('type'))[:40]!r}")
+        return header
+
+    def close(self) -> None:
+        self.rfile.close()
+        self.sock.close()
+
+
+def _compress(source: Path, packed: Path) -> tuple[int, str]:
+    """Compress `source` into a new private file `packed`: (raw length, raw SHA-256)."""
+    digest = hashlib.sha256()
+    length = 0
+    packer = zlib.compressobj(1)  # the fastest level: a Pi's CPU is the bottleneck, not LAN
+    fd = os.open(packed, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with source.open("rb") as src, os.fdopen(fd, "wb") as out:
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+            length += len(chunk)
+            out.write(packer.compress(chunk))
+        out.write(packer.flush())
+    return length, digest.hexdigest()
+
+
+class StandbyTarget:
+    """The replica target: a standby controller reached over TLS with a shared secret.
+
+    Each put writes a whole local snapshot into `workdir` first: put it on a tmpfs
+    (e.g. under /run) where the SD card's wear matters."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        locker_id: str,
+        secret: bytes,
+        ca_file: Path,
+        workdir: Path,
+        timeout_s: float = 5.0,
+    ) -> None:
+        if not secret:
+            raise ValueError("the standby's shared secret is empty")
+        self.host, self.port, self.locker_id = host, port, locker_id
+        self._secret = secret
+        self.workdir = workdir
+        self.timeout_s = timeout_s
+        self._context = ssl.create_default_context(cafile=str(ca_file))
+        self._context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._channel: _Channel | None = None
+        self._lock = threading.Lock()
+
+    def __str__(self) -> str:
+        return f"standby {self.host}:{self.port}"
+
+    def put(self, source: Path) -> None:
+        with self._lock:
+            self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            copy = self.workdir / "standby-snapshot.db"
+            packed = self.workdir / "standby-snapshot.db.z"
+            try:
+                snapshot(source, copy)
+                raw_length, digest = _compress(copy, packed)
+                length = packed.stat().st_size
+                if max(length, raw_length) > MAX_SNAPSHOT:
+                    raise StandbyError(f"the database ({raw_length} bytes) is over the cap")
+                header = {"type": "snapshot", "length": length, "raw_length": raw_length}
+                header["sha256"] = digest
+                reused = self._channel is not None
+                try:
+                    self._send(packed, header)
+                except Refused:
+                    raise
+                except OSError:
+                    if not reused:
+                        raise
+                    # The standby may have dropped an idle connection or restarted: once
+                    # more on a fresh one (storing the same snapshot twice is harmless).
+                    self._send(packed, header)
+            finally:  # the local copies hold sealed codes too: none is left behind
+                for path in (copy, copy.with_name(copy.name + ".tmp"), packed):
+                    path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._disconnect()
+
+    def _send(self, packed: Path, header: dict[str, Any]) -> None:
+        try:
+            if self._channel is None:
+                self._channel = self._connect()
+            channel = self._channel
+            channel.sock.settimeout(self.timeout_s)
+            with packed.open("rb") as payload:
+                channel.send(header, payload)
+            # The standby checks and fsyncs the whole copy before it answers.
+            channel.sock.settimeout(self.timeout_s + header["raw_length"] / VERIFY_BYTES_PER_S)
+            if channel.expect("stored").get("sha256") != header["sha256"]:
+                raise StandbyError("the standby acknowledged another snapshot")
+        except Exception:
+            self._disconnect()
+            raise
+
+    def _connect(self) -> _Channel:
+        raw = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
+        try:
+            sock = self._context.wrap_socket(raw, server_hostname=self.host)
+        except BaseException:
+            raw.close()
+            raise
+        channel = _Channel(sock)
+        try:
+            hello = channel.expect("hello")
+            if hello.get("version") != VERSION:
+                raise StandbyError(f"the standby speaks version {hello.get('version')!r}")
+            nonce = _hex(hello, "nonce", NONCE_BYTES)
+            mine = secrets.token_bytes(NONCE_BYTES)
+            mac = client_mac(self._secret, nonce, self.locker_id, mine)
+            auth = {"type": "auth", "locker_id": self.locker_id, "client_nonce": mine.hex()}
+            channel.send({**auth, "mac": mac.hex()})
+            proof = _hex(channel.expect("auth_ok"), "mac", MAC_BYTES)
+            expected = server_mac(self._secret, mine, nonce, self.locker_id)
+            if not hmac.compare_digest(proof, expected):
+                raise StandbyError("the standby did not prove it holds the shared secret")
+        except BaseException:
+            channel.close()
+            raise
+        return channel
+
+    def _disconnect(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+
+def _shutdown(sock: ssl.SSLSocket) -> None:
+    # The plain socket's shutdown: it wakes a thread blocked reading this connection,
+    # where SSLSocket.shutdown would also pull the TLS state from under that thread.
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _unpack(rfile: IO[bytes], length: int, raw_length: int, out: IO[bytes]) -> bytes:
+    """Read `length` zlib bytes into `out`; decompressed, they must be `raw_length` long."""
+    unpacker = zlib.decompressobj()
+    digest = hashlib.sha256()
+    written = 0
+    remaining = length
+    while remaining:
+        data = rfile.read(min(CHUNK, remaining))
+        if not data:
+            raise StandbyError("connection closed mid-snapshot")
+        remaining -= len(data)
+        while not unpacker.eof:
+            # Bounded output per call: a small frame must not inflate beyond what it announced.
+            chunk = unpacker.decompress(data, CHUNK)
+            data = unpacker.unconsumed_tail
+            written += len(chunk)
+            if written > raw_length:
+                raise StandbyError(f"snapshot inflates beyond its raw_length of {raw_length}")
+            digest.update(chunk)
+            out.write(chunk)
+            if not chunk and not data:  # output still held inside zlib comes on the next call
+                break
+        if unpacker.eof and (data or remaining or unpacker.unused_data):
+            raise StandbyError("bytes after the end of the zlib stream")
+    if not unpacker.eof or written != raw_length:
+        raise StandbyError("snapshot is not one whole zlib stream of raw_length bytes")
+    return digest.digest()
+
+
+def _check_database(path: Path) -> None:
+    with path.open("rb") as f:
+        head = f.read(100)
+    if not head.startswith(SQLITE_MAGIC):
+        raise StandbyError("snapshot is not an SQLite database")
+    if head[18:20] != b"\x01\x01":
+        # A WAL-mode file would need its -wal beside it: a copy must be self-contained.
+        raise StandbyError("snapshot is not a self-contained (rollback journal) database")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            result = db.execute("PRAGMA integrity_check").fetchall()
+            db.execute("PRAGMA user_version").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise StandbyError(f"snapshot is not a readable SQLite database: {exc}") from None
+    if result != [("ok",)]:
+        raise StandbyError(f"snapshot fails integrity_check: {str(result[0][0])[:100]}")
+
+
+class StandbyServer:
+    """The spare controller's side: receives snapshots from one primary at a time."""
+
+    def __init__(
+        self,
+        bind_host: str,
+        port: int,
+        locker_id: str,
+        secret: bytes,
+        cert_file: Path,
+        key_file: Path,
+        replica_dir: Path,
+    ) -> None:
+        if not secret:
+            raise ValueError("the standby's shared secret is empty")
+        self.locker_id = locker_id
+        self._secret = secret
+        self.replica_dir = replica_dir
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._context.load_cert_chain(cert_file, key_file)
+        replica_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for stale in replica_dir.glob(".incoming-*"):  # left by a crash mid-receipt
+            stale.unlink(missing_ok=True)
+        self._listener = socket.create_server((bind_host, port))
+        self._listener.settimeout(0.2)  # how soon the accepting thread notices close()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._conns: set[ssl.SSLSocket] = set()
+        self._threads: list[threading.Thread] = []
+        self._session: ssl.SSLSocket | None = None
+        self._accepting = threading.Thread(target=self._accept, name="standby", daemon=True)
+        self.last_received_at: float | None = None  # wall-clock time of the newest copy
+
+    @property
+    def port(self) -> int:
+        port: int = self._listener.getsockname()[1]
+        return port
+
+    def start(self) -> None:
+        self._accepting.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._accepting.is_alive():
+            self._accepting.join(timeout)
+        self._listener.close()
+        with self._lock:
+            conns, threads = list(self._conns), list(self._threads)
+        for conn in conns:
+            _shutdown(conn)
+        for thread in threads:
+            thread.join(timeout)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                raw, address = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                log.warning("standby: cannot accept: %s", exc)
+                self._stop.wait(0.5)
+                continue
+            peer = f"{address[0]}:{address[1]}"
+            with self._lock:
+                self._threads = [t for t in self._threads if t.is_alive()]
+                crowded = len(self._threads) >= MAX_CONNECTIONS
+            if crowded:
+                log.warning("standby: refused %s: %d connections already", peer, MAX_CONNECTIONS)
+                raw.close()
+                continue
+            try:
+                raw.settimeout(HANDSHAKE_TIMEOUT_S)
+                conn = self._context.wrap_socket(
+                    raw, server_side=True, do_handshake_on_connect=False
+                )
+            except OSError as exc:
+                log.warning("standby: dropped %s: %s", peer, exc)
+                raw.close()
+                continue
+            thread = threading.Thread(target=self._serve, args=(conn, peer), daemon=True)
+            with self._lock:
+                self._conns.add(conn)
+                self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: ssl.SSLSocket, peer: str) -> None:
+        channel = _Channel(conn)
+        try:
+            conn.do_handshake()
+            self._authenticate(channel, peer)
+            while not self._stop.is_set():
+                conn.settimeout(IDLE_TIMEOUT_S)
+                header = channel.expect("snapshot")
+                conn.settimeout(IO_TIMEOUT_S)
+                digest = self._receive(channel, header)
+                channel.send({"type": "stored", "sha256": digest})
+        except Closed:
+            log.debug("standby: %s hung up", peer)
+        except StandbyError as exc:
+            log.warning("standby: refused %s: %s", peer, exc)
+            try:
+                conn.settimeout(1.0)
+                channel.send({"type": "error", "error": str(exc)})
+            except (OSError, ValueError):
+                pass  # it may be gone already; the refusal is in the log either way
+        except Exception as exc:  # garbage or a lost peer must never take the standby down
+            log.warning("standby: dropped %s: %s", peer, str(exc) or type(exc).__name__)
+        finally:
+            with self._lock:
+                self._conns.discard(conn)
+                if self._session is conn:
+                    self._session = None
+            channel.close()
+
+    def _authenticate(self, channel: _Channel, peer: str) -> None:
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        channel.send({"type": "hello", "version": VERSION, "nonce": nonce.hex()})
+        auth = channel.expect("auth")
+        locker_id = auth.get("locker_id")
+        if not isinstance(locker_id, str) or not 0 < len(locker_id) <= MAX_LOCKER_ID:
+            raise StandbyError("locker_id is not a locker's id")
+        theirs = _hex(auth, "client_nonce", NONCE_BYTES)
+        mac = _hex(auth, "mac", MAC_BYTES)
+        if locker_id != self.locker_id:
+            raise StandbyError(f"locker_id {locker_id!r} is not {self.locker_id!r}, this standby's")
+        if not hmac.compare_digest(mac, client_mac(self._secret, nonce, locker_id, theirs)):
+            raise StandbyError("authentication failed: wrong secret")
+        proof = server_mac(self._secret, theirs, nonce, locker_id)
+        channel.send({"type": "auth_ok", "mac": proof.hex()})
+        with self._lock:
+            previous, self._session = self._session, channel.sock
+        if previous is not None:
+            # Most likely the same primary's half-open connection, from before it reconnected.
+            log.info("standby: %s replaces the previous primary connection", peer)
+            _shutdown(previous)
+        log.info("standby: primary %s of locker %s authenticated", peer, locker_id)
+
+    def _receive(self, channel: _Channel, header: dict[str, Any]) -> str:
+        length = _int(header, "length", MAX_SNAPSHOT)
+        raw_length = _int(header, "raw_length", MAX_SNAPSHOT)
+        expected = _hex(header, "sha256", MAC_BYTES)
+        fd, name = tempfile.mkstemp(prefix=".incoming-", dir=self.replica_dir)  # mode 0600
+        incoming = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                digest = _unpack(channel.rfile, length, raw_length, out)
+            if not hmac.compare_digest(digest, expected):
+                raise StandbyError("snapshot does not match its sha256")
+            _check_database(incoming)
+            _fsync(incoming)
+            with self._lock:  # one primary at a time: a replaced connection installs nothing
+                if self._session is not channel.sock:
+                    raise StandbyError("a newer connection of the primary replaced this one")
+                os.replace(incoming, self.replica_dir / REPLICA_NAME)
+                _fsync(self.replica_dir)
+        except BaseException:
+            incoming.unlink(missing_ok=True)
+            raise
+        self.last_received_at = time.time()
+        return expected.hex()
