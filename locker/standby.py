@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from locker.replica import REPLICA_NAME, snapshot
+from locker.storage import check_file
 
 log = logging.getLogger(__name__)
 
@@ -331,16 +332,11 @@ def _check_database(path: Path) -> None:
         # A WAL-mode file would need its -wal beside it: a copy must be self-contained.
         raise StandbyError("snapshot is not a self-contained (rollback journal) database")
     try:
-        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            result = db.execute("PRAGMA integrity_check").fetchall()
-            db.execute("PRAGMA user_version").fetchone()
-        finally:
-            db.close()
+        check = check_file(path)
     except sqlite3.Error as exc:
         raise StandbyError(f"snapshot is not a readable SQLite database: {exc}") from None
-    if result != [("ok",)]:
-        raise StandbyError(f"snapshot fails integrity_check: {str(result[0][0])[:100]}")
+    if check.integrity != "ok":
+        raise StandbyError(f"snapshot fails integrity_check: {check.integrity[:100]}")
 
 
 class StandbyServer:

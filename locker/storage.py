@@ -190,6 +190,26 @@ def _journal(
     journal.log(level, "%s by %s%s", action, actor, where)
 
 
+@dataclass(frozen=True)
+class FileCheck:
+    """A database file checked whole: SQLite's integrity verdict and its schema version."""
+
+    integrity: str  # "ok", or SQLite's first complaint
+    schema: int
+
+
+def check_file(path: Path) -> FileCheck:
+    """Open a database file (a replica, a backup) read-only and check every page of it;
+    sqlite3.Error when it is not a database SQLite can read at all."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        verdict = db.execute("PRAGMA integrity_check").fetchall()
+        schema = int(db.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        db.close()
+    return FileCheck(str(verdict[0][0]) if verdict else "no verdict", schema)
+
+
 def self_contained(db: sqlite3.Connection) -> None:
     """Make a copy of the database one file of its own: no -wal beside it to lose."""
     db.execute("PRAGMA journal_mode=DELETE")
