@@ -71,6 +71,17 @@ class Method(StrEnum):
     REMOTE = "remote"
 
 
+class Component(StrEnum):
+    """What a `fault` event is about (contract v1.1 lists exactly these); a board's
+    name and the compartments affected go in fields of their own."""
+
+    BOARD = "board"  # a board stopped answering, or a lock on it failed repeatedly
+    SCANNER = "scanner"
+    CAMERA = "camera"
+    STORAGE = "storage"
+    REPLICA = "replica"
+
+
 class Purpose(StrEnum):
     """Why doors are being opened."""
 

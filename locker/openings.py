@@ -27,6 +27,7 @@ from locker.config import DoorsSection
 from locker.model import (
     AlarmKind,
     Compartment,
+    Component,
     Door,
     DoorOutcome,
     ErrorCode,
@@ -216,8 +217,7 @@ class Openings:
         if row.order_pk is not None:
             repo.mark_order_door(tx, row.order_pk, number, Door.OPEN, now)
         if repo.set_jammed(tx, number, False):
-            fields = {"component": f"lock:{number}", "detail": "door opened"}
-            tx.emit("fault_cleared", {**fields, "compartments": [number]}, now)
+            tx.emit("fault_cleared", self._lock_fault(number, "door opened"), now)
         if not row.command_id:
             return []
         result = {"compartment": number, "door": DoorOutcome.OPENED.value}
@@ -264,6 +264,15 @@ class Openings:
             self._alarm(tx, number, AlarmKind.LEFT_OPEN, repo.order_id_in(tx, number), now)
         return outcomes
 
+    def _lock_fault(self, number: int, detail: str) -> dict[str, Any]:
+        """A lock that failed (or works again) is its board's fault, on one compartment."""
+        return {
+            "component": Component.BOARD.value,
+            "board": self.compartments[number].board,
+            "detail": f"lock of compartment {number}: {detail}",
+            "compartments": [number],
+        }
+
     def _alarm(
         self, tx: Transaction, number: int, kind: AlarmKind, order_id: str | None, now: float
     ) -> None:
@@ -309,8 +318,7 @@ class Openings:
             repo.set_jammed(tx, number, True)
             self._alarm(tx, number, AlarmKind.JAMMED, row.order_id, now)
             detail = f"door not seen open after {row.attempts} unlock attempts"
-            fields = {"component": f"lock:{number}", "detail": detail}
-            tx.emit("fault", {**fields, "compartments": [number]}, now)
+            tx.emit("fault", self._lock_fault(number, detail), now)
         else:
             tx.audit(now, "system", f"door_{outcome}", row.order_id, number)
         outcomes: list[Outcome] = []

@@ -29,6 +29,7 @@ from locker.model import (
     CommandError,
     Compartment,
     CompartmentState,
+    Component,
     Door,
     ErrorCode,
     Method,
@@ -389,11 +390,18 @@ class Service:
             return False
         return True
 
-    def _fault(self, tx: Transaction, type_: str, component: str, detail: str) -> None:
-        """A `fault` or `fault_cleared` event of a board or a device."""
-        board = component.removeprefix("board:") if component.startswith("board:") else None
-        numbers = sorted(c.number for c in self.compartments.values() if c.board == board)
-        fields = {"component": component, "detail": detail[:200], "compartments": numbers}
+    def _fault(
+        self, tx: Transaction, type_: str, component: Component, detail: str, board: str = ""
+    ) -> None:
+        """A `fault` or `fault_cleared` event of a board (named) or a device."""
+        numbers = sorted(c.number for c in self.compartments.values() if board and c.board == board)
+        fields: dict[str, Any] = {
+            "component": component.value,
+            "detail": detail[:200],
+            "compartments": numbers,
+        }
+        if board:
+            fields["board"] = board
         tx.emit(type_, fields, self.now())
 
     def board_failed(self, board: str, error: BoardError) -> None:
@@ -406,7 +414,7 @@ class Service:
             repo.set_board_online(tx, board, False)
             detail = f"{board}: {error.detail}"[:200]
             tx.audit(self.now(), "system", "board_offline", detail=detail)
-            self._fault(tx, "fault", f"board:{board}", error.detail)
+            self._fault(tx, "fault", Component.BOARD, error.detail, board)
 
     def board_ok(self, board: str) -> None:
         """A board answered again after a failure."""
@@ -416,7 +424,7 @@ class Service:
             self.online[board] = True
             repo.set_board_online(tx, board, True)
             tx.audit(self.now(), "system", "board_online", detail=board)
-            self._fault(tx, "fault_cleared", f"board:{board}", "board answering again")
+            self._fault(tx, "fault_cleared", Component.BOARD, "board answering again", board)
 
     def device_failed(self, component: str, detail: str) -> None:
         """A device other than a board (the scanner, the camera) stopped working: once."""
@@ -424,7 +432,7 @@ class Service:
             return
         with self.store.transaction() as tx:
             tx.audit(self.now(), "system", "device_offline", detail=f"{component}: {detail}"[:200])
-            self._fault(tx, "fault", component, detail)
+            self._fault(tx, "fault", Component(component), detail)
         self.devices_down.add(component)
 
     def device_ok(self, component: str) -> None:
@@ -433,7 +441,7 @@ class Service:
             return
         with self.store.transaction() as tx:
             tx.audit(self.now(), "system", "device_online", detail=component)
-            self._fault(tx, "fault_cleared", component, "working again")
+            self._fault(tx, "fault_cleared", Component(component), "working again")
         self.devices_down.discard(component)
 
     def doors_read(self, board: str, doors: Mapping[int, bool]) -> None:

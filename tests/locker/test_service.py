@@ -106,6 +106,9 @@ def test_unlock_acknowledged_but_door_never_opened_is_no_pickup(locker: Locker) 
     assert alarm.fields == {"compartment": 3, "kind": "jammed", "order_id": "SO-1"}
     [fault] = locker.events("fault")
     assert fault.fields["compartments"] == [3]
+    # Contract v1.1's component values: a failed lock is its board's fault.
+    assert (fault.fields["component"], fault.fields["board"]) == ("board", "b0")
+    assert fault.fields["detail"].startswith("lock of compartment 3: ")
     assert states(locker)[3] == "fault"
     # 1 try + 2 retries (unlock_retries = 2), each one recorded before it was sent
     assert [ch for _, ch in locker.board.unlocks].count(3) == 3
@@ -289,7 +292,7 @@ def test_board_offline_then_back(locker: Locker) -> None:
         locker.service.board_failed("b0", exc)
         locker.service.board_failed("b0", exc)
     [fault] = locker.events("fault")
-    assert fault.fields["component"] == "board:b0"
+    assert (fault.fields["component"], fault.fields["board"]) == ("board", "b0")
     assert fault.fields["compartments"] == list(range(1, 15))
     assert set(states(locker).values()) == {"fault"}
     shown = locker.service.enter_code(code, Method.KEYPAD)
@@ -297,7 +300,7 @@ def test_board_offline_then_back(locker: Locker) -> None:
     locker.board.offline = False
     locker.poll()
     [cleared] = locker.events("fault_cleared")
-    assert cleared.fields["component"] == "board:b0"
+    assert (cleared.fields["component"], cleared.fields["board"]) == ("board", "b0")
     assert states(locker)[3] == "loaded"
     assert locker.code(code).outcome == "opened"  # the code survived the outage
 

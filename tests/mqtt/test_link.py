@@ -386,11 +386,16 @@ def test_the_door_and_order_errors_through_the_broker(rig: Rig, platform: Platfo
     jammed = platform.command("open", compartment=number, reason="r", operator="o")
     assert jammed["error"]["code"] == "DOOR_JAMMED"
     rig.board.offline = True
-    platform.wait("/event/fault", lambda p: p["component"] == "board:b0")
+
+    # The board's own fault (every compartment on it), not the jammed lock's (one).
+    def board_fault(p: dict[str, Any]) -> bool:
+        return (p["component"], p["board"], len(p["compartments"])) == ("board", "b0", 8)
+
+    platform.wait("/event/fault", board_fault)
     offline = platform.command("open", compartment=2, reason="r", operator="o")
     assert offline["error"]["code"] == "BOARD_OFFLINE"
     rig.board.offline = False
-    platform.wait("/event/fault_cleared", lambda p: p["component"] == "board:b0")
+    platform.wait("/event/fault_cleared", board_fault)
     assert platform.command("open", compartment=3, reason="r", operator="o")["ok"]
     assert platform.command("open", compartment=4, reason="r", operator="o")["ok"]
     limited = platform.command("open", compartment=5, reason="r", operator="o")
