@@ -16,6 +16,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from locker.config_reader import ConfigError, Reader, names, resolve, table_list
+from locker.config_standby import (
+    ReplicaSection,
+    RetentionSection,
+    StandbySection,
+    read_replica,
+    read_retention,
+    read_standby,
+)
 from locker.model import SIZES
 
 DEFAULT_CONFIG = "/etc/locker/locker.toml"
@@ -175,6 +183,9 @@ class Config:
     scanner: ScannerSection
     api: ApiSection
     kiosk: KioskSection = KioskSection()
+    replica: ReplicaSection = field(default_factory=ReplicaSection)
+    standby: StandbySection = field(default_factory=StandbySection)
+    retention: RetentionSection = field(default_factory=RetentionSection)
 
     def compartment(self, number: int) -> CompartmentConfig:
         for c in self.compartments:
@@ -193,6 +204,13 @@ class Config:
         if self.security.pin_file:
             return Path(self.security.pin_file)
         return self.locker.data_dir / "technician.pin"
+
+    @property
+    def standby_replica_dir(self) -> Path:
+        """Where a spare controller keeps the copies it receives."""
+        if self.standby.replica_dir:
+            return Path(self.standby.replica_dir)
+        return self.locker.data_dir / "replica"
 
     @property
     def key_path(self) -> Path:
@@ -230,6 +248,9 @@ SECTIONS = (
     "scanner",
     "api",
     "kiosk",
+    "replica",
+    "standby",
+    "retention",
 )
 
 
@@ -263,8 +284,24 @@ def parse_config(
         language=kiosk_r.get_choice("language", ("zh", "en"), KioskSection.language),
         size=kiosk_r.get_choice("size", ("800x480", "1024x600"), KioskSection.size),
     )
+    replica = read_replica(Reader(path, "[replica]", data.get("replica", {})), base)
+    standby = read_standby(Reader(path, "[standby]", data.get("standby", {})), base)
+    retention = read_retention(Reader(path, "[retention]", data.get("retention", {})))
     return Config(
-        path, locker, mqtt, rules, doors, security, boards, compartments, scanner, api, kiosk
+        path,
+        locker,
+        mqtt,
+        rules,
+        doors,
+        security,
+        boards,
+        compartments,
+        scanner,
+        api,
+        kiosk,
+        replica,
+        standby,
+        retention,
     )
 
 

@@ -338,6 +338,9 @@ def test_example_shows_every_key_with_its_default_or_says_why_not(tmp_path: Path
         "api": loaded.api,
         "kiosk": loaded.kiosk,
         "locker": loaded.locker,
+        "replica": loaded.replica,
+        "standby": loaded.standby,
+        "retention": loaded.retention,
     }
     defaults = {
         k: {f.name: getattr(v, f.name) for f in dataclasses.fields(v)} for k, v in shapes.items()
@@ -387,3 +390,33 @@ def test_every_drivers_keys_are_in_the_reference_and_the_example() -> None:
         for f in dataclasses.fields(options):
             assert f"`{f.name}`" in reference, f"docs/configuration.md: {name} {f.name}"
             assert re.search(rf"(?m)^#? ?{f.name} = ", example), f"example: {name} {f.name}"
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        ('[replica]\nstandby = "10.0.0.2:7443"\nsecret_file = "s"', "ca_file: required"),
+        ('[replica]\nstandby = "10.0.0.2"\nsecret_file = "s"\nca_file = "c"', "host:port"),
+        ("[replica]\nmax_lag_s = 0", "max_lag_s: must be greater than 0"),
+        ('[standby]\nlisten = "0.0.0.0:7443"\ncert_file = "c"\nkey_file = "k"', "secret_file"),
+        ('[standby]\nlisten = "0.0.0.0:99999"', "host:port"),
+        ("[retention]\nkeep_days = -1", "keep_days: must be greater than 0"),
+        ("[retention]\nbatch = 0", "batch"),
+        ('[replica]\nfolder = "/media/usb"', "folder"),
+    ],
+)
+def test_replica_standby_and_retention_errors_name_the_key(
+    tmp_path: Path, section: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem.replace("[", r"\[")):
+        load_config(write(tmp_path, BASE + "\n" + section + "\n"))
+
+
+def test_a_standby_keeps_its_copies_beside_its_data_unless_told(tmp_path: Path) -> None:
+    plain = load_config(write(tmp_path, BASE))
+    assert plain.standby_replica_dir == plain.locker.data_dir / "replica"
+    assert not plain.replica.enabled
+    told = load_config(write(tmp_path, BASE + '\n[standby]\nreplica_dir = "/srv/copy"\n'))
+    assert told.standby_replica_dir == Path("/srv/copy")
+    usb = load_config(write(tmp_path, BASE + '\n[replica]\ndirectory = "/media/usb"\n'))
+    assert usb.replica.enabled and usb.replica.directory == "/media/usb"
