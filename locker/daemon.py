@@ -200,7 +200,7 @@ def build(
     try:
         codebook = CodeBook.from_key(load_or_create_key(config.key_path))
         hub = Events()
-        store = Store(data_dir / "locker.db", codebook, hub)
+        store = Store(data_dir / "locker.db", codebook, hub, locker_id=config.locker.id)
         if boards is None:
             boards = {b.name: make_board(b) for b in config.boards}
         service = Service(config, store, boards, clock or SystemClock())

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from locker.storage import self_contained
+from locker.dbfile import read_facts, self_contained
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class ReplicaStatus:
     lag_s: float  # how old the oldest commit not yet on the replica is (0: up to date)
     copied_at: float | None  # wall-clock time of the newest complete copy
     detail: str  # why the last attempt failed, or ""
+    seq: int  # the highest event seq on the replica (events up to it may go out)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -52,8 +53,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def snapshot(source: Path, target: Path) -> None:
-    """Write a consistent copy of the database `source` to `target`, atomically."""
+def snapshot(source: Path, target: Path) -> int:
+    """Write a consistent copy of the database `source` to `target`, atomically; the
+    highest event seq the copy holds."""
     tmp = target.with_name(target.name + ".tmp")
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     try:
@@ -63,6 +65,7 @@ def snapshot(source: Path, target: Path) -> None:
         try:
             src.backup(dst)
             self_contained(dst)
+            last_seq = read_facts(dst)[3]
         finally:
             dst.close()
     finally:
@@ -74,6 +77,7 @@ def snapshot(source: Path, target: Path) -> None:
         os.close(fd)
     os.replace(tmp, target)
     _fsync_dir(target.parent)
+    return last_seq
 
 
 class Target(Protocol):
@@ -81,9 +85,10 @@ class Target(Protocol):
 
     def __str__(self) -> str: ...
 
-    def put(self, source: Path) -> None:
-        """Make the target hold a consistent copy of the database `source`; raise OSError
-        (or sqlite3.Error) when it cannot, leaving its previous copy whole."""
+    def put(self, source: Path) -> int:
+        """Make the target hold a consistent copy of the database `source`, and say the
+        highest event seq in it; raise OSError (or sqlite3.Error) when it cannot, leaving
+        its previous copy whole."""
         ...
 
 
@@ -96,9 +101,9 @@ class DirectoryTarget:
     def __str__(self) -> str:
         return str(self.directory)
 
-    def put(self, source: Path) -> None:
+    def put(self, source: Path) -> int:
         self.directory.mkdir(parents=True, exist_ok=True)
-        snapshot(source, self.directory / REPLICA_NAME)
+        return snapshot(source, self.directory / REPLICA_NAME)
 
 
 class ReplicaWriter:
@@ -125,6 +130,7 @@ class ReplicaWriter:
         self._ok = True
         self._detail = ""
         self._copied_at: float | None = None
+        self._seq = 0
         self._thread = threading.Thread(target=self._run, name="replica", daemon=True)
 
     def start(self) -> None:
@@ -151,7 +157,7 @@ class ReplicaWriter:
             stale = self._stale_since
             lag = 0.0 if stale is None else max(0.0, self._monotonic() - stale)
             return ReplicaStatus(
-                str(self.target), self._ok, round(lag, 3), self._copied_at, self._detail
+                str(self.target), self._ok, round(lag, 3), self._copied_at, self._detail, self._seq
             )
 
     def _run(self) -> None:
@@ -166,7 +172,7 @@ class ReplicaWriter:
             started = self._monotonic()
             if stale:
                 try:
-                    self.target.put(self.source)
+                    seq = self.target.put(self.source)
                 except (OSError, sqlite3.Error) as exc:
                     self._failed(str(exc))
                     if stopping:
@@ -176,7 +182,7 @@ class ReplicaWriter:
                     self._stop.wait(retry_s)
                     self._wake.set()
                     continue
-                self._done(commits, started)
+                self._done(commits, started, seq)
                 retry_s = self.min_interval_s
             if stopping:
                 return
@@ -188,8 +194,9 @@ class ReplicaWriter:
                 log.warning("replica %s: cannot copy the database: %s", self.target, detail)
             self._ok, self._detail = False, detail[:200]
 
-    def _done(self, commits: int, started: float) -> None:
+    def _done(self, commits: int, started: float, seq: int) -> None:
         with self._lock:
+            self._seq = max(self._seq, seq)
             if not self._ok:
                 log.info("replica %s: copying again, up to date", self.target)
             # A commit that came while copying may not be in this copy: still stale, counted

@@ -55,8 +55,8 @@ import zlib
 from pathlib import Path
 from typing import IO, Any
 
+from locker.dbfile import check_file
 from locker.replica import REPLICA_NAME, snapshot
-from locker.storage import check_file
 
 log = logging.getLogger(__name__)
 
@@ -207,13 +207,13 @@ class StandbyTarget:
     def __str__(self) -> str:
         return f"standby {self.host}:{self.port}"
 
-    def put(self, source: Path) -> None:
+    def put(self, source: Path) -> int:
         with self._lock:
             self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
             copy = self.workdir / "standby-snapshot.db"
             packed = self.workdir / "standby-snapshot.db.z"
             try:
-                snapshot(source, copy)
+                last_seq = snapshot(source, copy)
                 raw_length, digest = _compress(copy, packed)
                 length = packed.stat().st_size
                 if max(length, raw_length) > MAX_SNAPSHOT:
@@ -234,6 +234,7 @@ class StandbyTarget:
             finally:  # the local copies hold sealed codes too: none is left behind
                 for path in (copy, copy.with_name(copy.name + ".tmp"), packed):
                     path.unlink(missing_ok=True)
+            return last_seq
 
     def close(self) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ from typing import Any
 
 from locker.clock import rfc3339
 from locker.codes import CodeBook
+from locker.dbfile import EPOCH, LOCKER_ID
 from locker.errors import LockerError
 from locker.events import Committed, Events
 from locker.model import ALARM_ACTIONS
@@ -190,31 +191,6 @@ def _journal(
     journal.log(level, "%s by %s%s", action, actor, where)
 
 
-@dataclass(frozen=True)
-class FileCheck:
-    """A database file checked whole: SQLite's integrity verdict and its schema version."""
-
-    integrity: str  # "ok", or SQLite's first complaint
-    schema: int
-
-
-def check_file(path: Path) -> FileCheck:
-    """Open a database file (a replica, a backup) read-only and check every page of it;
-    sqlite3.Error when it is not a database SQLite can read at all."""
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        verdict = db.execute("PRAGMA integrity_check").fetchall()
-        schema = int(db.execute("PRAGMA user_version").fetchone()[0])
-    finally:
-        db.close()
-    return FileCheck(str(verdict[0][0]) if verdict else "no verdict", schema)
-
-
-def self_contained(db: sqlite3.Connection) -> None:
-    """Make a copy of the database one file of its own: no -wal beside it to lose."""
-    db.execute("PRAGMA journal_mode=DELETE")
-
-
 class StorageError(LockerError):
     """The database cannot be opened or is newer than this software."""
 
@@ -311,8 +287,15 @@ class Transaction:
 class Store:
     """The SQLite database of one locker."""
 
-    def __init__(self, path: Path, codebook: CodeBook, hub: Events | None = None) -> None:
-        """`hub`: the locker's events, told of each commit that changed something."""
+    def __init__(
+        self,
+        path: Path,
+        codebook: CodeBook,
+        hub: Events | None = None,
+        locker_id: str | None = None,
+    ) -> None:
+        """`hub`: the locker's events, told of each commit that changed something;
+        `locker_id`: whose database this must be (recorded the first time)."""
         self.path = path
         self.codebook = codebook
         self.hub = hub if hub is not None else Events()
@@ -337,9 +320,30 @@ class Store:
         self.pending_events: list[str] = []
         self.pending_audit: list[AuditLine] = []
         self._migrate()
+        if locker_id is not None:
+            self._bind(locker_id)
+        # This database's generation: a standby that takes over serves one higher, and
+        # every event and status carries it so the platform can tell the two apart.
+        self.epoch = int(self._meta(EPOCH) or 1)
 
     def close(self) -> None:
         self.db.close()
+
+    def _meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
+    def _bind(self, locker_id: str) -> None:
+        """Record whose data this is, or refuse another locker's (a restored or moved file)."""
+        known = self._meta(LOCKER_ID)
+        if known is None:
+            with self.transaction(notify=False) as tx:
+                tx.q("INSERT INTO meta (key, value) VALUES (?, ?)", (LOCKER_ID, locker_id))
+        elif known != locker_id:
+            raise StorageError(
+                f"{self.path} holds the data of locker {known}, not of {locker_id}:"
+                " check [locker] id, or restore this locker's own backup"
+            )
 
     def _migrate(self) -> None:
         version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
