@@ -22,11 +22,12 @@ from locker.clock import Clock, SystemClock
 from locker.codes import CodeBook, load_or_create_key
 from locker.config import DEFAULT_CONFIG, Config, load_config
 from locker.errors import LockerError
-from locker.events import Events
+from locker.events import Events, LoopTurn
 from locker.health import Health
 from locker.instance import InstanceLock
 from locker.loop import Loop, call_on
-from locker.model import Method
+from locker.model import Component, Method
+from locker.replica import ReplicaWriter
 from locker.scanners import Scanner, ScannerEvents, ScannerUnavailable
 from locker.service import Service
 from locker.storage import Store
@@ -53,6 +54,7 @@ class Locker:
     link: PlatformLink | None = None
     api: LocalApi | None = None
     instance: InstanceLock | None = None
+    replica: ReplicaWriter | None = None
 
     def start_inputs(self) -> None:
         """Start the threads that feed the loop (local API, scanner, platform link).
@@ -71,6 +73,8 @@ class Locker:
         except OSError as exc:
             # The locker serves the platform and the scanner without it; the kiosk waits.
             log.error("local API not available on %s: %s", self.config.api.socket, exc)
+        if self.replica is not None:
+            self.replica.start()
         if self.scanner is not None:
             self.scanner.start()
         if self.link is not None:
@@ -90,6 +94,7 @@ class Locker:
             self.boards,
             lambda: bool(self.link and self.link.connected),
             lambda: None if self.scanner is None else self.scanner.online,
+            None if self.replica is None else self.replica.status,
         )
 
     def close(self) -> None:
@@ -101,6 +106,8 @@ class Locker:
             ("scanner", self.scanner.close if self.scanner else None),
             ("boards' I/O threads", self.loop.close),
             *((f"board {name}", board.close) for name, board in self.boards.items()),
+            # Before the database closes: a clean stop leaves the replica current.
+            ("replica", self.replica.close if self.replica else None),
             ("database", self.store.close),
             ("data directory lock", self.instance.release if self.instance else None),
         ]
@@ -183,6 +190,33 @@ def subscribe_api(hub: Events, api: LocalApi) -> None:
     hub.phase_done.subscribe(api.phase_done)
 
 
+def _replica(config: Config, store: Store, service: Service, hub: Events) -> ReplicaWriter | None:
+    """The copy on a second medium, told of every commit; a copy that fails or falls more
+    than `max_lag_s` behind is a `replica` fault until it is current again."""
+    if config.replica.standby:
+        # Refused rather than ignored: a technician must not believe a standby is kept.
+        raise LockerError(
+            "[replica] standby: copying to a standby controller is not wired into lockerd"
+            " in this release; use [replica] directory (a second medium)"
+        )
+    if not config.replica.directory:
+        return None
+    writer = ReplicaWriter(store.path, Path(config.replica.directory))
+    hub.committed.subscribe(lambda commit: writer.committed())
+    limit = config.replica.max_lag_s
+
+    def watch(turn: LoopTurn) -> None:
+        status = writer.status()
+        if not status.ok or status.lag_s > limit:
+            why = status.detail or f"{status.lag_s:.0f} s behind (at most {limit:g} s)"
+            service.device_failed(Component.REPLICA.value, f"{status.target}: {why}")
+        elif status.lag_s == 0:
+            service.device_ok(Component.REPLICA.value)
+
+    hub.loop_turn.subscribe(watch)
+    return writer
+
+
 def build(
     config: Config, clock: Clock | None = None, boards: Mapping[str, Board] | None = None
 ) -> Locker:
@@ -197,6 +231,7 @@ def build(
             " user (deploy/install.sh does) or set [locker] data_dir"
         ) from exc
     store: Store | None = None
+    loop: Loop | None = None
     try:
         codebook = CodeBook.from_key(load_or_create_key(config.key_path))
         hub = Events()
@@ -209,6 +244,7 @@ def build(
         # Pulses go out from each board's own I/O thread, and the board pulsed is read next.
         service.openings.send_unlock = loop.unlock_on_worker
         hub.unlock_sent.subscribe(loop.expedite)
+        replica = _replica(config, store, service, hub)
         link = None
         if config.mqtt.enabled:
             link = PlatformLink(service, config.mqtt, loop.post)
@@ -222,9 +258,12 @@ def build(
             _scanner(config, service, loop),
             link,
             instance=instance,
+            replica=replica,
         )
     except BaseException:
-        # Nothing half-built stays behind holding the data directory.
+        # Nothing half-built stays behind holding the data directory or a board's thread.
+        if loop is not None:
+            loop.close()
         if store is not None:
             store.close()
         instance.release()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from locker import repo
@@ -19,8 +20,10 @@ from locker.boards import Board
 from locker.clock import rfc3339
 from locker.loop import Loop
 from locker.model import ALARM_ACTIONS
+from locker.replica import ReplicaStatus
 from locker.service import Service
 from locker.sysclock import clock_synchronised
+from locker.sysinfo import SysInfo
 from locker.version import VERSION
 
 
@@ -39,12 +42,15 @@ class Health:
         boards: Mapping[str, Board],
         link_connected: Callable[[], bool],
         scanner_online: Callable[[], bool | None],
+        replica: Callable[[], ReplicaStatus] | None = None,
     ) -> None:
         self.service = service
         self.loop = loop
         self.boards = boards
         self.link_connected = link_connected
         self.scanner_online = scanner_online
+        self.replica = replica
+        self.sysinfo = SysInfo()
 
     def health(self) -> dict[str, Any]:
         """What the maintenance screen shows: boards, platform link, outbox, version."""
@@ -65,7 +71,34 @@ class Health:
             # failure shows in devices_down).
             "scanner_online": self.scanner_online(),
             "version": VERSION,
+            "epoch": store.epoch,
+            **self._machine(),
         }
+
+    def _machine(self) -> dict[str, Any]:
+        """The replica and the machine itself; a reading this hardware lacks is omitted."""
+        out: dict[str, Any] = {}
+        if self.replica is not None:
+            status = self.replica()
+            out["replica"] = {
+                "target": status.target,
+                "ok": status.ok,
+                "lag_s": status.lag_s,
+                "copied_at": None if status.copied_at is None else rfc3339(status.copied_at),
+                "detail": status.detail,
+            }
+            out["replica_disk_free_mb"] = self.sysinfo.disk_free_mb(Path(status.target))
+        readings = {
+            "disk_free_mb": self.sysinfo.disk_free_mb(self.service.store.path.parent),
+            "cpu_temp_c": self.sysinfo.cpu_temp_c(),
+            "uptime_s": self.sysinfo.uptime_s(),
+        }
+        power = self.sysinfo.power()
+        if power is not None:
+            readings["undervoltage"] = power.undervoltage
+            readings["throttled"] = power.throttled
+        out.update({k: v for k, v in readings.items() if v is not None})
+        return out
 
     def diagnostics(self) -> dict[str, Any]:
         """The maintenance screen's whole picture (behind the technician PIN)."""
