@@ -204,8 +204,13 @@ def _replica(config: Config, store: Store, service: Service, hub: Events) -> Rep
     writer = ReplicaWriter(store.path, Path(config.replica.directory))
     hub.committed.subscribe(lambda commit: writer.committed())
     limit = config.replica.max_lag_s
+    next_look = [0.0]
 
     def watch(turn: LoopTurn) -> None:
+        # Once a second is enough against a limit of seconds: not on every loop turn.
+        if turn.monotonic < next_look[0]:
+            return
+        next_look[0] = turn.monotonic + 1.0
         status = writer.status()
         if not status.ok or status.lag_s > limit:
             why = status.detail or f"{status.lag_s:.0f} s behind (at most {limit:g} s)"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,14 @@ from locker.loop import Loop
 from locker.model import Method
 from locker.service import CodeResult, Service
 from locker.storage import Store, StoredEvent
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    """Wait until `condition` holds (polled; no timing is asserted), or fail naming it."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.01)
 
 
 def locker_config(tmp_path: Path, **sections: Mapping[str, Any]) -> Config:

@@ -6,17 +6,11 @@ import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
+from conftest import wait_for
+
 from locker.replica import REPLICA_NAME, ReplicaWriter
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.01)
 
 
 def database(path: Path) -> sqlite3.Connection:

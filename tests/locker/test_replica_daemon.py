@@ -3,11 +3,10 @@ that goes away is a `replica` fault, and its return clears it (real SQLite, real
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import wait_for
 
 from locker.clock import SystemClock
 from locker.config import load_config
@@ -36,13 +35,6 @@ directory = "usb/locker"
 max_lag_s = 0.5
 """
 ITEMS = [{"sku": "1", "qty": 1, "size": "S"}]
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.02)
 
 
 def test_commits_reach_the_stick_and_a_missing_stick_is_a_replica_fault(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for
 
 from locker.replica import REPLICA_NAME, ReplicaWriter
 from locker.standby import MAX_HEADER, MAX_SNAPSHOT, StandbyServer, StandbyTarget
@@ -85,13 +86,6 @@ def make_target(
     return StandbyTarget(
         "127.0.0.1", port, locker_id, secret, certs / "ca.crt", tmp_path / "work", timeout_s=10
     )
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.01)
 
 
 def database(path: Path, numbers: list[int]) -> None:
