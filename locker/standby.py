@@ -31,9 +31,16 @@ authenticated connection replaces an older one (one primary at a time). D is the
 of the uncompressed file, r its length; n and r are at most 512 MiB.
 
 The standby decompresses into a private temporary file beside its copy, checks length,
-digest and that it is a whole SQLite database (integrity_check, user_version), fsyncs
-it, renames it over `locker.db` and fsyncs the directory; only then does it answer
-"stored", so a primary that has read "stored" may die at once without losing the copy.
+digest and that it is a whole SQLite database (integrity_check, user_version) of this
+locker (its recorded id, if any, is the authenticated one) and of no older epoch than
+the copy it holds, fsyncs it, renames it over `locker.db` and fsyncs the directory;
+only then does it answer "stored", so a primary that has read "stored" may die at once
+without losing the copy. A copy of an older epoch comes from a controller that was
+replaced by a promotion and still believes it serves: it is refused, never installed.
+
+After each stored copy the standby writes `received.json` beside it (`Received`: when,
+from where, seq, epoch), so an operator, and `lockerctl promote`, can tell how fresh the
+copy is without opening it.
 """
 
 from __future__ import annotations
@@ -52,10 +59,16 @@ import tempfile
 import threading
 import time
 import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from locker.dbfile import check_file
+from locker.config import Config
+from locker.config_reader import Reader
+from locker.config_standby import host_port
+from locker.dbfile import FileFacts, check_file
+from locker.errors import LockerError
 from locker.replica import REPLICA_NAME, snapshot
 
 log = logging.getLogger(__name__)
@@ -75,6 +88,7 @@ VERIFY_BYTES_PER_S = 5e6  # a Pi's pace checking and fsyncing a copy, for the ac
 CLIENT_LABEL = b"locker-standby client\0"
 SERVER_LABEL = b"locker-standby server\0"
 SQLITE_MAGIC = b"SQLite format 3\0"
+RECEIVED_NAME = "received.json"
 
 
 class StandbyError(OSError):
@@ -324,7 +338,7 @@ def _unpack(rfile: IO[bytes], length: int, raw_length: int, out: IO[bytes]) -> b
     return digest.digest()
 
 
-def _check_database(path: Path) -> None:
+def _check_database(path: Path) -> FileFacts:
     with path.open("rb") as f:
         head = f.read(100)
     if not head.startswith(SQLITE_MAGIC):
@@ -338,6 +352,43 @@ def _check_database(path: Path) -> None:
         raise StandbyError(f"snapshot is not a readable SQLite database: {exc}") from None
     if check.integrity != "ok":
         raise StandbyError(f"snapshot fails integrity_check: {check.integrity[:100]}")
+    return check
+
+
+@dataclass(frozen=True)
+class Received:
+    """The newest copy a standby stored: what `received.json` says about `locker.db`."""
+
+    at: float  # wall-clock seconds when it was stored
+    sender: str  # the primary's address (no port: it changes with every connection)
+    locker_id: str
+    seq: int  # the highest event seq in the copy
+    epoch: int
+    raw_length: int  # bytes of the database file
+    newest_change: float | None  # epoch seconds of its newest audit entry, stage or command
+
+
+def write_received(replica_dir: Path, received: Received) -> None:
+    """Replace `received.json` atomically: a reader sees the previous one or this one."""
+    path = replica_dir / RECEIVED_NAME
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(asdict(received), out, indent=1, sort_keys=True)
+        out.write("\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+
+
+def read_received(replica_dir: Path) -> Received | None:
+    """What `received.json` in `replica_dir` says, or None when there is none (or it is
+    not one: the copy's own facts are then to be read from the copy)."""
+    try:
+        data = json.loads((replica_dir / RECEIVED_NAME).read_text())
+        return Received(**data)
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 class StandbyServer:
@@ -352,10 +403,14 @@ class StandbyServer:
         cert_file: Path,
         key_file: Path,
         replica_dir: Path,
+        on_received: Callable[[Received], None] | None = None,
     ) -> None:
+        """`on_received` is called from a connection's thread after each stored copy
+        (after the primary was told), with what the copy holds."""
         if not secret:
             raise ValueError("the standby's shared secret is empty")
         self.locker_id = locker_id
+        self.on_received = on_received
         self._secret = secret
         self.replica_dir = replica_dir
         self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -364,6 +419,7 @@ class StandbyServer:
         replica_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for stale in replica_dir.glob(".incoming-*"):  # left by a crash mid-receipt
             stale.unlink(missing_ok=True)
+        self._epoch = _held_epoch(replica_dir / REPLICA_NAME)
         self._listener = socket.create_server((bind_host, port))
         self._listener.settimeout(0.2)  # how soon the accepting thread notices close()
         self._stop = threading.Event()
@@ -373,6 +429,11 @@ class StandbyServer:
         self._session: ssl.SSLSocket | None = None
         self._accepting = threading.Thread(target=self._accept, name="standby", daemon=True)
         self.last_received_at: float | None = None  # wall-clock time of the newest copy
+
+    @property
+    def alive(self) -> bool:
+        """Started and still accepting connections (what the watchdog's ping vouches for)."""
+        return self._accepting.is_alive() and not self._stop.is_set()
 
     @property
     def port(self) -> int:
@@ -436,8 +497,11 @@ class StandbyServer:
                 conn.settimeout(IDLE_TIMEOUT_S)
                 header = channel.expect("snapshot")
                 conn.settimeout(IO_TIMEOUT_S)
-                digest = self._receive(channel, header)
+                received = self._receive(channel, header, peer.rpartition(":")[0])
+                digest = _hex(header, "sha256", MAC_BYTES).hex()  # checked by _receive
                 channel.send({"type": "stored", "sha256": digest})
+                if self.on_received is not None:
+                    self.on_received(received)
         except Closed:
             log.debug("standby: %s hung up", peer)
         except StandbyError as exc:
@@ -479,7 +543,7 @@ class StandbyServer:
             _shutdown(previous)
         log.info("standby: primary %s of locker %s authenticated", peer, locker_id)
 
-    def _receive(self, channel: _Channel, header: dict[str, Any]) -> str:
+    def _receive(self, channel: _Channel, header: dict[str, Any], sender: str) -> Received:
         length = _int(header, "length", MAX_SNAPSHOT)
         raw_length = _int(header, "raw_length", MAX_SNAPSHOT)
         expected = _hex(header, "sha256", MAC_BYTES)
@@ -490,15 +554,86 @@ class StandbyServer:
                 digest = _unpack(channel.rfile, length, raw_length, out)
             if not hmac.compare_digest(digest, expected):
                 raise StandbyError("snapshot does not match its sha256")
-            _check_database(incoming)
+            facts = _check_database(incoming)
+            if facts.locker_id is not None and facts.locker_id != self.locker_id:
+                raise StandbyError(f"snapshot holds locker {facts.locker_id!r}'s data")
             _fsync(incoming)
             with self._lock:  # one primary at a time: a replaced connection installs nothing
                 if self._session is not channel.sock:
                     raise StandbyError("a newer connection of the primary replaced this one")
+                if facts.epoch < self._epoch:
+                    raise StandbyError(
+                        f"snapshot of epoch {facts.epoch} is older than the copy held (epoch"
+                        f" {self._epoch}): its sender was replaced by a promoted controller"
+                    )
                 os.replace(incoming, self.replica_dir / REPLICA_NAME)
                 _fsync(self.replica_dir)
+                self._epoch = facts.epoch
         except BaseException:
             incoming.unlink(missing_ok=True)
             raise
         self.last_received_at = time.time()
-        return expected.hex()
+        return Received(
+            self.last_received_at,
+            sender,
+            self.locker_id,
+            facts.last_seq,
+            facts.epoch,
+            raw_length,
+            facts.newest_change,
+        )
+
+
+def _held_epoch(copy: Path) -> int:
+    """The epoch of the copy a standby already holds (0: none it can read)."""
+    try:
+        facts = check_file(copy)
+    except (OSError, sqlite3.Error):
+        return 0
+    return facts.epoch if facts.ok else 0
+
+
+def read_secret(path: Path, key: str) -> bytes:
+    """A shared secret from its file (surrounding whitespace dropped), or a LockerError
+    naming the key; the secret itself is never in a message."""
+    try:
+        secret = path.read_bytes().strip()
+    except OSError as exc:
+        raise LockerError(f"{key} {path}: cannot read the shared secret: {exc.strerror}") from None
+    if not secret:
+        raise LockerError(f"{key} {path}: the shared secret is empty")
+    return secret
+
+
+def _work_dir(config: Config) -> Path:
+    # systemd's RuntimeDirectory is a tmpfs: a copy every half second would wear the card.
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    if runtime:
+        return Path(runtime) / "standby"
+    return config.locker.data_dir / "standby-work"
+
+
+def standby_target(config: Config, workdir: Path | None = None) -> StandbyTarget:
+    """The replica target of [replica] standby, for lockerd's ReplicaWriter.
+
+    `workdir` holds the local snapshot of each put (by default `$RUNTIME_DIRECTORY/standby`
+    under systemd, a tmpfs, else `{data_dir}/standby-work`). A LockerError names the key
+    of an unreadable CA or secret file."""
+    section = config.replica
+    if not section.standby:
+        raise LockerError("[replica] standby is not set: there is no standby to copy to")
+    host, port = host_port(Reader(config.path, "[replica]", {}), "standby", section.standby)
+    secret = read_secret(Path(section.secret_file), "[replica] secret_file")
+    try:
+        return StandbyTarget(
+            host,
+            port,
+            config.locker.id,
+            secret,
+            Path(section.ca_file),
+            workdir or _work_dir(config),
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise LockerError(
+            f"[replica] ca_file {section.ca_file}: cannot load the store's CA: {exc}"
+        ) from None
