@@ -8,12 +8,15 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from locker.clock import rfc3339
+from locker.errors import LockerError
 from locker.model import CodeResult, Method
 from locker.pin import read_pin_hash
+from locker.recovery import BackupJobs, make_backup
 from locker.service import Service
 from locker.storage import SECRET_FIELDS
 
@@ -24,12 +27,14 @@ READ_LIMIT = 1000  # entries one `events` or `audit` request returns at most
 @dataclass(frozen=True)
 class Context:
     """What an op may use: the service, the technicians' sessions (token -> expiry on the
-    service's monotonic clock), and the API's health and diagnostics views."""
+    service's monotonic clock), the API's health and diagnostics views, and the backups
+    being made."""
 
     svc: Service
     sessions: dict[str, float]
     health: Callable[[], dict[str, Any]]
     diagnostics: Callable[[], dict[str, Any]]
+    backups: BackupJobs = field(default_factory=BackupJobs)
 
 
 class ApiError(Exception):
@@ -199,6 +204,42 @@ def _set_service(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     return api.svc.set_service(number, in_service, str(reason), actor="technician")
 
 
+def _backup(api: Context, req: dict[str, Any]) -> dict[str, Any]:
+    """Start a backup of the live database to `path` (technician PIN: the copy holds the
+    code hashes). The copy runs in a thread of its own and this answers at once with a
+    token: an op answers only from the loop, and the loop must never wait on a slow
+    medium. `backup_status` with the token says when it is done, and how it went."""
+    _technician(api, req)
+    path = req.get("path")
+    if not isinstance(path, str) or not path or not Path(path).is_absolute():
+        raise ApiError("path: expected an absolute path (a directory or a new file)")
+    config, now = api.svc.config, api.svc.now()
+    source, data_dir, locker_id = api.svc.store.path, config.locker.data_dir, config.locker.id
+    token = secrets.token_hex(16)
+    try:
+        # Even whether `path` exists is the thread's to ask: a stat can hang on a bad stick.
+        api.backups.start(token, lambda: make_backup(source, Path(path), data_dir, locker_id, now))
+    except LockerError as exc:
+        raise ApiError(str(exc)) from None
+    api.svc.audit_action("technician", "backup", detail=path)
+    return {"backup": token, "done": False}
+
+
+def _backup_status(api: Context, req: dict[str, Any]) -> dict[str, Any]:
+    """How the backup `backup` (the token `backup` answered) is going: done or not, and
+    once done the copy's path, size and facts, or why it failed."""
+    token = req.get("backup")
+    if not isinstance(token, str):
+        raise ApiError("backup: expected the token the backup op answered")
+    try:
+        verdict = api.backups.result(token)
+    except LockerError as exc:
+        raise ApiError(str(exc)) from None
+    if verdict is None:
+        return {"backup": token, "done": False}
+    return {"backup": token, "done": True, **verdict.as_dict()}
+
+
 def _snapshot(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     return api.svc.snapshot()
 
@@ -221,4 +262,6 @@ OPS: dict[str, Callable[[Context, dict[str, Any]], Any]] = {
     "events": _events,
     "audit": _audit,
     "health": _health,
+    "backup": _backup,
+    "backup_status": _backup_status,
 }

@@ -2,10 +2,12 @@
 
 Everything it reads and does goes through the running daemon's socket, so a member
 of the locker group can use it without any access to the database, the code key or
-the PIN hash, and nothing here can create, migrate or lock the daemon's files. With
-lockerd not running it says so and stops (exit 2): the database alone would show a
-past that looks like the present. The one local step is `set-pin`, which writes the
-PIN file a daemon needs before anyone can log in to it. Every read takes `--json`
+the PIN hash, and nothing here can create or migrate the daemon's files. With lockerd not
+running it says so and stops (exit 2): the database alone would show a past that looks
+like the present. The local steps are `set-pin`, which writes the PIN file a daemon
+needs before anyone can log in to it, and the work on database files that must be done
+with lockerd stopped (`verify`, `restore`, `promote`: `locker/recovery.py`, run by root
+or the locker user, who own the data directory). Every read takes `--json`
 (the API's result, for scripts). It never prints a code: the daemon masks them —
 except `lockerctl qr ORDER`, whose purpose is to hand a customer a new pickup code.
 """
@@ -18,14 +20,28 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from locker.clock import rfc3339
 from locker.config import DEFAULT_CONFIG, Config, load_config
 from locker.errors import LockerError
 from locker.pin import write_pin
 from locker.qr import save_png, terminal
+from locker.recovery import (
+    DB_NAME,
+    START_HINT,
+    Installed,
+    NotInstalled,
+    describe,
+    promote,
+    restore,
+    verify,
+)
+
+BACKUP_WAIT_S = 3600.0  # a backup to a slow stick of a big database may take minutes
 
 
 class DaemonUnreachable(LockerError):
@@ -254,6 +270,83 @@ def cmd_qr(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(args: argparse.Namespace, config: Config) -> int:
+    """An online backup, made by the running lockerd (it owns the database; the copy runs
+    off its loop) and checked whole once written."""
+    dest = Path(args.path).absolute()
+    request = {"op": "backup", "path": str(dest), "pin": _read_pin(args.pin_stdin)}
+    token = _ask_api(config.api.socket, request)["backup"]
+    deadline = time.monotonic() + BACKUP_WAIT_S
+    while True:
+        result: dict[str, Any] = _ask_api(
+            config.api.socket, {"op": "backup_status", "backup": token}
+        )
+        if result["done"]:
+            break
+        if time.monotonic() > deadline:
+            raise LockerError(
+                f"the backup to {dest} is still running in lockerd; once written it is"
+                " listed in the data directory's backups.log"
+            )
+        time.sleep(0.2)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(
+        f"backup written to {result['path']} ({result['size']} bytes), checked whole:\n"
+        f"locker {result['locker_id']}, epoch {result['epoch']}, last event seq"
+        f" {result['last_seq']}, newest change {result['newest_change'] or 'none'}"
+    )
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace, config: Config) -> int:
+    """A database file checked whole, with lockerd running or not (read-only)."""
+    if args.data_dir == bool(args.path):
+        print("lockerctl: verify needs a PATH or --data-dir (one of them)", file=sys.stderr)
+        return 2
+    path = config.locker.data_dir / DB_NAME if args.data_dir else Path(args.path)
+    verdict = verify(path)
+    if args.json:
+        _print_json(verdict.as_dict())
+    else:
+        print(describe(verdict))
+    return 0 if verdict.ok else 1
+
+
+def _installed(args: argparse.Namespace, done: Installed, what: str) -> None:
+    if args.json:
+        _print_json(done.as_dict())
+        return
+    f = done.facts
+    epoch = (
+        f"epoch {done.old_epoch} -> {f.epoch}" if done.old_epoch != f.epoch else f"epoch {f.epoch}"
+    )
+    loaded = "" if done.loaded is None else f", {done.loaded} orders loaded in compartments"
+    print(f"{what} {done.source} as {done.database}")
+    print(
+        f"locker {f.locker_id}, {epoch}, last event seq {f.last_seq}, newest change"
+        f" {rfc3339(f.newest_change) if f.newest_change else 'none'}{loaded}"
+    )
+    if done.kept is not None:
+        print(f"the database it replaced is kept as {done.kept}")
+    print(f"next: {START_HINT}")
+
+
+def cmd_restore(args: argparse.Namespace, config: Config) -> int:
+    done = restore(config, Path(args.path).absolute(), args.force, time.time())
+    _installed(args, done, "restored")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace, config: Config) -> int:
+    done, others = promote(config, args.force, time.time())
+    for v in others:  # what was passed over, and why: a damaged or older copy
+        print(f"passed over: {describe(v).replace(chr(10), ', ')}", file=sys.stderr)
+    _installed(args, done, "promoted")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
     "history": cmd_history,
     "events": cmd_events,
@@ -263,6 +356,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Config], int]] = {
     "open": cmd_maintenance,
     "open-all": cmd_maintenance,
     "service": cmd_maintenance,
+    "backup": cmd_backup,
+    "verify": cmd_verify,
+    "restore": cmd_restore,
+    "promote": cmd_promote,
 }
 
 
@@ -308,12 +405,36 @@ def main(argv: list[str] | None = None) -> int:
     p_qr.add_argument("--png", help="PNG file to write (default: ORDER-pickup-qr.png)")
     for p in (p_pin, p_open, p_all, p_svc, p_qr):
         p.add_argument("--pin-stdin", action="store_true", help="read the PIN from stdin")
+    p_backup = sub.add_parser(
+        "backup", help="an online backup of the running lockerd's database (technician PIN)"
+    )
+    p_backup.add_argument("path", help="a directory (a file named for the time) or a new file")
+    p_verify = sub.add_parser("verify", help="check a database file whole and show its facts")
+    p_verify.add_argument("path", nargs="?", help="a backup or replica")
+    p_verify.add_argument(
+        "--data-dir", action="store_true", help="the database in [locker] data_dir"
+    )
+    p_restore = sub.add_parser(
+        "restore", help="put a backup in service (lockerd stopped; the old database is kept)"
+    )
+    p_restore.add_argument("path")
+    p_promote = sub.add_parser(
+        "promote",
+        help="on the spare controller: serve the newest good replica, one epoch higher",
+    )
+    for p in (p_restore, p_promote):
+        p.add_argument(
+            "--force", action="store_true", help="even over a newer database (it is kept aside)"
+        )
+    for p in (p_backup, p_verify, p_restore, p_promote):
+        p.add_argument("--json", action="store_true", help="the result as JSON")
+    p_backup.add_argument("--pin-stdin", action="store_true", help="read the PIN from stdin")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "qr":  # `qr --text` needs no configuration
             return cmd_qr(args)
         return COMMANDS[args.cmd](args, load_config(args.config))
-    except Refused as exc:  # the daemon answered no: a wrong PIN, no such compartment
+    except (Refused, NotInstalled) as exc:  # a wrong PIN; a copy of another locker
         print(f"lockerctl: {exc}", file=sys.stderr)
         return 1
     except LockerError as exc:  # no daemon, no configuration, no terminal for the PIN

@@ -95,3 +95,29 @@ def stamp_epoch(path: Path, epoch: int) -> None:
         db.execute("COMMIT")
     finally:
         db.close()
+
+
+def quick_check(path: Path) -> str:
+    """SQLite's quick check of the database `path` ("ok", or its first complaint): the
+    start-up look, which must cost little on a healthy file. Opened as lockerd will open
+    it (not read-only), so a WAL left by a crash is read as lockerd would read it, and
+    no missing -shm is taken for damage. sqlite3.DatabaseError when it is no database
+    SQLite can read at all."""
+    db = sqlite3.connect(str(path))
+    try:
+        verdict = db.execute("PRAGMA quick_check(1)").fetchall()
+    finally:
+        db.close()
+    return str(verdict[0][0]) if verdict else "no verdict"
+
+
+def loaded_orders(path: Path) -> int | None:
+    """How many orders the file holds loaded in a compartment (goods a shopper may still
+    fetch), read-only; None when it holds no orders table (an empty database)."""
+    db = _read_only(path)
+    try:
+        if "orders" not in _tables(db):
+            return None
+        return int(db.execute("SELECT COUNT(*) FROM orders WHERE state='loaded'").fetchone()[0])
+    finally:
+        db.close()
