@@ -43,6 +43,9 @@ APT_PACKAGES=(python3 python3-venv libzbar0)
 [ "$KIOSK" = 0 ] || APT_PACKAGES+=(libmtdev1 fonts-wqy-microhei)
 UNIT_FILES=(lockerd.service)
 [ "$KIOSK" = 0 ] || UNIT_FILES+=(locker-kiosk.service)
+# Installed, never enabled here: only a spare controller receives copies, in place of
+# lockerd (the two units conflict); see docs/configuration.md, [standby].
+IDLE_UNIT_FILES=(locker-standby.service)
 
 if [ -z "$ROOT" ]; then
 	[ "$(id -u)" = 0 ] || { echo "install.sh: run as root (sudo), or with --root DIR" >&2; exit 1; }
@@ -107,6 +110,7 @@ else
 	echo "   kept $ETC/locker.toml"
 fi
 "$PREFIX/.venv/bin/lockerd" --help >/dev/null
+"$PREFIX/.venv/bin/locker-standby" --help >/dev/null
 
 # The kiosk reads only the socket's path and its language and size: they get a file of
 # their own, readable by all, so that the kiosk's user never needs /etc/locker (mode
@@ -131,7 +135,7 @@ fi
 
 echo "== systemd units in $UNITS"
 install -d -m 0755 "$UNITS"
-for unit in "${UNIT_FILES[@]}"; do
+for unit in "${UNIT_FILES[@]}" "${IDLE_UNIT_FILES[@]}"; do
 	install -m 0644 "$SRC/systemd/$unit" "$UNITS/"
 done
 SYSTEMD=0
@@ -164,3 +168,5 @@ else
 fi
 echo "  3. sudo -u locker $PREFIX/.venv/bin/lockerctl --config $ETC/locker.toml set-pin"
 echo "     (the technician PIN, kept hashed; lockerctl and the maintenance screen ask for it)"
+echo "  On a spare controller instead: set [standby] in $ETC/locker.toml, then"
+echo "     sudo systemctl disable --now ${UNIT_FILES[*]}; sudo systemctl enable --now ${IDLE_UNIT_FILES[*]}"
