@@ -6,9 +6,11 @@ test-open (confirmed by a second tap when the compartment may hold an order)
 and the service toggle; every board on a line of its own with its error count,
 and the last frames of the selected compartment's board; the platform link and
 the outbox; recent alarms and events, each naming its board or compartment; the
-software version. Everything comes from lockerd's `diagnostics` request with
-the session token, sent through the app's request worker (the screen keeps
-drawing while lockerd answers); the screen closes itself after two idle minutes
+software version; along the bottom, the machine itself (epoch, disk space, CPU
+temperature, power, uptime, and the replica), a reading to act on in red.
+Everything comes from lockerd's `diagnostics` request with the session token,
+sent through the app's request worker (the screen keeps drawing while lockerd
+answers); the screen closes itself after two idle minutes
 so it is never left open for the next shopper.
 
 Imported only once Kivy's window is configured (see `app.build_app`).
@@ -31,6 +33,7 @@ from kivy.utils import escape_markup
 
 from kiosk_ui.audit import audit_row, frame, local_time, named
 from kiosk_ui.client import ApiUnavailable
+from kiosk_ui.machine import machine_lines
 from kiosk_ui.worker import Failure, Result
 
 if TYPE_CHECKING:
@@ -53,6 +56,7 @@ EMPTY_STATES = ("free", "out_of_service")
 LIGHT_TEXT = (1.0, 1.0, 1.0, 1)
 DARK_TEXT = (0.08, 0.08, 0.08, 1)
 OPEN_TEXT = (1.0, 0.92, 0.2, 1)
+WARN = "ff6666"  # the markup colour of what needs a technician: offline boards, alarms
 MIN_CONTRAST = 3.0  # WCAG's minimum for large text: the cells' text is read from a step away
 
 
@@ -140,8 +144,18 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
             side.add_widget(w)
         body.add_widget(self.grid)
         body.add_widget(side)
+        # As high as its lines need (two, three with a long replica failure): the grid
+        # and the side column share what is left.
+        self.machine = Label(
+            font_size="12sp", markup=True, halign="left", valign="top", size_hint_y=None
+        )
+        self.machine.bind(
+            width=lambda w, width: setattr(w, "text_size", (width, None)),
+            texture_size=lambda w, size: setattr(w, "height", size[1]),
+        )
         root.add_widget(top)
         root.add_widget(body)
+        root.add_widget(self.machine)
         self.add_widget(root)
 
     # -- session -----------------------------------------------------------------------
@@ -286,6 +300,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         self._render_detail()
         self.boards.text = self._boards_text(d)
         self.events.text = self._events_text(d)
+        self.machine.text = self._machine_text(d)
 
     def _render_grid(self, compartments: list[dict[str, Any]]) -> None:
         t = self.app.texts.t
@@ -360,7 +375,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         for b in d["boards"]:
             online = b["online"]
             status = (
-                texts.t("online") if online else f"[color=ff6666]{texts.t('offline_board')}[/color]"
+                texts.t("online") if online else f"[color={WARN}]{texts.t('offline_board')}[/color]"
             )
             lines.append(
                 texts.n(
@@ -384,9 +399,23 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         texts = self.app.texts
         lines = [f"[b]{texts.t('alarms')}[/b]"]
         alarms = [
-            f"[color=ff6666]{escape_markup(audit_row(texts, r))}[/color]" for r in d["alarms"][:3]
+            f"[color={WARN}]{escape_markup(audit_row(texts, r))}[/color]" for r in d["alarms"][:3]
         ]
         lines += alarms or [texts.t("none")]
         lines.append(f"[b]{texts.t('recent')}[/b]")
         lines += [escape_markup(audit_row(texts, r)) for r in d["recent"][:5]]
         return "\n".join(lines)
+
+    def _machine_text(self, d: dict[str, Any]) -> str:
+        """The machine's readings on one line, the replica's on the next; a reading to act
+        on in the warn colour. lockerd's words (a path, an error) are shown as they are."""
+        texts = self.app.texts
+        rows: list[list[str]] = [[], []]
+        for line in machine_lines(texts, d):
+            item = texts.t(
+                "machine_item", label=escape_markup(line.label), value=escape_markup(line.value)
+            )
+            if line.warn:
+                item = f"[color={WARN}]{item}[/color]"
+            rows[1 if line.key.startswith("replica") else 0].append(item)
+        return "\n".join("  ·  ".join(row) for row in rows if row)
