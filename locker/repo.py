@@ -23,6 +23,7 @@ from locker.model import (
     Purpose,
 )
 from locker.rows import (
+    AgedOrder,
     BoardRow,
     CodeRow,
     CompartmentRow,
@@ -30,6 +31,7 @@ from locker.rows import (
     OrderCompartment,
     OrderRow,
     PhaseTimes,
+    Purged,
     StageRow,
 )
 from locker.rules import Slot
@@ -565,3 +567,140 @@ def audited_since(tx: Transaction, action: str, since: float, actor: str | None 
         )
     assert r is not None
     return int(r["n"])
+
+
+# -- retention: what is finished and old enough goes, a bounded batch at a time --------
+# Each function reads or deletes at most about `limit` rows, so one step of
+# `locker.retention` stays short however large the tables have grown.
+
+
+def _marks(values: Collection[object]) -> str:
+    return ",".join("?" * len(values))
+
+
+def aged_orders(tx: Transaction, after_pk: int, limit: int) -> list[AgedOrder]:
+    """The `limit` oldest orders after `after_pk`, weighed for retention."""
+    held = {
+        r["order_pk"] for r in tx.q("SELECT order_pk FROM compartments WHERE order_pk IS NOT NULL")
+    }
+    waiting = {
+        r["order_pk"]
+        for r in tx.q("SELECT order_pk FROM openings WHERE state='active' AND order_pk IS NOT NULL")
+    }
+    rows = tx.q(
+        "SELECT o.pk, o.state, o.reserved_at,"
+        " (SELECT MAX(s.at) FROM order_stages s WHERE s.order_pk = o.pk) AS ended_at,"
+        " (SELECT COUNT(*) FROM order_stages s WHERE s.order_pk = o.pk) AS stages,"
+        " (SELECT COUNT(*) FROM order_compartments c WHERE c.order_pk = o.pk) AS compartments,"
+        " EXISTS (SELECT 1 FROM codes k WHERE k.order_pk = o.pk) AS coded"
+        " FROM orders o WHERE o.pk > ? ORDER BY o.pk LIMIT ?",
+        (after_pk, limit),
+    ).fetchall()
+    return [
+        AgedOrder(
+            pk=r["pk"],
+            state=OrderState(r["state"]),
+            reserved_at=float(r["reserved_at"]),
+            ended_at=float(r["reserved_at"] if r["ended_at"] is None else r["ended_at"]),
+            needed=bool(r["coded"]) or r["pk"] in held or r["pk"] in waiting,
+            stages=r["stages"],
+            compartments=r["compartments"],
+        )
+        for r in rows
+    ]
+
+
+def opening_rows(tx: Transaction, order_pks: Collection[int]) -> dict[int, tuple[int, int]]:
+    """Per order: how many openings and opening doors it has (orders with none absent)."""
+    if not order_pks:
+        return {}
+    rows = tx.q(
+        "SELECT p.order_pk, COUNT(DISTINCT p.id) AS openings, COUNT(d.number) AS doors"
+        " FROM openings p LEFT JOIN opening_doors d ON d.opening_id = p.id"
+        f" WHERE p.order_pk IN ({_marks(order_pks)}) GROUP BY p.order_pk",
+        tuple(order_pks),
+    )
+    return {r["order_pk"]: (r["openings"], r["doors"]) for r in rows}
+
+
+def purge_orders(tx: Transaction, order_pks: Collection[int]) -> Purged:
+    """Delete these orders with their history, compartments, codes and openings."""
+    if not order_pks:
+        return Purged()
+    pks = tuple(order_pks)
+    ids = tuple(
+        r["id"] for r in tx.q(f"SELECT id FROM openings WHERE order_pk IN ({_marks(pks)})", pks)
+    )
+    doors = openings = 0
+    if ids:
+        doors = tx.q(f"DELETE FROM opening_doors WHERE opening_id IN ({_marks(ids)})", ids).rowcount
+        openings = tx.q(f"DELETE FROM openings WHERE id IN ({_marks(ids)})", ids).rowcount
+    stages = tx.q(f"DELETE FROM order_stages WHERE order_pk IN ({_marks(pks)})", pks).rowcount
+    compartments = tx.q(
+        f"DELETE FROM order_compartments WHERE order_pk IN ({_marks(pks)})", pks
+    ).rowcount
+    tx.q(f"DELETE FROM codes WHERE order_pk IN ({_marks(pks)})", pks)
+    orders = tx.q(f"DELETE FROM orders WHERE pk IN ({_marks(pks)})", pks).rowcount
+    return Purged(
+        orders=orders, stages=stages, compartments=compartments, openings=openings, doors=doors
+    )
+
+
+def loose_openings(tx: Transaction, before: float, limit: int) -> list[tuple[int, int]]:
+    """(id, doors) of ended openings of no order (maintenance, remote opens) that ended
+    before `before`, among the `limit` oldest openings."""
+    rows = tx.q(
+        "SELECT p.id, (SELECT COUNT(*) FROM opening_doors d WHERE d.opening_id = p.id) AS doors"
+        " FROM (SELECT id, order_pk, state, created_at, ended_at FROM openings"
+        " ORDER BY id LIMIT ?) p"
+        " WHERE p.order_pk IS NULL AND p.state <> 'active'"
+        " AND COALESCE(p.ended_at, p.created_at) < ? ORDER BY p.id",
+        (limit, before),
+    )
+    return [(r["id"], r["doors"]) for r in rows]
+
+
+def purge_openings(tx: Transaction, ids: Collection[int]) -> Purged:
+    if not ids:
+        return Purged()
+    t = tuple(ids)
+    doors = tx.q(f"DELETE FROM opening_doors WHERE opening_id IN ({_marks(t)})", t).rowcount
+    openings = tx.q(f"DELETE FROM openings WHERE id IN ({_marks(t)})", t).rowcount
+    return Purged(openings=openings, doors=doors)
+
+
+def purge_audit(tx: Transaction, before: float, limit: int) -> int:
+    """Delete audit entries stamped before `before` among the `limit` oldest: the log is
+    appended in time order, so the oldest rows are the ones due, and a step reads no more
+    than `limit` rows even when nothing is due."""
+    cur = tx.q(
+        "DELETE FROM audit WHERE id IN (SELECT id FROM"
+        " (SELECT id, at FROM audit ORDER BY id LIMIT ?) WHERE at < ?)",
+        (limit, before),
+    )
+    return cur.rowcount
+
+
+def purge_commands(tx: Transaction, before: float, limit: int) -> int:
+    """Forget at most `limit` commands received before `before` (their ids and stored
+    replies), except one whose remote open still waits for its door."""
+    cur = tx.q(
+        "DELETE FROM commands WHERE command_id IN (SELECT c.command_id FROM commands c"
+        " WHERE c.received_at < ? AND NOT EXISTS (SELECT 1 FROM openings p"
+        " WHERE p.state = 'active' AND p.command_id = c.command_id)"
+        " ORDER BY c.received_at LIMIT ?)",
+        (before, limit),
+    )
+    return cur.rowcount
+
+
+def table_rows(tx: Transaction) -> dict[str, int]:
+    """Rows per table of the schema (figures for tools and benchmarks)."""
+    names = [
+        r["name"]
+        for r in tx.q(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+            " ORDER BY name"
+        )
+    ]
+    return {n: int(tx.q(f'SELECT COUNT(*) FROM "{n}"').fetchone()[0]) for n in names}

@@ -7,7 +7,7 @@ a missing time None, so a misspelt column or state fails in mypy, not at a door.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from typing import Any
 
 from locker.model import (
@@ -200,3 +200,37 @@ class AuditEntry:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class AgedOrder:
+    """An order as retention weighs it: its age, whether anything still needs it, and
+    the rows of each table that go with it."""
+
+    pk: int
+    state: OrderState
+    reserved_at: float
+    ended_at: float  # its newest stage (its reservation when it has none)
+    needed: bool  # a compartment holds it, a code of it works, or an opening waits
+    stages: int
+    compartments: int  # rows of order_compartments
+
+
+@dataclass(frozen=True)
+class Purged:
+    """How many rows of each kind one retention step deleted."""
+
+    orders: int = 0
+    stages: int = 0
+    compartments: int = 0
+    openings: int = 0
+    doors: int = 0
+    audit: int = 0
+    commands: int = 0
+
+    def __add__(self, other: Purged) -> Purged:
+        return Purged(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+    @property
+    def total(self) -> int:
+        return sum(astuple(self))
