@@ -306,7 +306,7 @@ def _require_key(config: Config) -> None:
 
 def _check_copy(v: Verdict, locker_id: str) -> FileFacts:
     if v.facts is None:
-        raise NotInstalled(f"{v.path}: not a usable database ({v.problem})")
+        raise NotInstalled(f"{v.path}: not a usable database ({v.problem}); not installed")
     if not v.facts.ok:
         raise NotInstalled(f"{v.path}: damaged ({v.facts.integrity}); not installed")
     if v.facts.locker_id != locker_id:
@@ -380,7 +380,7 @@ def _install(source: Path, data_dir: Path, now: float, epoch: int | None = None)
         for suffix in ("-wal", "-shm"):
             old = data_dir / (DB_NAME + suffix)
             if old.exists():
-                if kept is not None and suffix == "-wal":
+                if kept is not None and suffix == "-wal" and old.stat().st_size > 0:
                     os.replace(old, kept.with_name(kept.name + suffix))
                 else:
                     old.unlink()
