@@ -341,8 +341,8 @@ def cmd_restore(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_promote(args: argparse.Namespace, config: Config) -> int:
     done, others = promote(config, args.force, time.time())
-    for v in others:  # what was passed over, and why: a damaged or older copy
-        print(f"passed over: {describe(v).replace(chr(10), ', ')}", file=sys.stderr)
+    for why in others:  # what was passed over, and why: a damaged, older or foreign copy
+        print(f"passed over: {why}", file=sys.stderr)
     _installed(args, done, "promoted")
     return 0
 

@@ -423,15 +423,20 @@ def newest_good(paths: list[Path], locker_id: str) -> tuple[Verdict | None, list
     return best, verdicts
 
 
-def promote(config: Config, force: bool, now: float) -> tuple[Installed, list[Verdict]]:
+def _passed_over(v: Verdict, locker_id: str) -> str:
+    if v.ok and v.facts and v.facts.locker_id != locker_id:
+        return f"{v.path}: the data of locker {v.facts.locker_id or 'unknown'}, not of {locker_id}"
+    return describe(v).replace("\n", ", ")
+
+
+def promote(config: Config, force: bool, now: float) -> tuple[Installed, list[str]]:
     """On the spare controller: put the newest good replica in service, one epoch higher
     than anything it has served (lockerd stopped here)."""
     data_dir = config.locker.data_dir
     best, verdicts = newest_good(replica_copies(config), config.locker.id)
     if best is None or best.facts is None:
-        looked = (
-            "; ".join(describe(v).replace("\n", ", ") for v in verdicts)
-            or ", ".join(str(p) for p in replica_copies(config)) + ": none there"
+        looked = "; ".join(_passed_over(v, config.locker.id) for v in verdicts) or (
+            ", ".join(str(p) for p in replica_copies(config)) + ": none there"
         )
         raise NotInstalled(f"no good copy of locker {config.locker.id} to promote ({looked})")
     copy = best.facts
@@ -446,9 +451,10 @@ def promote(config: Config, force: bool, now: float) -> tuple[Installed, list[Ve
     if installed.facts is None or not installed.ok:
         raise LockerError(f"{data_dir / DB_NAME}: the installed copy does not check; restore")
     loaded = loaded_orders(data_dir / DB_NAME)
-    return Installed(best.path, data_dir / DB_NAME, installed.facts, kept, copy.epoch, loaded), [
-        v for v in verdicts if v is not best
-    ]
+    others = [_passed_over(v, config.locker.id) for v in verdicts if v is not best]
+    return Installed(
+        best.path, data_dir / DB_NAME, installed.facts, kept, copy.epoch, loaded
+    ), others
 
 
 # -- the start-up check ----------------------------------------------------------------
