@@ -33,6 +33,10 @@ from locker.rows import AuditEntry
 
 log = logging.getLogger(__name__)
 
+# Set when a controller of a higher epoch was found serving this locker: this database's
+# controller must never serve again (the daemon refuses to, the standby tools show it).
+FENCED_BY, FENCED_AT = "fenced_by", "fenced_at"
+
 SCHEMA_VERSION = 3
 
 # Migrations, in order; index i takes the schema from version i to i + 1.
@@ -332,6 +336,21 @@ class Store:
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return str(row[0]) if row else None
+
+    def mark_fenced(self, by_epoch: int, at: float) -> None:
+        """Record that the controller of epoch `by_epoch` took this locker over at `at`."""
+        with self.transaction(notify=False) as tx:
+            for key, value in ((FENCED_BY, str(by_epoch)), (FENCED_AT, repr(at))):
+                tx.q(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)"
+                    " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (key, value),
+                )
+
+    def fenced_by(self) -> int | None:
+        """The epoch of the controller that took this locker over, if one did."""
+        value = self._meta(FENCED_BY)
+        return None if value is None else int(value)
 
     def _bind(self, locker_id: str) -> None:
         """Record whose data this is, or refuse another locker's (a restored or moved file)."""

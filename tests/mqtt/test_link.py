@@ -257,13 +257,13 @@ def test_last_will_when_the_daemon_is_killed(tmp_path: Path, broker: Broker) -> 
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         offline = platform.wait("/status", lambda p: p.get("online") is False, timeout=90)
-        assert offline == {"online": False}
+        assert offline == {"online": False, "epoch": 1}  # the database's epoch
         platform.close()
         late = Platform(broker.port)  # the retained status tells a newcomer too
         topic, payload, retained = late.messages.get(timeout=10)
         while not topic.endswith("/status"):
             topic, payload, retained = late.messages.get(timeout=10)
-        assert payload == {"online": False} and retained
+        assert payload == {"online": False, "epoch": 1} and retained
         late.close()
     finally:
         proc.kill()

@@ -76,10 +76,26 @@ def test_replies_state_status_and_heartbeat_validate(locker: Locker) -> None:
         assert reply is not None
         assert problems("reply", reply) == [], reply
     assert problems("state", locker.service.snapshot()) == []
-    link = PlatformLink(locker.service, locker.config.mqtt, lambda fn: fn())
+    health = {"replica_lag_s": 0.4, "disk_free_mb": 812, "cpu_temp_c": 51.2, "undervoltage": False}
+    link = PlatformLink(
+        locker.service, locker.config.mqtt, lambda fn: fn(), health_fields=lambda: health
+    )
     assert problems("heartbeat", link.heartbeat()) == []
-    assert problems("status", link.birth()) == []
-    assert problems("status", {"online": False}) == []  # the Last Will
+    assert link.heartbeat()["epoch"] == 1 and link.heartbeat().items() >= health.items()
+    assert problems("status", link.birth()) == [] and link.birth()["epoch"] == 1
+    assert problems("status", link.offline()) == []  # the Last Will and the goodbye
+    assert problems("status", {"online": False}) == []  # a v1.0 locker's Last Will
+    assert problems("status", {"online": False, "epoch": 0}) != []
+    assert problems("status", {"online": False, "since": "2026-01-01T00:00:00Z"}) != []
+    assert problems("heartbeat", {**link.heartbeat(), "disk_free_mb": "lots"}) != []
+
+
+def test_every_event_validates_with_its_epoch(locker: Locker) -> None:
+    every_event_type(locker)
+    for ev in locker.events():
+        payload = {**ev.payload("store-001-a"), "epoch": 2}
+        assert problems(f"event-{ev.type}", payload) == [], (ev.type, payload)
+        assert problems(f"event-{ev.type}", {**payload, "epoch": 0}) != [], ev.type
 
 
 CONTRACT_EXAMPLE = {
