@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from locker.dbfile import check_file, stamp_epoch
 from locker.errors import LockerError
 from locker.instance import AlreadyRunning, InstanceLock
 from locker.replica import REPLICA_NAME, ReplicaWriter
+from locker.replica_targets import Replicas
 from locker.sdnotify import Notifier
 from locker.standby import RECEIVED_NAME, Received, read_received, standby_target
 from locker.standby_main import Journal
@@ -462,3 +463,37 @@ def test_the_standby_unit_verifies_clean_is_confined_and_excludes_lockerd(
     level = re.search(r"Overall exposure level for \S+: ([0-9.]+) (\w+)", security.stdout)
     assert level is not None, security.stdout + security.stderr
     assert float(level.group(1)) <= 2.0 and level.group(2) == "OK", security.stdout
+
+
+def test_a_standby_that_is_down_holds_back_neither_the_directory_copy_nor_lockerd(
+    tmp_path: Path, certs: Path
+) -> None:
+    """[replica] directory and standby both: one writer each, seen as one status."""
+    server = make_server(certs, tmp_path / "standby")
+    port = server.port
+    locker = primary(tmp_path, certs, port)
+    stick = tmp_path / "stick"
+    config = replace(locker.config, replica=replace(locker.config.replica, directory=str(stick)))
+    replicas = Replicas.from_config(config, locker.store.path)
+    assert replicas is not None and len(replicas.writers) == 2
+    locker.store.hub.committed.subscribe(lambda commit: replicas.committed())
+    replicas.start()
+    try:
+        first = locker.events()[-1].seq
+        wait_for(lambda: replicas.status().seq == first and replicas.status().lag_s == 0, "both")
+        assert replicas.status().ok
+        assert replicas.status().target == f"{stick}, standby 127.0.0.1:{port}"
+
+        server.close()  # the standby is down for maintenance
+        locker.deposit("SO-2")
+        newer = locker.events()[-1].seq
+        wait_for(lambda: not replicas.status().ok, "the standby's outage reported")
+        status = replicas.status()
+        assert status.detail.startswith(f"standby 127.0.0.1:{port}: ")
+        assert status.seq == first and status.lag_s > 0  # what every copy holds
+        wait_for(lambda: check_file(stick / REPLICA_NAME).last_seq == newer, "the stick's copy")
+        assert replicas.writers[0].status().ok and replicas.writers[0].status().seq == newer
+    finally:
+        replicas.close()
+        server.close()
+        locker.store.close()
