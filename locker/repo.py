@@ -578,8 +578,19 @@ def _marks(values: Collection[object]) -> str:
     return ",".join("?" * len(values))
 
 
-def aged_orders(tx: Transaction, after_pk: int, limit: int) -> list[AgedOrder]:
-    """The `limit` oldest orders after `after_pk`, weighed for retention."""
+def order_window(tx: Transaction, after_pk: int, limit: int) -> list[tuple[int, float]]:
+    """(pk, reserved_at) of the `limit` oldest orders after `after_pk`: a short walk of the
+    table, however large it is."""
+    rows = tx.q(
+        "SELECT pk, reserved_at FROM orders WHERE pk > ? ORDER BY pk LIMIT ?", (after_pk, limit)
+    )
+    return [(r["pk"], float(r["reserved_at"])) for r in rows]
+
+
+def aged_orders(tx: Transaction, order_pks: Collection[int]) -> list[AgedOrder]:
+    """These orders, weighed for retention, by pk."""
+    if not order_pks:
+        return []
     held = {
         r["order_pk"] for r in tx.q("SELECT order_pk FROM compartments WHERE order_pk IS NOT NULL")
     }
@@ -587,14 +598,15 @@ def aged_orders(tx: Transaction, after_pk: int, limit: int) -> list[AgedOrder]:
         r["order_pk"]
         for r in tx.q("SELECT order_pk FROM openings WHERE state='active' AND order_pk IS NOT NULL")
     }
+    pks = tuple(order_pks)
     rows = tx.q(
         "SELECT o.pk, o.state, o.reserved_at,"
         " (SELECT MAX(s.at) FROM order_stages s WHERE s.order_pk = o.pk) AS ended_at,"
         " (SELECT COUNT(*) FROM order_stages s WHERE s.order_pk = o.pk) AS stages,"
         " (SELECT COUNT(*) FROM order_compartments c WHERE c.order_pk = o.pk) AS compartments,"
         " EXISTS (SELECT 1 FROM codes k WHERE k.order_pk = o.pk) AS coded"
-        " FROM orders o WHERE o.pk > ? ORDER BY o.pk LIMIT ?",
-        (after_pk, limit),
+        f" FROM orders o WHERE o.pk IN ({_marks(pks)}) ORDER BY o.pk",
+        pks,
     ).fetchall()
     return [
         AgedOrder(

@@ -125,8 +125,11 @@ class Retention:
     def _orders(self, tx: Transaction, before: float, batch: int) -> tuple[Purged, bool]:
         """Purge finished old orders among the next `batch` from the walk's position; True
         when the walk stopped short of what is due (the next step goes on from there)."""
-        window = repo.aged_orders(tx, self._after_pk, batch)
-        due = [o for o in window if purgeable(o, before)]
+        window = repo.order_window(tx, self._after_pk, batch)
+        # Only an order reserved before `before` can have ended before it: the rest of
+        # the window is not weighed (on most steps, all of it).
+        old = [pk for pk, reserved_at in window if reserved_at < before]
+        due = [o for o in repo.aged_orders(tx, old) if purgeable(o, before)]
         counts = repo.opening_rows(tx, [o.pk for o in due])
         taken: list[int] = []
         used = [0, 0, 0, 0, 0]  # orders, stages, compartment rows, openings, doors
@@ -142,14 +145,14 @@ class Retention:
             taken.append(o.pk)
             used = [u + n for u, n in zip(used, need, strict=True)]
         purged = repo.purge_orders(tx, taken)
-        reached_young = any(o.reserved_at >= before for o in window)
+        reached_young = len(old) < len(window)
         if stop_pk is not None:
             self._after_pk = stop_pk - 1
             return purged, True
         if reached_young or len(window) < batch:
             self._after_pk = 0  # the walk starts again from the oldest next time
             return purged, False
-        self._after_pk = window[-1].pk
+        self._after_pk = window[-1][0]
         return purged, True
 
 
