@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from locker.clock import parse_rfc3339
+from locker.clock import parse_rfc3339, rfc3339
 from locker.model import CommandError, ErrorCode
 from locker.rules import invalid, opt_bool, req_int, req_str
 from locker.service import Service
@@ -168,11 +168,17 @@ class CommandProcessor:
         Without the upper bounds a command dated in the future, or one with a far
         expires_at, would stay executable long after it was meant to be: a remote
         open kept back by an outage could still fire days later.
+
+        The age is judged on the locker's wall clock whether or not it is synchronised
+        (docs/time.md): with a clock hours off, a fresh command and one held back for
+        hours look alike, and executing a stale remote open is worse than refusing a
+        fresh one (the platform sends it again once the clocks agree). A refusal the
+        locker's clock may be to blame for says so, with the locker's time.
         """
         sent_at = _time(data, "sent_at")
         if sent_at - now > MAX_CLOCK_SKEW_S:
-            raise CommandError(
-                ErrorCode.COMMAND_EXPIRED,
+            raise self._stale(
+                now,
                 f"sent_at lies more than {MAX_CLOCK_SKEW_S} s in the future; not executed"
                 " (check the platform's and the locker's clocks)",
             )
@@ -184,15 +190,19 @@ class CommandProcessor:
                     f"expires_at lies more than {self.max_age_s} s after sent_at; not executed",
                 )
             if now > expires_at:
-                raise CommandError(
-                    ErrorCode.COMMAND_EXPIRED,
-                    "command arrived after its expires_at; not executed",
-                )
+                raise self._stale(now, "command arrived after its expires_at; not executed")
         elif now - sent_at > self.max_age_s:
-            raise CommandError(
-                ErrorCode.COMMAND_EXPIRED,
-                f"command is older than {self.max_age_s} s (sent_at); not executed",
+            raise self._stale(
+                now, f"command is older than {self.max_age_s} s (sent_at); not executed"
             )
+
+    def _stale(self, now: float, message: str) -> CommandError:
+        """COMMAND_EXPIRED judged on the locker's clock, with that clock's time and state."""
+        synced = self.svc.clock.synchronised()
+        if synced is False:
+            message += "; the locker's clock is not synchronised (NTP), so its time may be wrong"
+        result: dict[str, object] = {"locker_time": rfc3339(now), "clock_synchronised": synced}
+        return CommandError(ErrorCode.COMMAND_EXPIRED, message, result)
 
     @staticmethod
     def _ok(command_id: str, result: Any) -> Reply:

@@ -3,12 +3,22 @@
 Each move goes through `orders.apply()`; what is particular to it (the pickup code a
 deposit issues, the event that goes to the platform) is done here, in the caller's
 transaction.
+
+Deadlines are wall times, the ones the platform and the shopper were told, and are
+judged on the wall clock (docs/time.md): when NTP steps the clock forward, every
+deadline the corrected clock has passed fires in the next sweep; when it steps back,
+nothing fires early and a window ends at the time it was told. Only while the kernel
+says the clock is not synchronised, in the first hour after boot, are deadlines held:
+such a clock may be ahead, and an order expired early cannot be given back, while one
+expired late has only held its compartment a little longer.
 """
 
 from __future__ import annotations
 
+import logging
+
 from locker import orders, repo
-from locker.clock import rfc3339
+from locker.clock import Clock, rfc3339
 from locker.codes import CodeBook, qr_text
 from locker.config import RulesSection
 from locker.events import PhaseDone
@@ -17,19 +27,32 @@ from locker.openings import PhaseComplete
 from locker.orders import DoorEffects, OrderEvent
 from locker.storage import Transaction
 
+log = logging.getLogger(__name__)
+
 HOUR = 3600.0
+# How long after boot (monotonic time counts from boot) deadlines wait for NTP when the
+# kernel says the clock is not synchronised; a locker without network must still expire.
+UNSYNCED_HOLD_S = HOUR
 
 
 class Lifecycle:
     """What happens to orders when doors close and deadlines pass."""
 
     def __init__(
-        self, rules: RulesSection, locker_id: str, codebook: CodeBook, doors: DoorEffects
+        self,
+        rules: RulesSection,
+        locker_id: str,
+        codebook: CodeBook,
+        doors: DoorEffects,
+        clock: Clock | None = None,
     ) -> None:
+        """`clock` tells whether deadlines may be judged now; without one they always are."""
         self.rules = rules
         self.locker_id = locker_id
         self.codebook = codebook
         self.doors = doors
+        self.clock = clock
+        self._holding = False
 
     # -- phases completed by the doors -------------------------------------------------
 
@@ -98,8 +121,31 @@ class Lifecycle:
 
     # -- timers ------------------------------------------------------------------------
 
+    def deadlines_held(self) -> bool:
+        """Whether deadlines wait for the clock: it is known unsynchronised and the
+        system has been up less than UNSYNCED_HOLD_S."""
+        clock = self.clock
+        held = (
+            clock is not None
+            and clock.synchronised() is False
+            and clock.monotonic() < UNSYNCED_HOLD_S
+        )
+        if held != self._holding:
+            self._holding = held
+            if held:
+                log.warning(
+                    "the clock is not synchronised: order deadlines wait for NTP"
+                    " (at most %d minutes after boot)",
+                    UNSYNCED_HOLD_S // 60,
+                )
+            else:
+                log.info("order deadlines are judged on the wall clock again")
+        return held
+
     def tick(self, tx: Transaction, now: float) -> None:
         """Fire every order deadline that has passed: lapse, reminder, expiry."""
+        if self.deadlines_held():
+            return
         for order in repo.orders_in(tx, OrderState.RESERVED, "reserved_until", now):
             if repo.any_door_opened(tx, order.pk):
                 continue  # staff are loading it right now

@@ -20,6 +20,15 @@ technician PIN have their own terminals, which shopper failures never touch.
 
 The throttle is per terminal, never per order: a guesser cannot lock a
 customer out of their own order.
+
+Time: the times given here are meant to be `Clock.steady()` readings, which a step of
+the wall clock does not move. The functions also stay sensible when the time they are
+given jumps (a restart after a step, or a caller passing wall time; docs/time.md).
+Times before the last failure mean the clock went back: how long ago that failure
+really was is then unknown, so a wait in progress ends (at most one wait is lost; a
+wait frozen until the clock catches up again could last a day), while the failures and
+the budget spent are kept. A day of the budget is never reset by time going back and
+never lasts more than a day from the time given.
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ class ThrottleState:
 
 def wait_s(state: ThrottleState, now: float) -> float:
     """Seconds the terminal must still wait before a code is looked at (0 = go ahead)."""
+    if now < state.last_failure_at:
+        return 0.0  # the clock went back (module docstring): not a wait of hours
     return max(0.0, state.locked_until - now)
 
 
@@ -95,17 +106,25 @@ class BudgetState:
     last_at: float = 0.0
 
 
+def _day_end(state: BudgetState, now: float, policy: BudgetPolicy) -> float:
+    # Time going back (a clock booted ahead and corrected) must not reset the budget, nor
+    # stretch its day: the day ends at most one day after the time given.
+    return min(state.day_ends_at, now + policy.day_s)
+
+
 def budget_wait_s(state: BudgetState, now: float, policy: BudgetPolicy) -> float:
     """Seconds every shopper terminal must still wait (0 = the budget allows a code)."""
-    if now >= state.day_ends_at or state.spent < policy.per_day:
-        return 0.0
-    return max(0.0, min(state.last_at + policy.wait_s, state.day_ends_at) - now)
+    day_ends_at = _day_end(state, now, policy)
+    if now >= day_ends_at or state.spent < policy.per_day or now < state.last_at:
+        return 0.0  # a new day, budget left, or the clock went back (module docstring)
+    return max(0.0, min(state.last_at + policy.wait_s, day_ends_at) - now)
 
 
 def spend(state: BudgetState, now: float, policy: BudgetPolicy) -> tuple[BudgetState, float]:
     """Count one evaluated wrong code against the day's budget. Returns the new state and
     the locker-wide wait it starts (0 = budget left)."""
-    if now >= state.day_ends_at:
-        state = BudgetState(0, now + policy.day_s, now)
-    new = BudgetState(state.spent + 1, state.day_ends_at, now)
+    day_ends_at = _day_end(state, now, policy)
+    if now >= day_ends_at:
+        state, day_ends_at = BudgetState(0, now + policy.day_s, now), now + policy.day_s
+    new = BudgetState(state.spent + 1, day_ends_at, now)
     return new, budget_wait_s(new, now, policy)
