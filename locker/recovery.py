@@ -176,7 +176,10 @@ def make_backup(source: Path, dest: Path, data_dir: Path, locker_id: str, now: f
         # A copy that does not check is no backup: do not leave it to be trusted later.
         target.unlink(missing_ok=True)
         raise LockerError(f"backup to {target} failed its check: {verdict.problem or 'damaged'}")
-    _log_backup(data_dir, verdict, now)
+    try:
+        _log_backup(data_dir, verdict, now)
+    except OSError as exc:  # the copy is good all the same; only the start-up hint misses it
+        log.warning("backup %s made but not logged in %s: %s", target, BACKUPS_LOG, exc)
     log.info("backup written to %s", target)
     return verdict
 
@@ -355,10 +358,13 @@ class Installed:
         }
 
 
-def _install(source: Path, data_dir: Path, now: float, epoch: int | None = None) -> Path | None:
-    """Copy `source` beside the database, stamp `epoch` on the copy if given, flush it,
-    move the current database (and its -wal, -shm) aside, rename the copy into place.
-    Returns where the replaced database was kept."""
+def _install(
+    source: Path, data_dir: Path, locker_id: str, now: float, epoch: int | None = None
+) -> tuple[Path | None, FileFacts]:
+    """Copy `source` beside the database, stamp `epoch` on the copy if given, check the
+    copy whole, flush it, move the current database (and its -wal, -shm) aside, rename
+    the copy into place. Returns where the replaced database was kept, and the facts of
+    what was installed."""
     database = data_dir / DB_NAME
     tmp = data_dir / f".{DB_NAME}.installing"
     tmp.unlink(missing_ok=True)
@@ -368,12 +374,18 @@ def _install(source: Path, data_dir: Path, now: float, epoch: int | None = None)
             shutil.copyfileobj(src, dst, 1 << 20)
         if epoch is not None:
             stamp_epoch(tmp, epoch)
+        # What goes in service is what was checked: the source may have changed since.
+        facts = _check_copy(verify(tmp), locker_id)
         _fsync(tmp)
         _give_to_owner(tmp, data_dir)
         kept: Path | None = None
         if database.exists():
             stamp = datetime.fromtimestamp(now, tz=UTC).strftime("%Y%m%dT%H%M%SZ")
             kept = data_dir / f"{DB_NAME}.replaced-{stamp}"
+            n = 2
+            while kept.exists():  # two installs in one second: never overwrite a kept one
+                kept = data_dir / f"{DB_NAME}.replaced-{stamp}-{n}"
+                n += 1
             os.replace(database, kept)
         # The replaced database's WAL goes with it (it is part of it); one left here would
         # be replayed into the new file at its first open and corrupt it.
@@ -389,7 +401,7 @@ def _install(source: Path, data_dir: Path, now: float, epoch: int | None = None)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return kept
+    return kept, facts
 
 
 def restore(config: Config, path: Path, force: bool, now: float) -> Installed:
@@ -400,9 +412,10 @@ def restore(config: Config, path: Path, force: bool, now: float) -> Installed:
     with data_dir_held(data_dir):
         current = verify(data_dir / DB_NAME)
         _replaced(current, copy, force, str(path))
-        kept = _install(path, data_dir, now)
+        kept, installed = _install(path, data_dir, config.locker.id, now)
     old_epoch = current.facts.epoch if current.facts else copy.epoch
-    return Installed(path, data_dir / DB_NAME, copy, kept, old_epoch, loaded_orders(path))
+    loaded = loaded_orders(data_dir / DB_NAME)
+    return Installed(path, data_dir / DB_NAME, installed, kept, old_epoch, loaded)
 
 
 def replica_copies(config: Config) -> list[Path]:
@@ -446,15 +459,11 @@ def promote(config: Config, force: bool, now: float) -> tuple[Installed, list[st
         _replaced(current, copy, force, str(best.path))
         served = current.facts.epoch if current.facts and current.facts.ok else 0
         epoch = max(copy.epoch, served) + 1
-        kept = _install(best.path, data_dir, now, epoch=epoch)
-        installed = verify(data_dir / DB_NAME)
-    if installed.facts is None or not installed.ok:
-        raise LockerError(f"{data_dir / DB_NAME}: the installed copy does not check; restore")
+        kept, installed = _install(best.path, data_dir, config.locker.id, now, epoch=epoch)
     loaded = loaded_orders(data_dir / DB_NAME)
     others = [_passed_over(v, config.locker.id) for v in verdicts if v is not best]
-    return Installed(
-        best.path, data_dir / DB_NAME, installed.facts, kept, copy.epoch, loaded
-    ), others
+    done = Installed(best.path, data_dir / DB_NAME, installed, kept, copy.epoch, loaded)
+    return done, others
 
 
 # -- the start-up check ----------------------------------------------------------------
