@@ -622,40 +622,40 @@ def aged_orders(tx: Transaction, order_pks: Collection[int]) -> list[AgedOrder]:
     ]
 
 
-def opening_rows(tx: Transaction, order_pks: Collection[int]) -> dict[int, tuple[int, int]]:
-    """Per order: how many openings and opening doors it has (orders with none absent)."""
+def order_openings(tx: Transaction, order_pks: Collection[int]) -> dict[int, list[tuple[int, int]]]:
+    """Per order: (id, door rows) of each of its openings (orders with none absent)."""
     if not order_pks:
         return {}
+    pks = tuple(order_pks)
+    # One walk of the openings: the table has no index on order_pk.
     rows = tx.q(
-        "SELECT p.order_pk, COUNT(DISTINCT p.id) AS openings, COUNT(d.number) AS doors"
-        " FROM openings p LEFT JOIN opening_doors d ON d.opening_id = p.id"
-        f" WHERE p.order_pk IN ({_marks(order_pks)}) GROUP BY p.order_pk",
-        tuple(order_pks),
+        "SELECT p.id, p.order_pk,"
+        " (SELECT COUNT(*) FROM opening_doors d WHERE d.opening_id = p.id) AS doors"
+        f" FROM openings p WHERE p.order_pk IN ({_marks(pks)}) ORDER BY p.id",
+        pks,
     )
-    return {r["order_pk"]: (r["openings"], r["doors"]) for r in rows}
+    out: dict[int, list[tuple[int, int]]] = {}
+    for r in rows:
+        out.setdefault(r["order_pk"], []).append((r["id"], r["doors"]))
+    return out
 
 
-def purge_orders(tx: Transaction, order_pks: Collection[int]) -> Purged:
-    """Delete these orders with their history, compartments, codes and openings."""
+def purge_orders(
+    tx: Transaction, order_pks: Collection[int], opening_ids: Collection[int]
+) -> Purged:
+    """Delete these orders with their history, compartments and codes, and these openings
+    (all of theirs: `order_openings`)."""
     if not order_pks:
         return Purged()
     pks = tuple(order_pks)
-    ids = tuple(
-        r["id"] for r in tx.q(f"SELECT id FROM openings WHERE order_pk IN ({_marks(pks)})", pks)
-    )
-    doors = openings = 0
-    if ids:
-        doors = tx.q(f"DELETE FROM opening_doors WHERE opening_id IN ({_marks(ids)})", ids).rowcount
-        openings = tx.q(f"DELETE FROM openings WHERE id IN ({_marks(ids)})", ids).rowcount
+    opened = purge_openings(tx, opening_ids)
     stages = tx.q(f"DELETE FROM order_stages WHERE order_pk IN ({_marks(pks)})", pks).rowcount
     compartments = tx.q(
         f"DELETE FROM order_compartments WHERE order_pk IN ({_marks(pks)})", pks
     ).rowcount
     tx.q(f"DELETE FROM codes WHERE order_pk IN ({_marks(pks)})", pks)
     orders = tx.q(f"DELETE FROM orders WHERE pk IN ({_marks(pks)})", pks).rowcount
-    return Purged(
-        orders=orders, stages=stages, compartments=compartments, openings=openings, doors=doors
-    )
+    return opened + Purged(orders=orders, stages=stages, compartments=compartments)
 
 
 def loose_openings(tx: Transaction, before: float, limit: int) -> list[tuple[int, int]]:
@@ -673,6 +673,7 @@ def loose_openings(tx: Transaction, before: float, limit: int) -> list[tuple[int
 
 
 def purge_openings(tx: Transaction, ids: Collection[int]) -> Purged:
+    """Delete these openings with their doors."""
     if not ids:
         return Purged()
     t = tuple(ids)

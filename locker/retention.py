@@ -130,21 +130,23 @@ class Retention:
         # the window is not weighed (on most steps, all of it).
         old = [pk for pk, reserved_at in window if reserved_at < before]
         due = [o for o in repo.aged_orders(tx, old) if purgeable(o, before)]
-        counts = repo.opening_rows(tx, [o.pk for o in due])
+        openings = repo.order_openings(tx, [o.pk for o in due])
         taken: list[int] = []
+        ids: list[int] = []
         used = [0, 0, 0, 0, 0]  # orders, stages, compartment rows, openings, doors
         stop_pk: int | None = None
         for o in due:
-            openings, doors = counts.get(o.pk, (0, 0))
-            need = [1, o.stages, o.compartments, openings, doors]
+            its = openings.get(o.pk, [])
+            need = [1, o.stages, o.compartments, len(its), sum(doors for _, doors in its)]
             fits = all(u + n <= batch for u, n in zip(used, need, strict=True))
             if taken and not fits:
                 stop_pk = o.pk
                 break
             # One order alone above `batch` rows still goes, by itself, or the walk stalls.
             taken.append(o.pk)
+            ids.extend(opening_id for opening_id, _ in its)
             used = [u + n for u, n in zip(used, need, strict=True)]
-        purged = repo.purge_orders(tx, taken)
+        purged = repo.purge_orders(tx, taken, ids)
         reached_young = len(old) < len(window)
         if stop_pk is not None:
             self._after_pk = stop_pk - 1
