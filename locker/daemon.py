@@ -21,13 +21,15 @@ from locker.boards import Board
 from locker.clock import Clock, SystemClock
 from locker.codes import CodeBook, load_or_create_key
 from locker.config import DEFAULT_CONFIG, Config, load_config
-from locker.errors import LockerError
+from locker.errors import Fenced, LockerError
 from locker.events import Events, LoopTurn
 from locker.health import Health
 from locker.instance import InstanceLock
 from locker.loop import Loop, call_on
 from locker.model import Component, Method
-from locker.replica import ReplicaWriter
+from locker.recovery import check_database_at_start
+from locker.replica_targets import Replicas
+from locker.retention import Retention
 from locker.scanners import Scanner, ScannerEvents, ScannerUnavailable
 from locker.service import Service
 from locker.storage import Store
@@ -38,6 +40,9 @@ from mqtt.link import PlatformLink
 log = logging.getLogger("lockerd")
 
 T = TypeVar("T")
+# The exit status of a controller a newer one replaced: systemd must not restart it
+# (RestartPreventExitStatus=3 in systemd/lockerd.service).
+FENCED_EXIT = 3
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -54,7 +59,8 @@ class Locker:
     link: PlatformLink | None = None
     api: LocalApi | None = None
     instance: InstanceLock | None = None
-    replica: ReplicaWriter | None = None
+    replica: Replicas | None = None
+    fenced_by: int | None = None  # the newer epoch that took over, once the link saw it
 
     def start_inputs(self) -> None:
         """Start the threads that feed the loop (local API, scanner, platform link).
@@ -86,6 +92,9 @@ class Locker:
     def diagnostics(self) -> dict[str, Any]:
         return self._health.diagnostics()
 
+    def heartbeat_fields(self) -> dict[str, Any]:
+        return self._health.heartbeat_fields()
+
     @functools.cached_property
     def _health(self) -> Health:
         return Health(
@@ -95,6 +104,7 @@ class Locker:
             lambda: bool(self.link and self.link.connected),
             lambda: None if self.scanner is None else self.scanner.online,
             None if self.replica is None else self.replica.status,
+            Path(self.config.replica.directory) if self.config.replica.directory else None,
         )
 
     def close(self) -> None:
@@ -190,18 +200,12 @@ def subscribe_api(hub: Events, api: LocalApi) -> None:
     hub.phase_done.subscribe(api.phase_done)
 
 
-def _replica(config: Config, store: Store, service: Service, hub: Events) -> ReplicaWriter | None:
-    """The copy on a second medium, told of every commit; a copy that fails or falls more
-    than `max_lag_s` behind is a `replica` fault until it is current again."""
-    if config.replica.standby:
-        # Refused rather than ignored: a technician must not believe a standby is kept.
-        raise LockerError(
-            "[replica] standby: copying to a standby controller is not wired into lockerd"
-            " in this release; use [replica] directory (a second medium)"
-        )
-    if not config.replica.directory:
+def _replica(config: Config, store: Store, service: Service, hub: Events) -> Replicas | None:
+    """The copies on a second medium and on the standby, told of every commit; a copy that
+    fails or falls more than `max_lag_s` behind is a `replica` fault until it is current."""
+    writer = Replicas.from_config(config, store.path)
+    if writer is None:
         return None
-    writer = ReplicaWriter(store.path, Path(config.replica.directory))
     hub.committed.subscribe(lambda commit: writer.committed())
     limit = config.replica.max_lag_s
     next_look = [0.0]
@@ -213,13 +217,44 @@ def _replica(config: Config, store: Store, service: Service, hub: Events) -> Rep
         next_look[0] = turn.monotonic + 1.0
         status = writer.status()
         if not status.ok or status.lag_s > limit:
-            why = status.detail or f"{status.lag_s:.0f} s behind (at most {limit:g} s)"
-            service.device_failed(Component.REPLICA.value, f"{status.target}: {why}")
+            why = status.detail or (
+                f"{status.target}: {status.lag_s:.0f} s behind (at most {limit:g} s)"
+            )
+            service.device_failed(Component.REPLICA.value, why)
         elif status.lag_s == 0:
             service.device_ok(Component.REPLICA.value)
 
     hub.loop_turn.subscribe(watch)
     return writer
+
+
+def publish_limit(replica: Replicas | None, wait_s: float) -> Callable[[], int | None]:
+    """The highest event seq the platform may see: what every replica already holds.
+
+    A standby promoted from its copy then never numbers a new event with a seq the
+    platform has seen under another event_id. A replica failing for longer than
+    `wait_s` stops holding events back (the platform hears of pickups; the `replica`
+    fault says the standby is behind)."""
+    if replica is None or wait_s <= 0:
+        return lambda: None
+
+    def limit() -> int | None:
+        status = replica.status()
+        return None if status.lag_s > wait_s else status.seq
+
+    return limit
+
+
+def _fenced(store: Store, locker_id: str) -> None:
+    """A controller a newer one replaced refuses to serve, every time it is started."""
+    newer = store.fenced_by()
+    if newer is not None:
+        raise Fenced(
+            f"locker {locker_id} is served by a newer controller (epoch {newer}; this"
+            f" database is epoch {store.epoch}): this controller took over nothing and"
+            " serves nothing. To make it the new standby, see docs/operations.md",
+            newer,
+        )
 
 
 def build(
@@ -240,7 +275,10 @@ def build(
     try:
         codebook = CodeBook.from_key(load_or_create_key(config.key_path))
         hub = Events()
+        # A torn database is refused here, naming the newest good copy to restore.
+        check_database_at_start(config)
         store = Store(data_dir / "locker.db", codebook, hub, locker_id=config.locker.id)
+        _fenced(store, config.locker.id)
         if boards is None:
             boards = {b.name: make_board(b) for b in config.boards}
         service = Service(config, store, boards, clock or SystemClock())
@@ -250,11 +288,31 @@ def build(
         service.openings.send_unlock = loop.unlock_on_worker
         hub.unlock_sent.subscribe(loop.expedite)
         replica = _replica(config, store, service, hub)
+        retention = Retention(store, config.retention, service.now, config.mqtt.command_max_age_s)
+        hub.loop_turn.subscribe(retention.on_turn)
         link = None
+        locker: Locker | None = None  # the closures below run once it is built
         if config.mqtt.enabled:
-            link = PlatformLink(service, config.mqtt, loop.post)
+
+            def on_fenced(epoch: int) -> None:
+                # The link has left the broker; the loop stops and lockerd exits FENCED_EXIT.
+                assert locker is not None
+                locker.fenced_by = epoch
+                locker.loop.stop()
+
+            def heartbeat() -> dict[str, Any]:
+                return {} if locker is None else locker.heartbeat_fields()
+
+            link = PlatformLink(
+                service,
+                config.mqtt,
+                loop.post,
+                publish_limit=publish_limit(replica, config.replica.events_wait_s),
+                health_fields=heartbeat,
+                on_fenced=on_fenced,
+            )
             subscribe_link(hub, link)
-        return Locker(
+        locker = Locker(
             config,
             store,
             boards,
@@ -265,6 +323,7 @@ def build(
             instance=instance,
             replica=replica,
         )
+        return locker
     except BaseException:
         # Nothing half-built stays behind holding the data directory or a board's thread.
         if loop is not None:
@@ -306,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.config}: configuration OK")  # noqa: T201 - the operator's answer
             return 0
         locker = build(config)
+    except Fenced as exc:
+        print(f"lockerd: {exc}", file=sys.stderr)  # noqa: T201 - why it does not serve
+        return FENCED_EXIT
     except LockerError as exc:
         print(f"lockerd: {exc}", file=sys.stderr)  # noqa: T201 - start-up failure for the operator
         return 2
@@ -337,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         locker.close()
         log.info("stopped (deepest work queue: %d)", locker.loop.max_backlog)
-    return 0
+    return 0 if locker.fenced_by is None else FENCED_EXIT
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ class Health:
         link_connected: Callable[[], bool],
         scanner_online: Callable[[], bool | None],
         replica: Callable[[], ReplicaStatus] | None = None,
+        replica_dir: Path | None = None,
     ) -> None:
         self.service = service
         self.loop = loop
@@ -50,6 +51,7 @@ class Health:
         self.link_connected = link_connected
         self.scanner_online = scanner_online
         self.replica = replica
+        self.replica_dir = replica_dir  # the second medium's copy, when there is one
         self.sysinfo = SysInfo()
 
     def health(self) -> dict[str, Any]:
@@ -87,7 +89,8 @@ class Health:
                 "copied_at": None if status.copied_at is None else rfc3339(status.copied_at),
                 "detail": status.detail,
             }
-            out["replica_disk_free_mb"] = self.sysinfo.disk_free_mb(Path(status.target))
+            if self.replica_dir is not None:
+                out["replica_disk_free_mb"] = self.sysinfo.disk_free_mb(self.replica_dir)
         readings = {
             "disk_free_mb": self.sysinfo.disk_free_mb(self.service.store.path.parent),
             "cpu_temp_c": self.sysinfo.cpu_temp_c(),
@@ -98,6 +101,15 @@ class Health:
             readings["undervoltage"] = power.undervoltage
             readings["throttled"] = power.throttled
         out.update({k: v for k, v in readings.items() if v is not None})
+        return out
+
+    def heartbeat_fields(self) -> dict[str, Any]:
+        """The machine's health under the names contract v1.1 gives them in `heartbeat`."""
+        machine = self._machine()
+        names = ("disk_free_mb", "cpu_temp_c", "undervoltage")
+        out: dict[str, Any] = {k: machine[k] for k in names if k in machine}
+        if "replica" in machine:
+            out["replica_lag_s"] = machine["replica"]["lag_s"]
         return out
 
     def diagnostics(self) -> dict[str, Any]:

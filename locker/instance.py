@@ -27,20 +27,23 @@ class AlreadyRunning(LockerError):
 class InstanceLock:
     """The exclusive hold of one data directory, kept until `release()` or exit."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, holder: str = "lockerd") -> None:
         self.path = data_dir / LOCK_NAME
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            pid, _, other = os.pread(fd, 64, 0).decode(errors="replace").strip().partition(" ")
             os.close(fd)
+            other = other or "lockerd"  # a lock file written before holders were named
             raise AlreadyRunning(
-                f"{data_dir} is in use by another lockerd (pid {holder}); stop it first"
-                " (systemctl stop lockerd) or give this one its own [locker] data_dir"
+                f"{data_dir} is in use by {'another ' if other == holder else ''}{other}"
+                f" (pid {pid or 'unknown'}); stop it first (systemctl stop {other})"
+                " or give this one its own [locker] data_dir"
             ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        # The holder's name: lockerd and the standby's receiver exclude each other here.
+        os.pwrite(fd, f"{os.getpid()} {holder}\n".encode(), 0)
         self._fd: int | None = fd
 
     def release(self) -> None:

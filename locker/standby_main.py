@@ -30,7 +30,7 @@ from locker.config import DEFAULT_CONFIG, Config, load_config
 from locker.config_reader import Reader
 from locker.config_standby import host_port
 from locker.errors import LockerError
-from locker.instance import LOCK_NAME, AlreadyRunning, InstanceLock
+from locker.instance import AlreadyRunning, InstanceLock
 from locker.sdnotify import Notifier, watchdog_interval_s
 from locker.standby import Received, StandbyServer, read_secret, write_received
 from locker.version import VERSION
@@ -102,26 +102,17 @@ def hold_data_dir(data_dir: Path) -> InstanceLock:
     """lockerd's own lock on the data directory, or a LockerError when someone holds it."""
     try:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        return InstanceLock(data_dir)
-    except AlreadyRunning:
-        holder = _holder(data_dir)
+        return InstanceLock(data_dir, holder="locker-standby")
+    except AlreadyRunning as exc:
         raise LockerError(
-            f"{data_dir} is held by pid {holder} (a lockerd serving this locker, or another"
-            " locker-standby): a controller that serves must not also receive copies; stop"
-            " it first (systemctl stop lockerd) if this controller is to be the standby"
+            f"{exc}. A controller that serves must not also receive copies: this one is"
+            " the standby only once its lockerd is stopped (and disabled)"
         ) from None
     except OSError as exc:
         raise LockerError(
             f"data directory {data_dir}: {exc.strerror or exc}; create it for the daemon's"
             " user (deploy/install.sh does) or set [locker] data_dir"
         ) from None
-
-
-def _holder(data_dir: Path) -> str:
-    try:
-        return (data_dir / LOCK_NAME).read_text().strip() or "unknown"
-    except OSError:
-        return "unknown"
 
 
 class Journal:

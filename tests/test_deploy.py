@@ -141,7 +141,11 @@ def test_install_puts_the_package_in_place_never_the_clone(clone: Path, tmp_path
     assert config.locker.data_dir == Path("/var/lib/locker")
     assert config.api.socket == "/run/locker/api.sock"
     units = root / "etc" / "systemd" / "system"
-    assert sorted(p.name for p in units.iterdir()) == ["locker-kiosk.service", "lockerd.service"]
+    assert sorted(p.name for p in units.iterdir()) == [
+        "locker-kiosk.service",
+        "locker-standby.service",
+        "lockerd.service",
+    ]
     # the kiosk's own settings, readable by all: it never needs lockerd's configuration
     kiosk = root / "etc" / "locker-kiosk" / "kiosk.toml"
     assert kiosk.stat().st_mode & 0o777 == 0o644
@@ -227,7 +231,7 @@ def test_a_cabinet_without_a_screen_runs_from_the_package_alone(
     assert run.returncode == 0, run.stdout + run.stderr
     assert "no kiosk (--no-kiosk)" in run.stdout
     units = root / "etc" / "systemd" / "system"
-    assert [p.name for p in units.iterdir()] == ["lockerd.service"]
+    assert sorted(p.name for p in units.iterdir()) == ["locker-standby.service", "lockerd.service"]
     assert not (root / "etc" / "locker-kiosk").exists()
     venv = root / "opt" / "locker" / ".venv" / "bin"
     no_kivy = subprocess.run(

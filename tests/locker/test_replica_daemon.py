@@ -77,12 +77,16 @@ def test_commits_reach_the_stick_and_a_missing_stick_is_a_replica_fault(tmp_path
     assert check_file(copy).ok
 
 
-def test_a_standby_target_is_refused_not_silently_ignored(tmp_path: Path) -> None:
+def test_a_standby_whose_secret_cannot_be_read_stops_the_start_naming_the_key(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "locker.toml").write_text(
         CONFIG.replace(
             'directory = "usb/locker"',
             'standby = "10.0.0.2:7443"\nca_file = "ca.crt"\nsecret_file = "s"',
         )
     )
-    with pytest.raises(LockerError, match=r"\[replica\] standby: .* not wired"):
+    with pytest.raises(
+        LockerError, match=r"\[replica\] secret_file .*cannot read the shared secret"
+    ):
         build(load_config(tmp_path / "locker.toml"), SystemClock())

@@ -321,8 +321,8 @@ def test_a_standby_on_a_controller_whose_lockerd_holds_the_data_directory_refuse
         line = refusal(spare)
     finally:
         held.release()
-    assert f"{spare.data_dir} is held by pid {os.getpid()}" in line
-    assert "a controller that serves must not also receive copies" in line
+    assert f"{spare.data_dir} is in use by lockerd (pid {os.getpid()})" in line
+    assert "A controller that serves must not also receive copies" in line
 
 
 def test_check_says_the_configuration_is_good_and_starts_nothing(spare: Spare) -> None:
