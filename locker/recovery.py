@@ -31,7 +31,7 @@ from locker.clock import rfc3339
 from locker.config import Config
 from locker.dbfile import FileFacts, check_file, loaded_orders, quick_check, stamp_epoch
 from locker.errors import LockerError
-from locker.instance import AlreadyRunning, InstanceLock
+from locker.instance import LOCK_NAME, AlreadyRunning, InstanceLock
 from locker.replica import REPLICA_NAME, snapshot
 
 log = logging.getLogger(__name__)
@@ -264,11 +264,14 @@ def data_dir_held(data_dir: Path) -> Iterator[None]:
     try:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         fresh = not (data_dir / "lockerd.lock").exists()
-        held = InstanceLock(data_dir)
+        held = InstanceLock(data_dir, holder="lockerctl")
     except AlreadyRunning:
+        # lockerd, or the standby's receiver still taking copies in: the lock names it.
+        pid, _, holder = (data_dir / LOCK_NAME).read_text().strip().partition(" ")
+        holder = holder or "lockerd"
         raise NotInstalled(
-            f"lockerd is running on {data_dir}: stop it first (systemctl stop lockerd);"
-            " a database in use is never replaced"
+            f"{holder} is running on {data_dir} (pid {pid or 'unknown'}): stop it first"
+            f" (systemctl stop {holder}); a database in use is never replaced"
         ) from None
     except OSError as exc:
         raise NotInstalled(f"data directory {data_dir}: {exc.strerror or exc}") from None

@@ -67,7 +67,9 @@ def test_promote_serves_the_replica_one_epoch_higher(tmp_path: Path) -> None:
         assert ctl(config, "history", "SO-2").returncode == 0
         refused = ctl(config, "promote", "--force")  # never under a running lockerd
         assert refused.returncode == 1
-        assert refused.stderr.startswith(f"lockerctl: lockerd is running on {database.parent}:")
+        assert refused.stderr.startswith(
+            f"lockerctl: lockerd is running on {database.parent} (pid {daemon.proc.pid}):"
+        )
         daemon.stop()
     finally:
         daemon.kill()

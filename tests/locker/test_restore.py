@@ -40,8 +40,9 @@ def test_restore_refuses_while_lockerd_runs_and_touches_nothing(tmp_path: Path) 
         out = ctl(config, "restore", str(backup))
         assert out.returncode == 1 and out.stdout == ""
         assert out.stderr == (
-            f"lockerctl: lockerd is running on {tmp_path / 'cabinet' / 'data'}: stop it first"
-            " (systemctl stop lockerd); a database in use is never replaced\n"
+            f"lockerctl: lockerd is running on {tmp_path / 'cabinet' / 'data'}"
+            f" (pid {daemon.proc.pid}): stop it first (systemctl stop lockerd);"
+            " a database in use is never replaced\n"
         )
         assert database.stat().st_ino == inode
         assert ctl(config, "history", "SO-1").returncode == 0  # it serves on, untouched
