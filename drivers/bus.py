@@ -18,7 +18,10 @@ can be checked at configuration load on a machine without it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
+import select
 import termios
 import threading
 import time
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FRAMES_KEPT = 20
+WRITE_TIMEOUT_S = 1.0
 
 
 class FrameError(Exception):
@@ -164,7 +168,7 @@ class SerialBus:
                         time.sleep(wait)
                     port.reset_input_buffer()
                     self._note(">", request)
-                    port.write(request)
+                    _write(port, request)
                     port.flush()
                     if read_reply is None:
                         self._last_io = time.monotonic()
@@ -204,25 +208,39 @@ class SerialBus:
         return read
 
 
+def _write(port: serial.Serial, data: bytes) -> None:
+    # Straight to the descriptor: pyserial's write adds a select() and its bookkeeping to
+    # every frame, and a frame of a few bytes always fits the driver's buffer.
+    fd = port.fileno()
+    deadline = time.monotonic() + WRITE_TIMEOUT_S
+    while data:
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            data = data[os.write(fd, data) :]
+        if data:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [fd], [], left)[1]:
+                raise OSError(errno.ETIMEDOUT, f"port {port.port}: write timed out")
+
+
 def _read(port: serial.Serial, n: int, *, deadline: float, idle_s: float | None) -> bytes:
-    # pyserial's read(n) waits in select() until n bytes are in or its timeout ends, so a
-    # reply of known length costs its wire time and nothing more.
+    # select() and os.read() on the port's descriptor: a reply of known length costs its
+    # wire time and nothing more. (pyserial's read wants its timeout set first, and
+    # setting it rewrites the port's termios every time: twice a reply.)
+    fd = port.fileno()
     data = b""
     while len(data) < n:
         left = deadline - time.monotonic()
-        if left <= 0:
+        if data and idle_s is not None:
+            left = min(left, idle_s)  # the line went quiet: the reply is whole
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
             break
-        want = n - len(data)
-        if idle_s is not None:
-            # Take what has arrived, else wait for one more byte: pyserial's timeout
-            # covers a whole read, so asking for `n` would always run to the deadline.
-            want = min(want, max(1, port.in_waiting))
-            if data:
-                left = min(left, idle_s)
-        port.timeout = left
-        chunk = port.read(want)
+        try:
+            chunk = os.read(fd, n - len(data))
+        except (BlockingIOError, InterruptedError):
+            continue
         if not chunk:
-            break
+            # Ready but empty: what a USB adapter that vanished looks like (the bus reopens).
+            raise OSError(errno.EIO, f"port {port.port}: ready to read but no data")
         data += chunk
     return data
 
@@ -237,7 +255,7 @@ def _open_serial(settings: BusSettings) -> serial.Serial:
         parity=serial.PARITY_NONE,
         stopbits=serial.STOPBITS_ONE,
         timeout=settings.timeout_s,
-        write_timeout=1.0,
+        write_timeout=WRITE_TIMEOUT_S,
     )
 
 
