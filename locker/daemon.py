@@ -251,8 +251,8 @@ def _fenced(store: Store, locker_id: str) -> None:
     if newer is not None:
         raise Fenced(
             f"locker {locker_id} is served by a newer controller (epoch {newer}; this"
-            f" database is epoch {store.epoch}): this controller took over nothing and"
-            " serves nothing. To make it the new standby, see docs/operations.md",
+            f" database is epoch {store.epoch}), so this one does not serve. To make it"
+            " the new standby, see docs/operations.md",
             newer,
         )
 
