@@ -43,6 +43,8 @@ def test_the_machine_and_its_replica_on_the_maintenance_screen(
 ) -> None:
     running, replica = daemon
     locker = running.locker
+    writer = locker.replica
+    assert writer is not None, "lockerd keeps the configured replica"
 
     from kivy.core.window import Window
 
@@ -75,7 +77,9 @@ def test_the_machine_and_its_replica_on_the_maintenance_screen(
         state = replica_state()
         if app.sm.current != "maintenance" or state is None or state["copied_at"] is None:
             return False
-        if not state["ok"] or state["lag_s"] >= 1:
+        # Nothing waiting to be copied, on the screen and now: the copy thread is idle, so
+        # the directory is not swapped under a copy half made.
+        if not state["ok"] or state["lag_s"] != 0 or writer.status().lag_s != 0:
             return False
         seen["current"] = app.maintenance.machine.text
         check("21-maintenance-machine-en")
