@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
@@ -46,6 +47,10 @@ class BoardWorker:
         with self._cv:
             self._unlocks.append((channel, failed))
             self._cv.notify()
+        # Not a wait: a moment without the GIL, so that the woken worker puts the frame on
+        # the wire now instead of after the rest of the loop's turn (0.2 to 0.4 ms of
+        # Python that holds the GIL: the commit's follow-ups, the broker's ack, the tick).
+        time.sleep(0)
 
     def read(self, done: ReadDone) -> None:
         """Read the doors; `done` runs on the loop with the readings or the error."""
