@@ -7,7 +7,7 @@ a missing time None, so a misspelt column or state fails in mypy, not at a door.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import asdict, astuple, dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from locker.model import (
@@ -229,8 +229,9 @@ class Purged:
     commands: int = 0
 
     def __add__(self, other: Purged) -> Purged:
-        return Purged(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+        mine, theirs = vars(self).values(), vars(other).values()
+        return Purged(*(a + b for a, b in zip(mine, theirs, strict=True)))
 
     @property
     def total(self) -> int:
-        return sum(astuple(self))
+        return sum(vars(self).values())
