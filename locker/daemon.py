@@ -203,7 +203,7 @@ def subscribe_api(hub: Events, api: LocalApi) -> None:
 def _replica(config: Config, store: Store, service: Service, hub: Events) -> Replicas | None:
     """The copies on a second medium and on the standby, told of every commit; a copy that
     fails or falls more than `max_lag_s` behind is a `replica` fault until it is current."""
-    writer = Replicas.from_config(config, store.path)
+    writer = Replicas.from_config(config, store.path, lambda: store.commits)
     if writer is None:
         return None
     hub.committed.subscribe(lambda commit: writer.committed())
@@ -228,27 +228,38 @@ def _replica(config: Config, store: Store, service: Service, hub: Events) -> Rep
     return writer
 
 
-def publish_limit(replica: Replicas | None, wait_s: float) -> Callable[[], int | None]:
-    """The highest event seq the platform may see: what every replica already holds.
+def replica_limits(
+    replica: Replicas | None, wait_s: float
+) -> tuple[Callable[[], int | None], Callable[[], int | None]]:
+    """What the platform may see: the events (by seq) and the replies (by the store's
+    commit count) every replica already holds.
 
     A standby promoted from its copy then never numbers a new event with a seq the
-    platform has seen under another event_id. A replica failing for longer than
-    `wait_s` stops holding events back (the platform hears of pickups; the `replica`
-    fault says the standby is behind)."""
+    platform has seen under another event_id, and knows every reservation and code the
+    platform was answered. A replica failing for longer than `wait_s` stops holding
+    them back (the platform hears of pickups; the `replica` fault says the standby is
+    behind)."""
     if replica is None or wait_s <= 0:
-        return lambda: None
+        return (lambda: None), (lambda: None)
+    writer = replica
 
-    def limit() -> int | None:
-        status = replica.status()
+    def events() -> int | None:
+        status = writer.status()
         return None if status.lag_s > wait_s else status.seq
 
-    return limit
+    def replies() -> int | None:
+        status = writer.status()
+        return None if status.lag_s > wait_s else status.commits
+
+    return events, replies
 
 
 def _fenced(store: Store, locker_id: str) -> None:
     """A controller a newer one replaced refuses to serve, every time it is started."""
     newer = store.fenced_by()
-    if newer is not None:
+    # Compared, not only present: a database promoted later (a higher epoch) may carry
+    # the mark of an older takeover.
+    if newer is not None and newer > store.epoch:
         raise Fenced(
             f"locker {locker_id} is served by a newer controller (epoch {newer}; this"
             f" database is epoch {store.epoch}), so this one does not serve. To make it"
@@ -303,13 +314,15 @@ def build(
             def heartbeat() -> dict[str, Any]:
                 return {} if locker is None else locker.heartbeat_fields()
 
+            events, replies = replica_limits(replica, config.replica.events_wait_s)
             link = PlatformLink(
                 service,
                 config.mqtt,
                 loop.post,
-                publish_limit=publish_limit(replica, config.replica.events_wait_s),
+                publish_limit=events,
                 health_fields=heartbeat,
                 on_fenced=on_fenced,
+                reply_limit=replies,
             )
             subscribe_link(hub, link)
         locker = Locker(

@@ -43,6 +43,9 @@ class ReplicaStatus:
     copied_at: float | None  # wall-clock time of the newest complete copy
     detail: str  # why the last attempt failed, or ""
     seq: int  # the highest event seq on the replica (events up to it may go out)
+    # How many of the store's commits the replica holds (`Store.commits` counts them the
+    # same way): a reply written by commit N may go out once this reaches N.
+    commits: int = 0
 
 
 def _fsync_dir(path: Path) -> None:
@@ -116,12 +119,16 @@ class ReplicaWriter:
         min_interval_s: float = 0.5,
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        store_commits: Callable[[], int] = lambda: 0,
     ) -> None:
+        """`store_commits`: how many commits the store has made (`Store.commits`), read
+        from this writer's thread before each copy."""
         self.source = source
         self.target: Target = DirectoryTarget(target) if isinstance(target, Path) else target
         self.min_interval_s = min_interval_s
         self._monotonic = monotonic
         self._wall = wall
+        self._store_commits = store_commits
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -131,6 +138,7 @@ class ReplicaWriter:
         self._detail = ""
         self._copied_at: float | None = None
         self._seq = 0
+        self._copied_commits = 0
         self._thread = threading.Thread(target=self._run, name="replica", daemon=True)
 
     def start(self) -> None:
@@ -157,7 +165,13 @@ class ReplicaWriter:
             stale = self._stale_since
             lag = 0.0 if stale is None else max(0.0, self._monotonic() - stale)
             return ReplicaStatus(
-                str(self.target), self._ok, round(lag, 3), self._copied_at, self._detail, self._seq
+                str(self.target),
+                self._ok,
+                round(lag, 3),
+                self._copied_at,
+                self._detail,
+                self._seq,
+                self._copied_commits,
             )
 
     def _run(self) -> None:
@@ -169,6 +183,8 @@ class ReplicaWriter:
                 self._wake.clear()
                 stale = self._stale_since is not None
                 commits = self._commits
+            # Read before the copy starts: those commits are durable, so the copy holds them.
+            store_commits = self._store_commits()
             started = self._monotonic()
             if stale:
                 try:
@@ -182,7 +198,7 @@ class ReplicaWriter:
                     self._stop.wait(retry_s)
                     self._wake.set()
                     continue
-                self._done(commits, started, seq)
+                self._done(commits, started, seq, store_commits)
                 retry_s = self.min_interval_s
             if stopping:
                 return
@@ -194,9 +210,11 @@ class ReplicaWriter:
                 log.warning("replica %s: cannot copy the database: %s", self.target, detail)
             self._ok, self._detail = False, detail[:200]
 
-    def _done(self, commits: int, started: float, seq: int) -> None:
+    def _done(self, commits: int, started: float, seq: int, store_commits: int) -> None:
         with self._lock:
             self._seq = max(self._seq, seq)
+            # Every commit the store had counted before this copy began is in it.
+            self._copied_commits = max(self._copied_commits, store_commits)
             if not self._ok:
                 log.info("replica %s: copying again, up to date", self.target)
             # A commit that came while copying may not be in this copy: still stale, counted

@@ -10,7 +10,7 @@ fault names the target that fails), and the lowest seq that every copy holds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from locker.config import Config
@@ -27,14 +27,20 @@ class Replicas:
         self.writers = tuple(writers)
 
     @classmethod
-    def from_config(cls, config: Config, source: Path) -> Replicas | None:
+    def from_config(
+        cls, config: Config, source: Path, store_commits: Callable[[], int] = lambda: 0
+    ) -> Replicas | None:
         """The writers [replica] asks for (None: no replica); a LockerError names the
         key of an unreadable CA or secret file."""
         writers = []
         if config.replica.directory:
-            writers.append(ReplicaWriter(source, Path(config.replica.directory)))
+            writers.append(
+                ReplicaWriter(source, Path(config.replica.directory), store_commits=store_commits)
+            )
         if config.replica.standby:
-            writers.append(ReplicaWriter(source, standby_target(config)))
+            writers.append(
+                ReplicaWriter(source, standby_target(config), store_commits=store_commits)
+            )
         return cls(writers) if writers else None
 
     def start(self) -> None:
@@ -67,4 +73,5 @@ def combined(statuses: Sequence[ReplicaStatus]) -> ReplicaStatus:
         copied_at=None if None in copied else min(c for c in copied if c is not None),
         detail="; ".join(f"{s.target}: {s.detail}" for s in failing),
         seq=min(s.seq for s in statuses),
+        commits=min(s.commits for s in statuses),
     )

@@ -320,6 +320,7 @@ class Store:
         self.db.execute("PRAGMA secure_delete=ON")
         self.db.execute("PRAGMA busy_timeout=5000")
         self._depth = 0
+        self.commits = 0  # transactions that changed something, as subscribers hear of them
         self.after: list[Callable[[], None]] = []
         self.pending_events: list[str] = []
         self.pending_audit: list[AuditLine] = []
@@ -437,6 +438,9 @@ class Store:
         # found nothing due, nor of reads).
         follow_ups = after
         if (notify and self.db.total_changes != changes) or events:
+            # Counted before the follow-ups run: a reply sent by one of them knows the
+            # commit that wrote it (and waits for a replica holding it).
+            self.commits += 1
             committed = Committed(tuple(events))
             follow_ups.append(functools.partial(self.hub.committed.publish, committed))
         for fn in follow_ups:

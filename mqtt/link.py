@@ -32,6 +32,9 @@ stays), and never serves again.
 
 Events may be held back (`publish_limit`) until the replica holds them, so a
 standby promoted from the replica never reuses a `seq` the platform has seen.
+Replies likewise (`reply_limit`): a reservation, a new code or an open answered
+to the platform is on the replica first, so the standby knows every answer the
+platform holds.
 """
 
 from __future__ import annotations
@@ -167,14 +170,21 @@ class PlatformLink:
         publish_limit: Callable[[], int | None] | None = None,
         health_fields: Callable[[], Mapping[str, Any]] | None = None,
         on_fenced: Callable[[int], None] | None = None,
+        reply_limit: Callable[[], int | None] | None = None,
     ) -> None:
         """`publish_limit`: the highest event seq that may be published (None: any), asked
         on every loop turn, so it must be cheap; `health_fields`: added to each heartbeat;
         `on_fenced`: called on the loop with the newer epoch when another controller has
-        taken this locker over (the link has left the broker by then)."""
+        taken this locker over (the link has left the broker by then); `reply_limit`: how
+        many of the store's commits the replica holds (None: any), a reply written by a
+        later commit waits for it."""
         self.svc = service
         self.epoch = service.store.epoch
         self.publish_limit = publish_limit
+        self.reply_limit = reply_limit
+        # Replies (with their command's acknowledgement) waiting for the replica to hold
+        # the commit that wrote them: (that commit's number, what sends them), in order.
+        self._for_replica: deque[tuple[int, Callable[[], None]]] = deque()
         self.health_fields = health_fields
         self.on_fenced = on_fenced
         self.fenced_by: int | None = None
@@ -493,7 +503,7 @@ class PlatformLink:
             self._send_reply(reply, item.response, item.correlation)
             item.ack()
 
-        then(answered)
+        then(lambda: self._once_replicated(answered))
 
     def answer(self, name: str, payload: bytes) -> Reply | None:
         """The reply to one command as received (None: it comes when the door moves)."""
@@ -523,7 +533,28 @@ class PlatformLink:
     def late_reply(self, answered: CommandAnswered) -> None:
         """The reply of a command answered when its door moved (a remote open)."""
         response, correlation = self._responses.pop(answered.command_id, (None, None))
-        self._send_reply(answered.reply, response, correlation)
+        self._once_replicated(lambda: self._send_reply(answered.reply, response, correlation))
+
+    def _replica_holds(self) -> float:
+        limit = None if self.reply_limit is None else self.reply_limit()
+        return float("inf") if limit is None else limit
+
+    def _once_replicated(self, send: Callable[[], None]) -> None:
+        """Send a reply once the replica holds what the store has committed so far (the
+        commit that wrote it among them); at once without a replica to wait for."""
+        needed = self.svc.store.commits
+        if not self._for_replica and self._replica_holds() >= needed:
+            send()
+            return
+        self._for_replica.append((needed, send))
+
+    def _release_replies(self) -> None:
+        if not self._for_replica:
+            return
+        holds = self._replica_holds()
+        while self._for_replica and self._for_replica[0][0] <= holds:
+            _, send = self._for_replica.popleft()
+            send()
 
     def _send_reply(self, reply: Reply, response: str | None, correlation: bytes | None) -> None:
         self._send(_Outbound(self.topics.reply, _json(reply)))
@@ -601,6 +632,7 @@ class PlatformLink:
         """Called every loop turn: acknowledged events, the status check, debounced state,
         held events the limit now releases, heartbeat."""
         self._flush_acks()
+        self._release_replies()
         now = time.monotonic()
         if self._clearing is not None and self._settle_at is not None and now >= self._settle_at:
             self._serve()  # no retained status came: no other controller has served

@@ -148,6 +148,26 @@ def send_command(port: int, name: str, command_id: str) -> None:
         c.loop_stop()
 
 
+def send_reserve(port: int, command_id: str) -> None:
+    """The platform reserves one small compartment (QoS 1)."""
+    c = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"plat-{uuid.uuid4()}", protocol=mqtt.MQTTv5
+    )
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    try:
+        payload = {
+            "command_id": command_id,
+            "sent_at": rfc3339(time.time()),
+            "order_id": f"SO-{command_id}",
+            "items": [{"sku": "1", "qty": 1, "size": "S"}],
+        }
+        c.publish(f"{BASE}/cmd/reserve", json.dumps(payload), qos=1).wait_for_publish(5)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
 class LinkRig:
     """The locker's build() and loop in a thread, with a platform link made by the test."""
 
@@ -158,6 +178,7 @@ class LinkRig:
         epoch: int = 1,
         publish_limit: Callable[[], int | None] | None = None,
         health_fields: Callable[[], Mapping[str, Any]] | None = None,
+        reply_limit: Callable[[], int | None] | None = None,
     ) -> None:
         folder.mkdir(exist_ok=True)
         data = folder / "data"
@@ -183,6 +204,7 @@ class LinkRig:
             publish_limit=publish_limit,
             health_fields=health_fields,
             on_fenced=self.fenced.append,
+            reply_limit=reply_limit,
         )
         subscribe_link(self.locker.service.hub, self.link)
         self.locker.link = self.link

@@ -166,6 +166,27 @@ def test_lockers_are_walled_off(broker: Broker) -> None:
             c.close()
 
 
+def test_a_locker_reads_its_own_retained_status_and_no_other(broker: Broker) -> None:
+    """Fencing reads the locker's own retained status (a higher epoch: a standby took
+    over); another cabinet's credentials read nothing of it."""
+    a, b = Client(broker.port, "store-001-a"), Client(broker.port, "store-001-b")
+    try:
+        for client, locker in ((a, "store-001-a"), (b, "store-001-b")):
+            status = json.dumps({"online": True, "epoch": 2})
+            client.c.publish(f"lockers/{locker}/status", status, qos=1, retain=True)
+            assert client.acks.get(timeout=5) in (0, 0x10)  # 0x10: no subscriber yet
+        a.sub("lockers/store-001-a/status")
+        assert a.got.get(timeout=5) == "lockers/store-001-a/status"
+        a.sub("lockers/store-001-b/status")
+        a.sub("lockers/+/status")
+        time.sleep(0.3)
+        assert a.got.empty() or a.got.get_nowait() == "lockers/store-001-a/status"
+        assert a.got.empty()
+    finally:
+        for c in (a, b):
+            c.close()
+
+
 def test_anonymous_and_wrong_passwords_are_refused(broker: Broker) -> None:
     for user, pw in ((None, None), ("store-001-a", "wrong")):
         c = Client(broker.port, user, pw)

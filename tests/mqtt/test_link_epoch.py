@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import wait_for
-from standby_link import LinkRig, Observer
+from standby_link import LinkRig, Observer, send_reserve
 
 from mqtt.schemas import problems
 from simulator.broker import Broker
@@ -108,6 +108,35 @@ def test_events_wait_for_the_publish_limit_and_go_when_it_rises(
         wait_for(lambda: seqs() == [1, 2, 3, 4, 5, 6], "event 6")
         assert all(p["epoch"] == 1 for p in observer.seen("/event/", lambda p: True))
         wait_for(lambda: rig.call(rig.locker.store.outbox_depth) == 0, "every event acknowledged")
+    finally:
+        rig.stop()
+        observer.close()
+
+
+def test_a_reply_waits_until_the_replica_holds_its_commit(tmp_path: Path, broker: Broker) -> None:
+    """A reservation answered to the platform is on the replica first: a standby promoted
+    from it knows the compartment and the deposit code the platform was given."""
+    holds: list[int | None] = [0]
+    observer = Observer(broker.port)
+    rig = LinkRig(tmp_path / "l", broker.port, reply_limit=lambda: holds[0])
+    try:
+        rig.start()
+        wait_for(lambda: bool(observer.seen("/status")), "the link serving")
+        send_reserve(broker.port, "r-1")
+        wait_for(
+            lambda: rig.call(lambda: rig.locker.store.commits) > 0, "the reservation committed"
+        )
+        needed = rig.call(lambda: rig.locker.store.commits)
+        beats = len(observer.seen("/heartbeat"))
+        wait_for(lambda: len(observer.seen("/heartbeat")) >= beats + 2, "two more heartbeats")
+        assert observer.seen("/reply") == []  # the replica does not hold it yet
+        holds[0] = needed - 1
+        beats = len(observer.seen("/heartbeat"))
+        wait_for(lambda: len(observer.seen("/heartbeat")) >= beats + 2, "two more heartbeats")
+        assert observer.seen("/reply") == []
+        holds[0] = needed  # the copy holding the reservation landed
+        reply = observer.wait("/reply")
+        assert reply["command_id"] == "r-1" and reply["ok"], reply
     finally:
         rig.stop()
         observer.close()
