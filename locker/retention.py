@@ -13,9 +13,9 @@ its stored reply is what answers a re-delivery without acting twice. Past that w
 a re-delivered command is refused as COMMAND_EXPIRED anyway.
 
 The work comes in steps, one short transaction each, from the loop's turns: at most
-`batch` rows of each table a step, a step every `every_s`, or every second while a
-backlog remains. Purges change nothing a screen or the platform shows, so commit
-subscribers are not told (the replica takes them with the next commit).
+`batch` rows of each table and `ORDERS_A_STEP` orders a step, a step every `every_s`,
+or every second while a backlog remains. Purges change nothing a screen or the platform
+shows, so commit subscribers are not told (the replica takes them with the next commit).
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ class Retention:
         # Only an order reserved before `before` can have ended before it: the rest of
         # the window is not weighed (on most steps, all of it).
         old = [pk for pk, reserved_at in window if reserved_at < before]
-        due = [o for o in repo.aged_orders(tx, old) if purgeable(o, before)]
+        all_due = [o for o in repo.aged_orders(tx, old) if purgeable(o, before)]
+        due = all_due[:ORDERS_A_STEP]
         openings = repo.order_openings(tx, [o.pk for o in due])
         taken: list[int] = []
         ids: list[int] = []
@@ -143,9 +144,7 @@ class Retention:
         for o in due:
             its = openings.get(o.pk, [])
             need = [1, o.stages, o.compartments, len(its), sum(doors for _, doors in its)]
-            fits = len(taken) < ORDERS_A_STEP and all(
-                u + n <= batch for u, n in zip(used, need, strict=True)
-            )
+            fits = all(u + n <= batch for u, n in zip(used, need, strict=True))
             if taken and not fits:
                 stop_pk = o.pk
                 break
@@ -153,6 +152,8 @@ class Retention:
             taken.append(o.pk)
             ids.extend(opening_id for opening_id, _ in its)
             used = [u + n for u, n in zip(used, need, strict=True)]
+        if stop_pk is None and len(all_due) > len(taken):
+            stop_pk = all_due[len(taken)].pk
         purged = repo.purge_orders(tx, taken, ids)
         reached_young = len(old) < len(window)
         if stop_pk is not None:

@@ -13,7 +13,7 @@ from locker import repo
 from locker.clock import rfc3339
 from locker.config_standby import RetentionSection
 from locker.events import LoopTurn
-from locker.retention import BACKLOG_S, Retention
+from locker.retention import BACKLOG_S, ORDERS_A_STEP, Retention
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -249,6 +249,7 @@ def test_a_backlog_goes_in_steps_of_at_most_batch_rows_a_table(tmp_path: Path) -
         after = rows(lk)
         assert after["orders"] == 1 and after["audit"] == 0
         assert sum(p.orders for p in steps) == 60
+        assert max(p.orders for p in steps) == ORDERS_A_STEP
         assert order_rows(lk, "SO-LIVE")["order_stages"] > 0
         assert_sound(lk)
     finally:
