@@ -124,7 +124,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         self.grid = GridLayout(spacing=3, size_hint_x=0.52)
         side = BoxLayout(orientation="vertical", spacing=4, size_hint_x=0.48)
         self.detail = wrapped(font_size="14sp", size_hint_y=0.2)
-        actions = BoxLayout(spacing=6, size_hint_y=0.15)
+        actions = BoxLayout(spacing=6, size_hint_y=0.12)
         self.test_open = Button(font_size="16sp", on_release=lambda *_: self.do_test_open())
         self.service = Button(font_size="16sp", on_release=lambda *_: self.do_toggle_service())
         actions.add_widget(self.test_open)
@@ -137,9 +137,11 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
             width=lambda w, width: setattr(w, "text_size", (width, None)),
             texture_size=lambda w, size: setattr(w, "height", size[1]),
         )
-        self.boards_view = ScrollView(size_hint_y=0.3, do_scroll_x=False, bar_width=6)
+        self.boards_view = ScrollView(size_hint_y=0.26, do_scroll_x=False, bar_width=6)
         self.boards_view.add_widget(self.boards)
-        self.events = wrapped(font_size="12sp", size_hint_y=0.35)
+        # Three alarms and five events (ten lines) fit above the machine's lines, three of
+        # them when the replica fails with a long path (tests/kiosk/test_kiosk_machine.py).
+        self.events = wrapped(font_size="12sp", size_hint_y=0.42)
         for w in (self.detail, actions, self.boards_view, self.events):
             side.add_widget(w)
         body.add_widget(self.grid)

@@ -1,7 +1,8 @@
 """The machine's health on the maintenance screen of the real kiosk, under Xvfb, against a
 real lockerd keeping a replica in a directory: the epoch, disk free and the replica up to
 date, then the replica's directory gone (a regular file in its place, which stops a copy
-even when the tests run as root) and the replica shown failing in the warn colour."""
+even when the tests run as root) and the replica shown failing in the warn colour. Two
+doors forced open fill the alarms, so the screen is as full as it gets."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from typing import Any
 import pytest
 from conftest import RunningDaemon, reserve_on_loop
 from kiosk_helpers import Steps, display, overflowing, shot, start_daemon, tap  # noqa: F401 (a fixture)
+from test_kiosk_boards import laid_out_height
 
+from drivers.sim import SimBoard
 from kiosk_ui.i18n import load
 from kiosk_ui.maintenance import WARN
 
@@ -27,21 +30,21 @@ def item(texts: dict[str, str], label: str, value: str) -> str:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[tuple[RunningDaemon, Path]]:
+def daemon(tmp_path: Path) -> Iterator[tuple[RunningDaemon, SimBoard, Path]]:
     replica = tmp_path / "replica"
-    running, _board = start_daemon(
+    running, board = start_daemon(
         tmp_path, "health-1", 4, extra=f'[replica]\ndirectory = "{replica}"\n', pin=PIN
     )
-    yield running, replica
+    yield running, board, replica
     running.stop()
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("display")
 def test_the_machine_and_its_replica_on_the_maintenance_screen(
-    daemon: tuple[RunningDaemon, Path],
+    daemon: tuple[RunningDaemon, SimBoard, Path],
 ) -> None:
-    running, replica = daemon
+    running, board, replica = daemon
     locker = running.locker
     writer = locker.replica
     assert writer is not None, "lockerd keeps the configured replica"
@@ -59,11 +62,15 @@ def test_the_machine_and_its_replica_on_the_maintenance_screen(
         return state
 
     def check(name: str) -> None:
-        seen["overflow"][name] = overflowing(app.sm.current_screen)
+        events = app.maintenance.events
+        clipped = laid_out_height(events) > events.height + 2  # a label cuts its last lines
+        seen["overflow"][name] = overflowing(app.sm.current_screen) + ["events"] * clipped
         shot(name)
 
     @step
     def to_maintenance() -> None:
+        board.open_door(2)  # forced: two alarms
+        board.open_door(3)
         tap(app.widgets.maintenance)
 
     @step
@@ -76,6 +83,8 @@ def test_the_machine_and_its_replica_on_the_maintenance_screen(
     def the_replica_is_current() -> bool:
         state = replica_state()
         if app.sm.current != "maintenance" or state is None or state["copied_at"] is None:
+            return False
+        if len(app.maintenance.diag["alarms"]) < 2:
             return False
         # Nothing waiting to be copied, on the screen and now: the copy thread is idle, so
         # the directory is not swapped under a copy half made.
