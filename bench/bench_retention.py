@@ -4,7 +4,7 @@ and do reservations and code entries stay as fast as on the first day? (printed 
 A cabinet of 24 compartments on an in-process simulated board (`sim`), the real
 `Service`, `CommandProcessor` and SQLite file, [retention] as shipped (keep_days 180,
 batch 200, every_s 60). The clock is a fake one moved from event to event, so a year
-takes minutes. Each day: ORDERS_A_DAY orders between 07:00 and 22:00, each reserved
+takes minutes. Each day: `orders` orders between 07:00 and 22:00, each reserved
 (a platform command), loaded five minutes later (deposit code typed, door opened and
 closed), collected 20 minutes to 2 hours after that (pickup code typed, door opened and
 closed); 2 % are never loaded and lapse after 12 hours, 0.5 % are never collected,
@@ -12,21 +12,22 @@ expire after 72 hours and are retrieved by staff an hour later. The platform's
 acknowledgements are emulated: the outbox is emptied as the MQTT link would on PUBACK.
 
 The loop's turn (door reading, timers, `loop_turn` and so retention) runs after every
-action, not every poll interval: nights have no turns, and retention catches up in the
-morning.
+action, and once before an action that follows a quiet spell (the night), not every
+poll interval: a retention step comes on the first turn `every_s` after the last one.
 
 What is measured, in process (no MQTT, no socket, no kiosk):
 - "reserve": `CommandProcessor.handle("reserve", payload)` until it returns, the
   reservation and its stored reply committed with synchronous=FULL;
 - "code entry": `Service.enter_code(code, KEYPAD)` of a deposit or pickup code until it
   returns, the unlock intent committed (FULL) and the unlock handed to the board;
-- "retention step": one `Retention.step()` (its one transaction, FULL).
+- "retention step": one `Retention.step()`, its one transaction (monthly lines: the
+  steps since the line before, mostly with synchronous=OFF, see below).
 Latencies are taken over two simulated days of traffic at the start and at the end of
 the year with synchronous=FULL, as shipped. Between those windows the store runs with
 synchronous=OFF so that the year fits in a few minutes: the file's content and size do
 not depend on it, only the time of a commit does.
 
-Run: .venv/bin/python bench/bench_retention.py [days]   (default 365)
+Run: .venv/bin/python bench/bench_retention.py [days [orders a day]]   (365, 100)
 """
 
 from __future__ import annotations
@@ -63,7 +64,9 @@ from locker.service import Service  # noqa: E402
 from locker.storage import Store  # noqa: E402
 
 DAY = 86400.0
-ORDERS_A_DAY = 150
+# 100 a day so that the year takes about three minutes on two cores; 150 (a busy
+# cabinet) takes about five: `bench_retention.py 365 150`.
+ORDERS_A_DAY = 100
 WINDOW_DAYS = 2
 ITEM = [{"sku": "1", "qty": 1, "fresh": False, "size": "S"}]
 TABLES = ("orders", "order_stages", "openings", "opening_doors", "audit", "commands", "outbox")
@@ -201,7 +204,7 @@ class Cabinet:
         return size, wal.stat().st_size if wal.exists() else 0, pages, free, rows
 
 
-def main(days: int) -> None:
+def main(days: int, orders: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="locker-bench-retention-"))
     cab = Cabinet(tmp)
     rng = random.Random(20261201)
@@ -211,7 +214,7 @@ def main(days: int) -> None:
     day0 = cab.clock.now()
 
     print(
-        f"{days} days of {ORDERS_A_DAY} orders a day on 24 compartments, in process"
+        f"{days} days of {orders} orders a day on 24 compartments, in process"
         f" (Service + CommandProcessor + SQLite file, fake clock); retention keep_days"
         f" {cab.config.retention.keep_days:g}, batch {cab.config.retention.batch},"
         f" every_s {cab.config.retention.every_s:g}"
@@ -249,8 +252,8 @@ def main(days: int) -> None:
     seq = 0
     for d in range(days):
         opening = day0 + d * DAY + 7 * 3600
-        for i in range(ORDERS_A_DAY):
-            at = opening + (i + rng.random()) * (15 * 3600 / ORDERS_A_DAY)
+        for i in range(orders):
+            at = opening + (i + rng.random()) * (15 * 3600 / orders)
             seq += 1
             plan.append((at, seq, "reserve", f"SO-{d}-{i}"))
     heapq.heapify(plan)
@@ -316,4 +319,7 @@ def main(days: int) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.ERROR)  # the figures, not the alarms or the purges
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 365)
+    main(
+        int(sys.argv[1]) if len(sys.argv) > 1 else 365,
+        int(sys.argv[2]) if len(sys.argv) > 2 else ORDERS_A_DAY,
+    )
