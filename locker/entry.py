@@ -103,20 +103,22 @@ class CodeEntry:
         """A code typed, scanned or seen by the camera at this terminal; `staff` when it
         was entered on the staff screen (deposit codes only, its own throttle)."""
         terminal = STAFF if staff else method.value
-        now = self.clock.now()
+        # Audits and events are stamped with wall time; the throttle's waits are judged
+        # on steady time, which an NTP step of the wall clock does not move (docs/time.md).
+        now, steady = self.clock.now(), self.clock.steady()
         with self.store.transaction() as tx:
             state = self.throttle_state(tx, terminal)
-            wait = wait_s(state, now)
+            wait = wait_s(state, steady)
             if not staff:
-                wait = max(wait, budget_wait_s(self.budget_state(tx), now, self.budget))
+                wait = max(wait, budget_wait_s(self.budget_state(tx), steady, self.budget))
             if wait > 0:
                 return _waiting(wait, "codes")
             try:
                 parsed = parse_code_input(text, self.locker_id)
             except CodeFormatError as exc:
                 if exc.reason == "other_locker":
-                    return self._wrong(tx, terminal, state, now, str(exc), exc.reason)
-                return self._not_a_code(tx, terminal, now, exc)
+                    return self._wrong(tx, terminal, state, now, steady, str(exc), exc.reason)
+                return self._not_a_code(tx, terminal, now, steady, exc)
             digest = self.codebook.digest(parsed.code)
             row = repo.code(tx, digest)
             if (
@@ -127,14 +129,20 @@ class CodeEntry:
                 # live there, so guessing at it finds no shopper's code.
                 or (staff and row.kind != CodeKind.DEPOSIT)
             ):
-                return self._wrong(tx, terminal, state, now, "wrong code")
+                return self._wrong(tx, terminal, state, now, steady, "wrong code")
             order = repo.order(tx, row.order_pk)
             assert order is not None
             if row.kind == CodeKind.DEPOSIT and order.state == OrderState.LOADED and not staff:
                 # Dead for shoppers while the order is loaded (it opens nothing, and telling
                 # a guesser it exists would help); staff are told it is already loaded.
                 return self._wrong(
-                    tx, terminal, state, now, "wrong code", detail="deposit code of a loaded order"
+                    tx,
+                    terminal,
+                    state,
+                    now,
+                    steady,
+                    "wrong code",
+                    detail="deposit code of a loaded order",
                 )
             result, started = self._use_code(tx, order, row.kind, method, now)
             if started:
@@ -230,10 +238,10 @@ class CodeEntry:
         The PIN has its own terminal with the same short, capped waits: codes entered
         anywhere never make it wait, and PIN failures never spend the codes' budget."""
         terminal = TECHNICIAN
-        now = self.clock.now()
+        now, steady = self.clock.now(), self.clock.steady()
         with self.store.transaction() as tx:
             state = self.throttle_state(tx, terminal)
-            wait = wait_s(state, now)
+            wait = wait_s(state, steady)
             if wait > 0:
                 return _waiting(wait, "PINs")
             if stored is None:
@@ -242,19 +250,19 @@ class CodeEntry:
                     EntryOutcome.REFUSED, "no technician PIN is set (lockerctl set-pin)"
                 )
             if not check_pin(pin, stored):
-                return self._wrong(tx, terminal, state, now, "wrong PIN")
+                return self._wrong(tx, terminal, state, now, steady, "wrong PIN")
             self.save_throttle(tx, terminal, record_success(state))
             return None
 
     def _not_a_code(
-        self, tx: Transaction, terminal: str, now: float, exc: CodeFormatError
+        self, tx: Transaction, terminal: str, now: float, steady: float, exc: CodeFormatError
     ) -> CodeResult:
         key = f"{terminal}:not_a_code"
         state = self.throttle_state(tx, key)
-        wait = wait_s(state, now)
+        wait = wait_s(state, steady)
         if wait > 0:
             return _waiting(wait, "inputs")
-        new_state, locked_for = record_failure(state, now, self.not_a_code)
+        new_state, locked_for = record_failure(state, steady, self.not_a_code)
         self.save_throttle(tx, key, new_state)
         # A flood of junk must not grow the audit log without bound: one row a minute
         # per terminal, with how many came in a row.
@@ -279,11 +287,12 @@ class CodeEntry:
         terminal: str,
         state: ThrottleState,
         now: float,
+        steady: float,
         why: str,
         reason: str | None = None,
         detail: str | None = None,
     ) -> CodeResult:
-        new_state, locked_for = record_failure(state, now, self.policy)
+        new_state, locked_for = record_failure(state, steady, self.policy)
         self.save_throttle(tx, terminal, new_state)
         tx.audit(now, terminal, "wrong_code", detail=detail or why)
         if locked_for and new_state.failures == self.policy.free_attempts + 1:
@@ -291,7 +300,7 @@ class CodeEntry:
             # daily budget's alarm is the one that says an attack is under way.
             self._alarm(tx, terminal, now, new_state.failures, locked_for)
         if terminal != TECHNICIAN:
-            budget, locker_wait = spend(self.budget_state(tx), now, self.budget)
+            budget, locker_wait = spend(self.budget_state(tx), steady, self.budget)
             self._save_budget(tx, budget)
             if locker_wait:
                 # Spent: every shopper terminal now waits after each further wrong code,
@@ -305,7 +314,7 @@ class CodeEntry:
                 f"{why}; too many wrong codes, try again in {int(locked_for + 0.999)} s",
                 wait_s=locked_for,
             )
-        left = attempts_left(new_state, now, self.policy)
+        left = attempts_left(new_state, steady, self.policy)
         return CodeResult(
             EntryOutcome.WRONG, f"{why}; {left} attempts left", attempts_left=left, reason=reason
         )

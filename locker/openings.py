@@ -191,7 +191,8 @@ class Openings:
     def observe(self, tx: Transaction, number: int, door: Door, prev: Door) -> list[Outcome]:
         """A changed door: store it, settle the opening that waited for it."""
         now = self.clock.now()
-        repo.set_door(tx, number, door, now)
+        # door_since only times the left-open alarm: steady time, which NTP does not step.
+        repo.set_door(tx, number, door, self.clock.steady())
         if door == Door.OPEN:
             return self._opened(tx, number, prev, now)
         if door == Door.CLOSED:
@@ -260,7 +261,7 @@ class Openings:
         for key, due in list(self.deadline.items()):
             if mono >= due:
                 outcomes += self._confirm_timeout(tx, key, now)
-        for number in repo.doors_left_open(tx, now - self.settings.open_alarm_s):
+        for number in repo.doors_left_open(tx, self.clock.steady() - self.settings.open_alarm_s):
             self._alarm(tx, number, AlarmKind.LEFT_OPEN, repo.order_id_in(tx, number), now)
         return outcomes
 

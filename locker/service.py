@@ -110,7 +110,9 @@ class Service:
             online=self.online,
             openings=self.openings,
         )
-        self.lifecycle = Lifecycle(config.rules, self.locker_id, self.codebook, self.openings)
+        self.lifecycle = Lifecycle(
+            config.rules, self.locker_id, self.codebook, self.openings, clock=clock
+        )
         self._next_prune = 0.0
 
     # -- start-up ----------------------------------------------------------------------

@@ -21,17 +21,6 @@ DAY = 24 * HOUR
 STEPS = [pytest.param(6 * HOUR, id="forward-6h"), pytest.param(-6 * HOUR, id="back-6h")]
 BACK = [pytest.param(-6 * HOUR, id="back-6h"), pytest.param(-DAY, id="back-1d")]
 ALL_STEPS = [*STEPS, pytest.param(-DAY, id="back-1d")]
-UNWIRED_THROTTLE = pytest.mark.xfail(
-    strict=True,
-    reason="until locker/entry.py judges the throttle on clock.steady() (docs/time.md)",
-)
-LEFT_OPEN_ON_WALL_TIME = pytest.mark.xfail(
-    strict=True,
-    reason="until locker/openings.py times a door left open on monotonic time (docs/time.md)",
-)
-UNWIRED_LIFECYCLE = pytest.mark.xfail(
-    strict=True, reason="until locker/service.py gives Lifecycle the service's clock"
-)
 
 
 def wrong(lk: Locker, n: int, method: Method = Method.KEYPAD) -> Any:
@@ -49,7 +38,6 @@ def states(lk: Locker) -> dict[str, str]:
 # -- the wrong-code throttle -------------------------------------------------------------
 
 
-@UNWIRED_THROTTLE
 @pytest.mark.parametrize("step", ALL_STEPS)
 def test_a_throttle_wait_in_progress_keeps_its_real_length(locker: Locker, step: float) -> None:
     wrong(locker, 5)  # the free attempts
@@ -97,7 +85,6 @@ def test_the_daily_budget_is_not_reset_by_a_step(tmp_path: Path, step: float) ->
     lk.store.close()
 
 
-@UNWIRED_THROTTLE
 @pytest.mark.parametrize("step", ALL_STEPS)
 def test_the_budgets_wait_keeps_its_real_length(tmp_path: Path, step: float) -> None:
     lk = start_locker(tmp_path, security={"free_attempts": 100, "wrong_codes_per_day": 5})
@@ -130,7 +117,6 @@ def test_a_technician_session_keeps_its_length(locker: Locker, step: float) -> N
         OPS["diagnostics"](api, {"token": token})
 
 
-@LEFT_OPEN_ON_WALL_TIME
 @pytest.mark.parametrize("step", ALL_STEPS)
 def test_a_door_left_open_alarms_after_its_real_time(locker: Locker, step: float) -> None:
     locker.deposit()
@@ -224,7 +210,6 @@ def test_without_ntp_deadlines_are_judged_after_the_first_hour(tmp_path: Path) -
     lk.store.close()
 
 
-@UNWIRED_LIFECYCLE
 def test_the_service_gives_the_lifecycle_its_clock(locker: Locker) -> None:
     assert locker.service.lifecycle.clock is locker.clock
 
