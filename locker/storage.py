@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 # controller must never serve again (the daemon refuses to, the standby tools show it).
 FENCED_BY, FENCED_AT = "fenced_by", "fenced_at"
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Migrations, in order; index i takes the schema from version i to i + 1.
 MIGRATIONS: tuple[str, ...] = (
@@ -168,6 +168,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX compartments_free ON compartments(size, low, number)
         WHERE order_pk IS NULL AND in_service = 1 AND jammed = 0;
+    """,
+    # 4: the time by which an unlocked door must be seen open (steady time, docs/time.md),
+    # so that a restart resolves an unfinished intent on time instead of waiting afresh.
+    """
+    ALTER TABLE opening_doors ADD COLUMN confirm_by REAL;
     """,
 )
 
