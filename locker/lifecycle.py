@@ -16,6 +16,7 @@ expired late has only held its compartment a little longer.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from locker import orders, repo
 from locker.clock import Clock, rfc3339
@@ -91,9 +92,11 @@ class Lifecycle:
         elif purpose == Purpose.PICKUP and order.state == OrderState.LOADED:
             repo.set_collected(tx, order_pk, times, method)
             orders.apply(tx, order_pk, OrderEvent.COLLECTED, now, self.doors)
-            tx.audit(now, method, "picked_up", order_id)
+            tx.audit(
+                now, method, "picked_up", order_id, detail="" if done.door_seen else "door not seen"
+            )
             assert order.deposited_at is not None
-            fields = {
+            picked: dict[str, Any] = {
                 "order_id": order_id,
                 "compartments": listed,
                 "method": method,
@@ -102,7 +105,11 @@ class Lifecycle:
                 "opened_at": rfc3339(times.opened_at),
                 "closed_at": rfc3339(times.closed_at),
             }
-            tx.emit("picked_up", fields, now)
+            if not done.door_seen:
+                # Taken as collected on the unlock alone (a restart hid the door): the
+                # platform still confirms, and customer service can tell it from the rest.
+                picked["door_seen"] = False
+            tx.emit("picked_up", picked, now)
         elif purpose == Purpose.RETRIEVAL and order.state in (
             OrderState.EXPIRED,
             OrderState.CANCELLED,

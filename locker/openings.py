@@ -5,7 +5,11 @@ Each of its doors is unlocked only after the intent is on disk, must then be
 seen open within `open_confirm_s` (else retried, then declared jammed), and is
 done once seen closed again. A door that opens while no opening expects it is
 `forced`. After a restart an intent is never sent again: its doors are only
-watched, and one that does not open is reported as interrupted.
+watched until the deadline stored with the intent (so a crash loop cannot keep
+it waiting), and a door still not seen open then is reconciled with what it
+shows: a pickup is taken as done (`picked_up` with `door_seen: false`), a
+deposit or retrieval is reported (`open_interrupted`) and its code works again,
+a remote open is answered.
 
 Door alarms and lock faults are this module's own events; what the rest of the
 locker must act on (a phase of an order completed, the late reply to a remote
@@ -32,8 +36,10 @@ from locker.model import (
     DoorOutcome,
     ErrorCode,
     OpeningState,
+    OrderState,
     Purpose,
 )
+from locker.rows import OpeningDoorRow
 from locker.storage import Transaction
 
 log = logging.getLogger(__name__)
@@ -61,6 +67,9 @@ class PhaseComplete:
     order_pk: int
     purpose: Purpose
     method: str
+    # False when a door's unlock went out before a restart and it was found closed after
+    # it, never seen open: the phase is taken as done on the committed intent alone.
+    door_seen: bool = True
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,7 @@ class Openings:
             request.actor,
             request.command_id,
             self.clock.now(),
+            self.clock.steady() + self.settings.open_confirm_s,
         )
         for number in request.numbers:
             tx.after_commit(functools.partial(self._send, opening_id, number))
@@ -152,18 +162,30 @@ class Openings:
         return {self.compartments[number].board for _, number in self.deadline}
 
     def recover(self, tx: Transaction) -> None:
-        """After a restart: watch the doors of unfinished intents, never re-send them."""
-        mono = self.clock.monotonic()
+        """After a restart: watch the doors of unfinished intents until their stored
+        deadline, never re-send them.
+
+        The deadline is steady time of the run that stored it; a wall clock stepped back
+        between the runs would push it out, so it is never later than `open_confirm_s`
+        from now (and stored so, or a crash loop would grant that much afresh each run).
+        One already past is resolved once the door has been read in this run
+        (docs/time.md)."""
+        mono, steady = self.clock.monotonic(), self.clock.steady()
+        latest = steady + self.settings.open_confirm_s
         for row in repo.unconfirmed_doors(tx):
             key = (row.opening_id, row.number)
-            self.deadline[key] = mono + self.settings.open_confirm_s
+            due = steady if row.confirm_by is None else min(row.confirm_by, latest)
+            if due != row.confirm_by:
+                repo.set_confirm_by(tx, row.opening_id, row.number, due)
+            self.deadline[key] = mono + max(0.0, due - steady)
             self.no_retry.add(key)
             tx.audit(
                 self.clock.now(),
                 "system",
                 "intent_recovered",
                 compartment=row.number,
-                detail=f"opening {row.opening_id}: not re-sent",
+                detail=f"opening {row.opening_id}: not re-sent,"
+                f" resolved in {max(0.0, due - steady):.1f} s",
             )
 
     # -- what an order's transition asks of the doors (orders.DoorEffects) --------------
@@ -244,7 +266,8 @@ class Openings:
             repo.mark_order_door(tx, row.order_pk, number, Door.CLOSED, now)
         self._maybe_finish(tx, row.opening_id, now)
         if row.order_pk is not None and not repo.unclosed_numbers(tx, row.order_pk):
-            return [PhaseComplete(row.order_pk, row.purpose, row.method)]
+            seen = repo.opening_doors_seen(tx, row.opening_id)
+            return [PhaseComplete(row.order_pk, row.purpose, row.method, door_seen=seen)]
         return []
 
     def _maybe_finish(self, tx: Transaction, opening_id: int, now: float) -> None:
@@ -259,11 +282,22 @@ class Openings:
         outcomes: list[Outcome] = []
         mono = self.clock.monotonic()
         for key, due in list(self.deadline.items()):
-            if mono >= due:
+            if mono >= due and self._door_known(key):
                 outcomes += self._confirm_timeout(tx, key, now)
         for number in repo.doors_left_open(tx, self.clock.steady() - self.settings.open_alarm_s):
             self._alarm(tx, number, AlarmKind.LEFT_OPEN, repo.order_id_in(tx, number), now)
         return outcomes
+
+    def _door_known(self, key: tuple[int, int]) -> bool:
+        """Can the door of this timer be judged? A recovered intent's door waits for its
+        first reading in this run (it may be open right now: then it completes as usual),
+        unless its board is offline and no reading is coming."""
+        number = key[1]
+        return (
+            key not in self.no_retry
+            or number in self.door
+            or not self.online.get(self.compartments[number].board, True)
+        )
 
     def _lock_fault(self, number: int, detail: str) -> dict[str, Any]:
         """A lock that failed (or works again) is its board's fault, on one compartment."""
@@ -295,7 +329,8 @@ class Openings:
             self.no_retry.discard(key)
             outcome = DoorOutcome.INTERRUPTED
         elif row.attempts <= self.settings.unlock_retries:
-            repo.count_attempt(tx, opening_id, number, now)
+            confirm_by = self.clock.steady() + self.settings.open_confirm_s
+            repo.count_attempt(tx, opening_id, number, now, confirm_by)
             detail = f"attempt {row.attempts + 1}"
             tx.audit(now, "system", "unlock_retry", compartment=number, detail=detail)
             tx.after_commit(functools.partial(self._send, opening_id, number))
@@ -305,6 +340,8 @@ class Openings:
         else:
             outcome = DoorOutcome.BOARD_OFFLINE
         repo.settle_door(tx, opening_id, number, outcome)
+        if outcome == DoorOutcome.INTERRUPTED:
+            return self._interrupted(tx, row, now)
         if row.order_pk is not None:
             # The order's history keeps the failed attempt beside the stages that worked.
             repo.add_stage(
@@ -327,6 +364,53 @@ class Openings:
             outcomes.append(
                 CommandReply(row.command_id, _failed_reply(row.command_id, comp, outcome, now))
             )
+        self._maybe_finish(tx, opening_id, now)
+        return outcomes
+
+    def _interrupted(self, tx: Transaction, row: OpeningDoorRow, now: float) -> list[Outcome]:
+        """A door unlocked before a restart, not seen open by its deadline after it, now
+        closed (or its board silent): reconcile it with its purpose, never drop it.
+
+        The intent commits a fraction of a millisecond before its pulse goes out, so an
+        intent found unfinished almost surely unlocked its door for the person who asked,
+        and the door opened and closed while no process watched it (a power cut)."""
+        opening_id, number = row.opening_id, row.number
+        order = None if row.order_pk is None else repo.order(tx, row.order_pk)
+        unlocked_at = rfc3339(row.created_at)
+        tx.audit(now, "system", "door_interrupted", row.order_id, number, f"unlocked {unlocked_at}")
+        outcomes: list[Outcome] = []
+        if order is not None and row.purpose == Purpose.PICKUP and order.state == OrderState.LOADED:
+            # The shopper had the door unlocked and most likely left with the goods: the
+            # platform confirms receipt only on `picked_up`, so it gets one, flagged for
+            # customer service; the code dies and the bay is freed as on any pickup.
+            repo.mark_order_door(tx, order.pk, number, Door.OPEN, row.created_at)
+            repo.mark_order_door(tx, order.pk, number, Door.CLOSED, now)
+            repo.add_stage(
+                tx, order.pk, "door_not_seen", now, f"compartment {number}: unlocked {unlocked_at}"
+            )
+            self._maybe_finish(tx, opening_id, now)
+            if not repo.unclosed_numbers(tx, order.pk):
+                outcomes.append(PhaseComplete(order.pk, row.purpose, row.method, door_seen=False))
+            return outcomes
+        if order is not None and row.purpose in (Purpose.DEPOSIT, Purpose.RETRIEVAL):
+            # Goods loaded or taken out cannot be assumed: a wrong `deposited` would send
+            # the shopper to an empty bay. The order stays as it was, its deposit code opens
+            # the door again (the intent no longer blocks it), and the platform is told so
+            # that staff scan again.
+            repo.add_stage(
+                tx, order.pk, "open_interrupted", now, f"compartment {number}: {row.purpose}"
+            )
+            fields: dict[str, Any] = {
+                "order_id": order.order_id,
+                "compartment": number,
+                "purpose": row.purpose.value,
+                "unlocked_at": unlocked_at,
+            }
+            tx.emit("open_interrupted", fields, now)
+        if row.command_id:
+            comp = self.compartments[number]
+            reply = _failed_reply(row.command_id, comp, DoorOutcome.INTERRUPTED, now)
+            outcomes.append(CommandReply(row.command_id, reply))
         self._maybe_finish(tx, opening_id, now)
         return outcomes
 

@@ -379,7 +379,8 @@ def doors_left_open(tx: Transaction, since: float) -> list[int]:
 
 _OPENING_DOOR = (
     "SELECT d.opening_id, d.number, d.attempts, d.seen_open_at, d.seen_closed_at, d.outcome,"
-    " o.purpose, o.method, o.order_pk, o.command_id, o.state, r.order_id"
+    " d.confirm_by, o.purpose, o.method, o.order_pk, o.command_id, o.state, o.created_at,"
+    " r.order_id"
     " FROM opening_doors d JOIN openings o ON o.id = d.opening_id"
     " LEFT JOIN orders r ON r.pk = o.order_pk"
 )
@@ -394,8 +395,10 @@ def insert_opening(
     actor: str,
     command_id: str | None,
     now: float,
+    confirm_by: float,
 ) -> int:
-    """The intent "open `numbers`", each door counted as a first attempt."""
+    """The intent "open `numbers`", each door counted as a first attempt that must be seen
+    open by `confirm_by` (steady time)."""
     cur = tx.q(
         "INSERT INTO openings (purpose, order_pk, method, actor, command_id, created_at)"
         " VALUES (?,?,?,?,?,?)",
@@ -405,9 +408,9 @@ def insert_opening(
     assert opening_id is not None
     for number in numbers:
         tx.q(
-            "INSERT INTO opening_doors (opening_id, number, attempts, last_attempt_at)"
-            " VALUES (?,?,1,?)",
-            (opening_id, number, now),
+            "INSERT INTO opening_doors (opening_id, number, attempts, last_attempt_at,"
+            " confirm_by) VALUES (?,?,1,?,?)",
+            (opening_id, number, now, confirm_by),
         )
     return opening_id
 
@@ -484,12 +487,30 @@ def mark_seen(tx: Transaction, opening_id: int, number: int, door: Door, at: flo
         )
 
 
-def count_attempt(tx: Transaction, opening_id: int, number: int, at: float) -> None:
+def count_attempt(
+    tx: Transaction, opening_id: int, number: int, at: float, confirm_by: float
+) -> None:
     tx.q(
-        "UPDATE opening_doors SET attempts=attempts+1, last_attempt_at=?"
+        "UPDATE opening_doors SET attempts=attempts+1, last_attempt_at=?, confirm_by=?"
         " WHERE opening_id=? AND number=?",
-        (at, opening_id, number),
+        (at, confirm_by, opening_id, number),
     )
+
+
+def set_confirm_by(tx: Transaction, opening_id: int, number: int, confirm_by: float) -> None:
+    tx.q(
+        "UPDATE opening_doors SET confirm_by=? WHERE opening_id=? AND number=?",
+        (confirm_by, opening_id, number),
+    )
+
+
+def opening_doors_seen(tx: Transaction, opening_id: int) -> bool:
+    """Was every door of the opening seen open by its sensor?"""
+    r = tx.one(
+        "SELECT 1 FROM opening_doors WHERE opening_id=? AND seen_open_at IS NULL",
+        (opening_id,),
+    )
+    return r is None
 
 
 def settle_door(tx: Transaction, opening_id: int, number: int, outcome: DoorOutcome) -> None:

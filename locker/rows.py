@@ -147,6 +147,9 @@ class OpeningDoorRow:
     command_id: str | None
     state: OpeningState
     order_id: str | None
+    created_at: float  # wall time the intent was committed (its unlock went out then)
+    # Steady time by which the door must be seen open; None for intents older than it.
+    confirm_by: float | None
 
     @classmethod
     def of(cls, r: sqlite3.Row) -> OpeningDoorRow:
@@ -163,6 +166,8 @@ class OpeningDoorRow:
             command_id=r["command_id"],
             state=OpeningState(r["state"]),
             order_id=r["order_id"],
+            created_at=float(r["created_at"]),
+            confirm_by=_opt(r["confirm_by"]),
         )
 
 
