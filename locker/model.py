@@ -113,6 +113,8 @@ class ErrorCode(StrEnum):
     # Added by this project (the contract allows additions):
     ORDER_NOT_LOADED = "ORDER_NOT_LOADED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    # Contract v1.1: the data medium is full or read-only; nothing was done.
+    STORAGE_FULL = "STORAGE_FULL"
 
 
 class CommandError(LockerError):

@@ -11,11 +11,14 @@ registered with `after_commit` and runs after the outermost COMMIT.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import json
 import logging
 import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -28,7 +31,7 @@ from locker.codes import CodeBook
 from locker.dbfile import EPOCH, LOCKER_ID
 from locker.errors import LockerError
 from locker.events import Committed, Events
-from locker.model import ALARM_ACTIONS
+from locker.model import ALARM_ACTIONS, CommandError, ErrorCode
 from locker.rows import AuditEntry
 
 log = logging.getLogger(__name__)
@@ -204,6 +207,54 @@ class StorageError(LockerError):
     """The database cannot be opened or is newer than this software."""
 
 
+# SQLite's primary result codes that mean the medium, not the program: it is full
+# (SQLITE_FULL), mounted read-only (SQLITE_READONLY, or SQLITE_IOERR_WRITE when the
+# kernel turns a failing card read-only under an open file), or failing (SQLITE_IOERR,
+# SQLITE_CANTOPEN for a -wal or -shm file it cannot create). Everything else (a
+# constraint, a misuse, SQLITE_CORRUPT, SQLITE_BUSY from another process) is a defect or
+# damage and keeps its own exception.
+_FULL, _READONLY, _IOERR, _CANTOPEN = 13, 8, 10, 14
+STORAGE_CODES = frozenset({_FULL, _READONLY, _IOERR, _CANTOPEN})
+# The reserve: a file this large is kept beside the database and given back on the first
+# failed commit, so the `fault` event and the work in flight (a door reading, a pickup's
+# intent) can still commit on a full medium. WAL frames are 4 KiB pages; a door reading
+# or a pickup takes a few dozen KiB, so 2 MiB carries a long outage's essential commits.
+RESERVE_BYTES = 2 * 1024 * 1024
+RESERVE_SUFFIX = ".reserve"
+# Free space a probe must find beside the reserve before the fault clears.
+MIN_HEADROOM = 1024 * 1024
+PROBE_KEY = "storage_probe"
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Whether `exc` says the data medium cannot take a commit (full, read-only, failing)."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF in STORAGE_CODES
+
+
+class StorageFull(CommandError):
+    """A change could not be committed because of the medium: nothing of it happened.
+
+    A `CommandError` with the contract's `STORAGE_FULL`, so every front end answers it
+    like any refusal. `released`: this failure gave the reserve back, so the caller may
+    run its work once more (the reserve's space is there for exactly that)."""
+
+    def __init__(self, message: str, released: bool = False) -> None:
+        super().__init__(ErrorCode.STORAGE_FULL, message)
+        self.released = released
+
+
+@dataclass(frozen=True)
+class StorageFault:
+    """Commits failed on the data medium and have not been seen to work since."""
+
+    kind: str  # "full", "read_only" or "io_error"
+    detail: str  # SQLite's own words
+    since: float  # time.monotonic() of the first failure
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     seq: int
@@ -325,6 +376,11 @@ class Store:
         self.db.execute("PRAGMA secure_delete=ON")
         self.db.execute("PRAGMA busy_timeout=5000")
         self._depth = 0
+        self.reserve_path = path.with_name(path.name + RESERVE_SUFFIX)
+        self.reserve_bytes = 0  # none until keep_reserve() (lockerd's service keeps one)
+        # Set by the first commit the medium refused, cleared by a probe that commits
+        # with room to spare (probe()); the service reports both as `fault` events.
+        self.fault: StorageFault | None = None
         self.commits = 0  # transactions that changed something, as subscribers hear of them
         self.after: list[Callable[[], None]] = []
         self.pending_events: list[str] = []
@@ -407,16 +463,27 @@ class Store:
             marks = (len(self.after), len(self.pending_events), len(self.pending_audit))
             try:
                 yield tx
-            except BaseException:
-                self.db.execute(f"ROLLBACK TO {name}")
-                self.db.execute(f"RELEASE {name}")
+            except BaseException as exc:
+                try:
+                    self.db.execute(f"ROLLBACK TO {name}")
+                    self.db.execute(f"RELEASE {name}")
+                except sqlite3.Error as undo:
+                    # The outer transaction is rolled back whole when this reaches it.
+                    log.error("rollback to savepoint %s failed: %s", name, undo)
                 del self.after[marks[0] :]
                 del self.pending_events[marks[1] :]
                 del self.pending_audit[marks[2] :]
+                if is_storage_error(exc):
+                    raise self._storage_failed(exc) from exc
                 raise
             finally:
                 self._depth -= 1
-            self.db.execute(f"RELEASE {name}")
+            try:
+                self.db.execute(f"RELEASE {name}")
+            except sqlite3.Error as exc:
+                if is_storage_error(exc):
+                    raise self._storage_failed(exc) from exc
+                raise
             return
         self.db.execute("BEGIN IMMEDIATE")
         self._depth = 1
@@ -427,8 +494,10 @@ class Store:
             # error) the change is not durable, so its after-commit work (an unlock
             # above all) must be dropped with it, never left for the next transaction.
             self.db.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             self._abort()
+            if is_storage_error(exc):
+                raise self._storage_failed(exc) from exc
             raise
         finally:
             self._depth = 0
@@ -466,6 +535,113 @@ class Store:
                 self.db.execute("ROLLBACK")
             except sqlite3.Error as exc:
                 log.error("rollback failed: %s", exc)
+
+    # -- a full or read-only medium ---------------------------------------------------
+
+    def _storage_failed(self, exc: BaseException) -> StorageFull:
+        """A commit the medium refused: record the fault, give the reserve back."""
+        detail = str(exc)[:160]
+        if self.fault is None:
+            self.fault = StorageFault(self._kind(exc), detail, time.monotonic())
+            log.error(
+                "%s: cannot commit (%s); new work is refused until commits work again"
+                " (free space on %s, or check the medium)",
+                self.path,
+                detail,
+                self.path.parent,
+            )
+        released = self._release_reserve()
+        return StorageFull(
+            f"the locker cannot store anything now ({detail}); try again later", released
+        )
+
+    def _kind(self, exc: BaseException) -> str:
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code == _FULL:
+            return "full"
+        try:
+            read_only = bool(os.statvfs(self.path.parent).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        return "read_only" if read_only or code == _READONLY else "io_error"
+
+    def _release_reserve(self) -> bool:
+        """Delete the reserve file (its space is free at once); True if there was one."""
+        try:
+            os.unlink(self.reserve_path)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:  # a read-only medium: nothing to give back
+            log.warning("cannot release the reserve %s: %s", self.reserve_path, exc)
+            return False
+        log.warning("released the %d KiB reserve %s", self.reserve_bytes // 1024, self.reserve_path)
+        return True
+
+    def keep_reserve(self, size: int = RESERVE_BYTES) -> bool:
+        """Hold a preallocated file of `size` bytes beside the database (created when
+        missing); False when the medium has no room for it now."""
+        self.reserve_bytes = size
+        if size <= 0:
+            return False
+        try:
+            if self.reserve_path.stat().st_size >= size:
+                return True
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        try:
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+        except OSError as exc:
+            log.warning("cannot create the reserve %s: %s", self.reserve_path, exc)
+            return False
+        try:
+            # Blocks really allocated (not a sparse file): deleting it frees them.
+            os.posix_fallocate(fd, 0, size)
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.ENOSPC, errno.EROFS, errno.EIO):
+                log.warning("cannot allocate the reserve %s: %s", self.reserve_path, exc)
+            # A part-made reserve would hold space without being a reserve.
+            with contextlib.suppress(OSError):
+                os.unlink(self.reserve_path)
+            return False
+        os.close(fd)
+        return True
+
+    def free_bytes(self) -> int | None:
+        """Space left for this database on its medium (None if it cannot be read)."""
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+
+    def probe(self) -> bool:
+        """After a fault: commit a probe row and hold the reserve again, with as much free
+        again beside it. True (the fault cleared) when all of that worked."""
+        if self.fault is None:
+            return True
+        try:
+            with self.transaction(notify=False) as tx:
+                tx.q(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)"
+                    " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                    (PROBE_KEY, repr(time.time())),
+                )
+        except StorageFull:
+            return False
+        headroom = max(self.reserve_bytes, MIN_HEADROOM)
+        if self.reserve_bytes and not self.keep_reserve(self.reserve_bytes):
+            return False
+        free = self.free_bytes()
+        if free is not None and free < headroom:
+            # Commits go on the reserve's own space: the medium is still as good as full.
+            return False
+        log.warning("%s: commits work again (the storage fault cleared)", self.path)
+        self.fault = None
+        return True
 
     # -- reading the outbox (the MQTT pump and tools) --------------------------------
 
