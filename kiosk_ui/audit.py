@@ -57,7 +57,10 @@ def audit_row(texts: Texts, r: dict[str, Any]) -> str:
     """One audit entry on one line: time, what happened, and what it happened to."""
     parts = [hms(r["at"]), action_text(texts, r["action"])]
     if r["action"] in NAMED_IN_DETAIL and r.get("detail"):
-        parts.append(str(r["detail"]).partition(":")[0])
+        name = str(r["detail"]).partition(":")[0]
+        # A device (scanner, camera, replica) has a name in the screen's language; a
+        # board's name is the technician's own.
+        parts.append(named(texts, "device", name) if r["action"].startswith("device") else name)
     if r.get("compartment"):
         parts.append(f"#{r['compartment']}")
     if r.get("order_id"):

@@ -72,6 +72,9 @@ class Health:
             # None: no serial scanner to be online (keypad only, or the camera, whose
             # failure shows in devices_down).
             "scanner_online": self.scanner_online(),
+            # "ok", or why commits fail now ("full", "read_only", "io_error"): new work is
+            # refused with STORAGE_FULL until a probe commits again (docs/operations.md).
+            "storage": self.service.storage_fault or "ok",
             "version": VERSION,
             "epoch": store.epoch,
             **self._machine(),
@@ -100,6 +103,8 @@ class Health:
         if power is not None:
             readings["undervoltage"] = power.undervoltage
             readings["throttled"] = power.throttled
+            readings["undervoltage_since_boot"] = power.undervoltage_since_boot
+            readings["throttled_since_boot"] = power.throttled_since_boot
         out.update({k: v for k, v in readings.items() if v is not None})
         return out
 

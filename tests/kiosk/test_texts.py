@@ -235,7 +235,7 @@ def diagnostics_names() -> dict[str, list[str]]:
     return {
         "door": [door.value for door in Door],
         "fault": ["jammed", "board offline"],
-        "device": ["camera", "scanner"],
+        "device": ["camera", "scanner", "replica"],
     }
 
 
