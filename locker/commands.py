@@ -18,6 +18,7 @@ from locker.clock import parse_rfc3339, rfc3339
 from locker.model import CommandError, ErrorCode
 from locker.rules import invalid, opt_bool, req_int, req_str
 from locker.service import Service
+from locker.storage import StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +143,41 @@ class CommandProcessor:
             log.info("command %s delivered again; answering with the stored reply", command_id)
             return seen[1]  # None while a remote open still waits for its door
         now = self.svc.now()
+        if self.svc.store.fault is not None:
+            return self._without_commits(name, command_id)
+        try:
+            return self._commit(name, command_id, data, now)
+        except StorageFull as exc:
+            if exc.released:
+                # The medium filled under this very command: the reserve given back
+                # lets the work in flight finish (new work is refused from now on).
+                try:
+                    return self._commit(name, command_id, data, now)
+                except StorageFull as again:
+                    exc = again
+            # Nothing was done and nothing stored: delivered again, it runs afresh.
+            return error_reply(command_id, ErrorCode.STORAGE_FULL, exc.message)
+
+    def _commit(
+        self, name: str, command_id: str, data: Mapping[str, Any], now: float
+    ) -> Reply | None:
         with self.svc.store.transaction() as tx:
             reply = self._run(name, command_id, data, now)
             if reply is not None:
                 tx.store_reply(command_id, name, reply, now)
         return reply
+
+    def _without_commits(self, name: str, command_id: str) -> Reply:
+        """While the medium refuses commits: `sync` (it changes nothing) is answered, every
+        other command is refused, so the reserve's space stays for the doors and pickups."""
+        if name == "sync":
+            return self._ok(command_id, self.svc.snapshot())
+        return error_reply(
+            command_id,
+            ErrorCode.STORAGE_FULL,
+            "the locker cannot store anything now (its data medium is full or read-only);"
+            " nothing was done, send it again later",
+        )
 
     def _run(self, name: str, command_id: str, data: Mapping[str, Any], now: float) -> Reply | None:
         handler = self._handlers.get(name)
@@ -159,6 +190,8 @@ class CommandProcessor:
         try:
             self._check_fresh(data, now)
             return handler(command_id, data)
+        except StorageFull:
+            raise  # answered by handle(), never stored
         except CommandError as exc:
             return error_reply(command_id, exc.code, exc.message, exc.result)
 

@@ -31,6 +31,7 @@ from locker.model import (
     CompartmentState,
     Component,
     Door,
+    EntryOutcome,
     ErrorCode,
     Method,
     OrderState,
@@ -40,7 +41,7 @@ from locker.openings import CommandReply, Openings, OpenRequest, Outcome
 from locker.orders import OrderEvent
 from locker.rows import OrderRow
 from locker.rules import RulesConfig, allocate, check_rules, parse_reserve
-from locker.storage import Store, Transaction
+from locker.storage import RESERVE_BYTES, StorageFull, Store, Transaction
 from locker.throttle import ThrottlePolicy
 
 __all__ = ["CodeResult", "Service"]
@@ -48,6 +49,8 @@ __all__ = ["CodeResult", "Service"]
 log = logging.getLogger(__name__)
 
 HOUR = 3600.0
+# While commits fail, how often the medium is tried again (and the fault reported).
+STORAGE_PROBE_S = 3.0
 
 
 class Service:
@@ -114,11 +117,23 @@ class Service:
             config.rules, self.locker_id, self.codebook, self.openings, clock=clock
         )
         self._next_prune = 0.0
+        self._storage_reported = False  # a `fault` of the storage went out, no clear yet
+        self._storage_next = 0.0  # monotonic time of the next probe while commits fail
 
     # -- start-up ----------------------------------------------------------------------
 
     def start(self) -> None:
         """Bring the database in line with the configuration and recover open intents."""
+        self.store.keep_reserve(RESERVE_BYTES)
+        try:
+            self._start()
+        except StorageFull as exc:
+            if not exc.released:
+                raise
+            # Started on a full medium: the reserve's space lets it start and report.
+            self._start()
+
+    def _start(self) -> None:
         now = self.clock.now()
         with self.store.transaction() as tx:
             known = {r.number: r for r in repo.compartments(tx)}
@@ -363,23 +378,84 @@ class Service:
 
         `notify=False` when the caller shows the result itself (the kiosk's own request);
         `staff=True` for the staff screen, judged by its own throttle (deposit codes only)."""
-        result = self.entry.enter_code(text, method, staff=staff)
+        try:
+            result = self._enter_code(text, method, staff)
+        except StorageFull as exc:
+            # Never an unlock without its committed intent: the code is refused, and
+            # nothing of it (a throttle count, an intent) happened.
+            log.warning("a code could not be served: %s", exc.message)
+            result = CodeResult(
+                EntryOutcome.REFUSED,
+                "the locker cannot store anything now; please try again later",
+                reason="storage",
+            )
         if notify:
             # The screen shows the shopper the result of a scan it did not submit itself.
             self.hub.code_entered.publish(CodeEntered(method, result))
         return result
 
+    def _enter_code(self, text: str, method: Method, staff: bool) -> CodeResult:
+        try:
+            return self.entry.enter_code(text, method, staff=staff)
+        except StorageFull as exc:
+            if not exc.released:
+                raise
+            # The medium filled under this code: the reserve given back lets it commit.
+            return self.entry.enter_code(text, method, staff=staff)
+
     def tick(self) -> None:
-        """Fire every deadline that has passed: lapse, reminder, expiry, doors."""
+        """Fire every deadline that has passed: lapse, reminder, expiry, doors; report
+        and probe a storage fault."""
         now = self.now()
-        with self.store.transaction() as tx:
-            self.lifecycle.tick(tx, now)
-            self._settle(tx, self.openings.tick(tx, now))
-        if now >= self._next_prune:
-            # Past the broker's session expiry a command cannot be delivered again.
-            self._next_prune = now + HOUR
-            mqtt = self.config.mqtt
-            self.store.prune_replies(now - max(mqtt.session_expiry_s, mqtt.command_max_age_s))
+        try:
+            with self.store.transaction() as tx:
+                self.lifecycle.tick(tx, now)
+                self._settle(tx, self.openings.tick(tx, now))
+            if now >= self._next_prune:
+                # Past the broker's session expiry a command cannot be delivered again.
+                self._next_prune = now + HOUR
+                mqtt = self.config.mqtt
+                self.store.prune_replies(now - max(mqtt.session_expiry_s, mqtt.command_max_age_s))
+        except StorageFull:
+            # Nothing of it committed; every deadline is still due and fires on a later
+            # turn, once a commit works (the fault is the store's, reported below).
+            pass
+        self._watch_storage()
+
+    def _watch_storage(self) -> None:
+        """While commits fail: the `fault` (component storage) as soon as it commits, a
+        probe every STORAGE_PROBE_S, `fault_cleared` once the probe finds room again."""
+        store = self.store
+        if store.fault is None and not self._storage_reported:
+            return
+        mono = self.clock.monotonic()
+        if mono < self._storage_next:
+            return
+        self._storage_next = mono + STORAGE_PROBE_S
+        fault = store.fault
+        if fault is not None and not self._storage_reported:
+            detail = f"data medium {fault.kind.replace('_', ' ')}: {fault.detail}"
+            try:
+                with store.transaction() as tx:
+                    tx.audit(self.now(), "system", "storage_fault", detail=detail[:200])
+                    self._fault(tx, "fault", Component.STORAGE, detail)
+                self._storage_reported = True
+            except StorageFull:
+                return  # read-only or still failing: tried again at the next probe
+        if not store.probe():
+            return
+        try:
+            with store.transaction() as tx:
+                tx.audit(self.now(), "system", "storage_ok")
+                self._fault(tx, "fault_cleared", Component.STORAGE, "commits work again")
+            self._storage_reported = False
+        except StorageFull:
+            pass  # failed again at once: the store holds the fault anew
+
+    @property
+    def storage_fault(self) -> str | None:
+        """Why commits fail now ("full", "read_only", "io_error"), None while they work."""
+        return None if self.store.fault is None else self.store.fault.kind
 
     # -- boards ------------------------------------------------------------------------
 
@@ -408,42 +484,60 @@ class Service:
 
     def board_failed(self, board: str, error: BoardError) -> None:
         """A board stopped answering: its compartments go to `fault`, once."""
-        with self.store.transaction() as tx:
-            repo.count_board_error(tx, board, error.detail)
-            if not self.online.get(board, True):
-                return
-            self.online[board] = False
-            repo.set_board_online(tx, board, False)
-            detail = f"{board}: {error.detail}"[:200]
-            tx.audit(self.now(), "system", "board_offline", detail=detail)
-            self._fault(tx, "fault", Component.BOARD, error.detail, board)
+        was_online = self.online.get(board, True)
+        try:
+            with self.store.transaction() as tx:
+                repo.count_board_error(tx, board, error.detail)
+                if not was_online:
+                    return
+                self.online[board] = False
+                repo.set_board_online(tx, board, False)
+                detail = f"{board}: {error.detail}"[:200]
+                tx.audit(self.now(), "system", "board_offline", detail=detail)
+                self._fault(tx, "fault", Component.BOARD, error.detail, board)
+        except StorageFull:
+            # Not recorded: the board still counts as offline for new work (no unlock
+            # goes to it), and the `fault` is recorded on its next failed read.
+            if was_online:
+                self.online[board] = True
 
     def board_ok(self, board: str) -> None:
         """A board answered again after a failure."""
         if self.online.get(board, True):
             return
-        with self.store.transaction() as tx:
-            self.online[board] = True
-            repo.set_board_online(tx, board, True)
-            tx.audit(self.now(), "system", "board_online", detail=board)
-            self._fault(tx, "fault_cleared", Component.BOARD, "board answering again", board)
+        try:
+            with self.store.transaction() as tx:
+                self.online[board] = True
+                repo.set_board_online(tx, board, True)
+                tx.audit(self.now(), "system", "board_online", detail=board)
+                self._fault(tx, "fault_cleared", Component.BOARD, "board answering again", board)
+        except StorageFull:
+            self.online[board] = False  # recorded on a later good read, once commits work
 
     def device_failed(self, component: str, detail: str) -> None:
         """A device other than a board (the scanner, the camera) stopped working: once."""
         if component in self.devices_down:
             return
-        with self.store.transaction() as tx:
-            tx.audit(self.now(), "system", "device_offline", detail=f"{component}: {detail}"[:200])
-            self._fault(tx, "fault", Component(component), detail)
+        try:
+            with self.store.transaction() as tx:
+                tx.audit(
+                    self.now(), "system", "device_offline", detail=f"{component}: {detail}"[:200]
+                )
+                self._fault(tx, "fault", Component(component), detail)
+        except StorageFull:
+            return  # recorded when the device is found failing again, once commits work
         self.devices_down.add(component)
 
     def device_ok(self, component: str) -> None:
         """The device works again."""
         if component not in self.devices_down:
             return
-        with self.store.transaction() as tx:
-            tx.audit(self.now(), "system", "device_online", detail=component)
-            self._fault(tx, "fault_cleared", Component(component), "working again")
+        try:
+            with self.store.transaction() as tx:
+                tx.audit(self.now(), "system", "device_online", detail=component)
+                self._fault(tx, "fault_cleared", Component(component), "working again")
+        except StorageFull:
+            return
         self.devices_down.discard(component)
 
     def doors_read(self, board: str, doors: Mapping[int, bool]) -> None:
@@ -458,8 +552,23 @@ class Service:
             prev = self.openings.reading(number, door)
             if prev is None:
                 continue
-            with self.store.transaction() as tx:
-                self._settle(tx, self.openings.observe(tx, number, door, prev))
+            try:
+                self._observe(number, door, prev)
+            except StorageFull:
+                # Not durable: the door's last committed state is taken back in memory,
+                # so a later poll finds the change again and commits it (its pickup,
+                # alarm or reply with it) once a commit works.
+                self.openings.door[number] = prev
+
+    def _observe(self, number: int, door: Door, prev: Door) -> None:
+        for attempt in (1, 2):
+            try:
+                with self.store.transaction() as tx:
+                    self._settle(tx, self.openings.observe(tx, number, door, prev))
+                return
+            except StorageFull as exc:
+                if attempt == 2 or not exc.released:
+                    raise
 
     # -- reading -----------------------------------------------------------------------
 

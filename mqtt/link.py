@@ -75,7 +75,7 @@ from locker.errors import LockerError
 from locker.events import CommandAnswered, Committed, LoopTurn
 from locker.model import ErrorCode
 from locker.service import Service
-from locker.storage import StorageError
+from locker.storage import StorageError, StorageFull
 from locker.version import VERSION
 from mqtt.outage import OutageLog
 from mqtt.schemas import command_problem
@@ -441,7 +441,7 @@ class PlatformLink:
         )
         try:
             self.svc.store.mark_fenced(epoch, self.svc.now())
-        except (StorageError, sqlite3.Error) as exc:
+        except (StorageError, StorageFull, sqlite3.Error) as exc:
             log.error("could not record in the database that epoch %d took over: %s", epoch, exc)
         if self.on_fenced is not None:
             self.on_fenced(epoch)
@@ -511,7 +511,7 @@ class PlatformLink:
             return self._schema_refusal(name, payload) or self.commands.handle(name, payload)
         except Exception as exc:  # a bug must still get an answer, and not kill the loop
             log.exception("command %s failed", name)
-            return error_reply(None, ErrorCode.INTERNAL_ERROR, str(exc)[:200])
+            return error_reply(_command_id(payload), ErrorCode.INTERNAL_ERROR, str(exc)[:200])
 
     @staticmethod
     def _schema_refusal(name: str, payload: bytes) -> Reply | None:
@@ -585,9 +585,16 @@ class PlatformLink:
     def _flush_acks(self) -> None:
         # One transaction for every PUBACK of a loop turn: a drain after an outage is
         # bounded by the broker, not by one fsync per event.
-        if self._acked_seqs:
+        if self._acked_seqs and self.svc.store.fault is None:
+            # (While commits fail they wait: a delete frees no space on the medium, and
+            # the reserve is kept for the doors. The broker has them; resent after a
+            # reconnect they are duplicates the platform drops by event_id.)
             seqs, self._acked_seqs = self._acked_seqs, []
-            self.svc.store.delete_events(seqs)
+            try:
+                self.svc.store.delete_events(seqs)
+            except StorageFull:
+                self._acked_seqs[:0] = seqs
+                return
             self.pump()
 
     def committed(self, commit: Committed) -> None:
@@ -682,6 +689,23 @@ class PlatformLink:
             # Added, never replacing a field of contract v1.
             beat.update({k: v for k, v in self.health_fields().items() if k not in beat})
         return beat
+
+
+def _command_id(payload: bytes) -> str | None:
+    """The command's `command_id` when it can be read (for a reply to an unexpected
+    failure), else None."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    command_id = data.get("command_id") if isinstance(data, dict) else None
+    if isinstance(command_id, str) and 0 < len(command_id) <= MAX_COMMAND_ID:
+        try:
+            command_id.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+        return command_id
+    return None
 
 
 def _take_queued(client: mqtt.Client, keep: Callable[[str], bool]) -> list[_Outbound]:
