@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import select
 import threading
 import time
@@ -34,6 +35,13 @@ class Faults:
     no_reply: int = 0  # drop the next N replies
     bad_checksum: int = 0  # corrupt the last byte of the next N replies
     split: bool = False  # send replies in two pieces with a pause between
+    # Line noise for a fault campaign: each reply is dropped, or its last byte corrupted,
+    # with these chances (drawn from `rng`, seeded by the campaign so a run replays).
+    drop_p: float = 0.0
+    corrupt_p: float = 0.0
+    rng: random.Random = field(default_factory=random.Random)
+    dropped: int = 0  # replies dropped and corrupted by the chances above, for the counts
+    corrupted: int = 0
 
 
 class PtyDevice:
@@ -109,6 +117,14 @@ class PtyDevice:
         if f.bad_checksum:
             f.bad_checksum -= 1
             reply = reply[:-1] + bytes([reply[-1] ^ 0x5A])
+        elif f.drop_p or f.corrupt_p:
+            draw = f.rng.random()
+            if draw < f.drop_p:
+                f.dropped += 1
+                return
+            if draw < f.drop_p + f.corrupt_p:
+                f.corrupted += 1
+                reply = reply[:-1] + bytes([reply[-1] ^ 0x5A])
         pieces = [reply[: len(reply) // 2], reply[len(reply) // 2 :]] if f.split else [reply]
         for i, piece in enumerate(pieces):
             if i:
