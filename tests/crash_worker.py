@@ -1,17 +1,22 @@
 """A locker that keeps doing use cases until it is killed (driven by test_crash.py).
 
-Run as `python tests/crash_worker.py CONFIG JOURNAL SEED`. It builds the real
+Run as `python tests/crash_worker.py CONFIG JOURNAL SEED [power-cut]`. It builds the real
 service on an in-process simulated board whose doors close by themselves,
 and loops forever through reservations, deposits, pickups, reissues and
 cancellations with the real clock. The simulated board appends every unlock
 it receives to JOURNAL, so the test can compare what reached the "wire" with
-the intents committed in the database.
+the intents committed in the database. With `power-cut` it kills itself right
+after its first pickup code opened a door (the intent committed, the pulse handed to the
+board or about to be): the door closes again while no process runs, as in a power cut
+during a pickup, and the next run must still report the pickup.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -21,6 +26,7 @@ from locker.clock import rfc3339
 from locker.commands import CommandProcessor
 from locker.config import load_config
 from locker.daemon import build
+from locker.entry import ALREADY_OPEN
 from locker.model import Method
 
 
@@ -28,6 +34,7 @@ def main() -> None:
     config = load_config(sys.argv[1])
     journal = Path(sys.argv[2])
     rng = random.Random(int(sys.argv[3]))
+    power_cut = sys.argv[4:] == ["power-cut"]
     board = SimBoard("b0", channels=48, door_close_s=0.15, journal=journal)
     locker = build(config, boards={"b0": board})
     service, store = locker.service, locker.store
@@ -77,7 +84,11 @@ def main() -> None:
             loaded = {r[0] for r in db.execute("SELECT order_id FROM orders WHERE state='loaded'")}
             codes = [code for order_id, code in latest.items() if order_id in loaded]
             if codes:
-                service.enter_code(rng.choice(codes), rng.choice([Method.KEYPAD, Method.SCANNER]))
+                result = service.enter_code(
+                    rng.choice(codes), rng.choice([Method.KEYPAD, Method.SCANNER])
+                )
+                if power_cut and result.outcome == "opened" and result.message != ALREADY_OPEN:
+                    os.kill(os.getpid(), signal.SIGKILL)
         elif action < 0.95:
             row = db.execute(
                 "SELECT order_id FROM orders WHERE state='loaded' ORDER BY random() LIMIT 1"
