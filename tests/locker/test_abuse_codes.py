@@ -375,3 +375,123 @@ def test_qr_and_digits_other_lockers_and_junk_in_between_count_on_one_terminal(
     assert [r["attempts_left"] for r in results[:2]] == [4, 3]
     assert evaluated(running, "keypad") == FREE + 1
     assert [e["terminal"] for e in events(running, "code_attempts_throttled")] == ["keypad"]
+
+
+def _day_of_guessing(
+    running: RunningDaemon, clock: FakeClock, step_s: float, **fields: Any
+) -> list[tuple[float, str, str]]:
+    """Wrong codes for a day, one every `step_s` at each terminal the request names
+    (`fields` or the three shopper ones in turn): (steady time, terminal, outcome)."""
+    methods = [fields.pop("method")] if "method" in fields else ["keypad", "scanner", "camera"]
+    tried: list[tuple[float, str, str]] = []
+    c = Client(running.locker.config.api.socket)
+    try:
+        for step in range(int(DAY / step_s)):
+            running.call(lambda: clock.advance(step_s))
+            for k, method in enumerate(methods):
+                text = f"{(step * 3 + k) * 7919 % 100_000_000:08d}"
+                outcome = _ask_code(c, text, method=method, **fields)["outcome"]
+                tried.append((clock.steady(), method, outcome))
+    finally:
+        c.close()
+    return tried
+
+
+def test_naming_another_terminal_in_each_request_triples_the_short_waits_not_the_day(
+    faked: tuple[RunningDaemon, FakeClock, SimBoard],
+) -> None:
+    """The API lets its client say which terminal a code came from (the kiosk names the
+    keypad, or the scanner for a keyboard-wedge scanner); a rogue client rotating the name
+    gets three terminals' short waits, but the locker's daily budget still holds."""
+    running, clock, board = faked
+    tried = _day_of_guessing(running, clock, 20.0)
+    per_terminal = {m: evaluated(running, m) for m in ("keypad", "scanner", "camera")}
+    total = sum(per_terminal.values())
+    # The first ten minutes: each named terminal has its own allowance, three in all.
+    first = [t for t, m, _ in tried if m == "keypad" and t < tried[0][0] + 600]
+    one = allowed(first, ThrottlePolicy())
+    first_evaluated = [
+        r.actor
+        for r in running.call(
+            lambda: running.locker.store.audit_entries(1_000_000, ("wrong_code",))
+        )
+        if r.at < clock.now() - DAY + 600
+    ]
+    assert len(first_evaluated) == 3 * one
+    # The day: the budget, then one wrong code per budget wait, whichever terminal is named.
+    assert PER_DAY < total <= PER_DAY + math.ceil(DAY / BUDGET_WAIT_S) + 1
+    alarms = [e["terminal"] for e in events(running, "code_attempts_throttled")]
+    assert alarms.count("locker") == total - PER_DAY + 1
+    assert {"keypad", "scanner", "camera"} <= set(alarms)
+    assert board.unlocks == []
+
+
+def test_the_staff_flag_is_a_terminal_of_its_own_held_to_its_short_waits_all_day(
+    faked: tuple[RunningDaemon, FakeClock, SimBoard],
+) -> None:
+    """`staff: true` is the staff screen's terminal (deposit codes only), which shopper
+    failures and the daily budget never make wait. Guessing there is held to that
+    terminal's own waits (one code a minute at most), and each wrong code still spends
+    the budget and is told to the platform once it is spent."""
+    running, clock, board = faked
+    tried = _day_of_guessing(running, clock, 10.0, method="keypad", staff=True)
+    staff = evaluated(running, "staff")
+    assert staff == allowed([t for t, _, _ in tried], ThrottlePolicy())
+    assert staff <= FREE + 1 + DAY / 60
+    assert staff > PER_DAY  # the budget does not stop the staff screen: figure in the report
+    alarms = [e["terminal"] for e in events(running, "code_attempts_throttled")]
+    assert alarms.count("locker") == staff - PER_DAY + 1
+    # Meanwhile every shopper terminal waits after each of them: staff take over.
+    c = Client(running.locker.config.api.socket)
+    try:
+        assert _ask_code(c, "12121212")["outcome"] == "throttled"
+    finally:
+        c.close()
+    assert board.unlocks == []
+
+
+def test_a_restart_keeps_the_terminals_wait_and_the_days_budget(tmp_path: Path) -> None:
+    (tmp_path / "locker.toml").write_text(
+        f'[locker]\nid = "{LOCKER}"\ndata_dir = "data"\n[mqtt]\nenabled = false\n'
+        '[api]\nsocket = "api.sock"\n[[boards]]\nname = "b0"\ndriver = "sim"\n'
+        '[[compartments]]\nnumbers = "1-4"\nchannels = "1-4"\nboard = "b0"\nsize = "S"\n'
+        "[security]\nwrong_codes_per_day = 8\n"
+    )
+    clock = FakeClock()
+
+    def start() -> RunningDaemon:
+        return RunningDaemon(tmp_path / "locker.toml", {"b0": SimBoard("b0", 8)}, clock)
+
+    running = start()
+    try:
+        c = Client(running.locker.config.api.socket)
+        try:
+            outcomes = [_ask_code(c, f"3333{i:04d}")["outcome"] for i in range(FREE + 1)]
+        finally:
+            c.close()
+        assert outcomes[-1] == "throttled"
+    finally:
+        running.stop()
+    running = start()  # the cabinet power-cycled, or the guesser made lockerd restart
+    try:
+        c = Client(running.locker.config.api.socket)
+        try:
+            assert _ask_code(c, "33339999")["outcome"] == "throttled"
+            for method in ("scanner", "camera"):  # two more spend the budget of 8
+                _ask_code(c, "33338888", method=method)
+            waiting = _ask_code(c, "33337777", method="scanner")
+            assert waiting["outcome"] == "throttled" and waiting["wait_s"] == BUDGET_WAIT_S
+        finally:
+            c.close()
+        assert evaluated(running, "keypad") == FREE + 1
+    finally:
+        running.stop()
+    running = start()
+    try:
+        c = Client(running.locker.config.api.socket)
+        try:
+            assert _ask_code(c, "33336666", method="camera")["wait_s"] == BUDGET_WAIT_S
+        finally:
+            c.close()
+    finally:
+        running.stop()
