@@ -60,3 +60,10 @@ clean:
 .PHONY: screenshots
 screenshots: deps
 	LOCKER_SHOTS=docs/screenshots $(BIN)/pytest tests/kiosk -q
+
+# The fault campaign: lockerd under random traffic, 200 SIGKILLs, the broker stopped for a
+# minute, noisy board replies, a board and the scanner unplugged, the disk filled; prints its
+# seed and counts (`make test` runs a short one: tests/test_soak.py).
+.PHONY: soak
+soak: deps
+	$(BIN)/python -m simulator.soak --kills 200 --disk-full on
