@@ -35,6 +35,6 @@ def describe(texts: Texts, r: dict[str, Any]) -> tuple[str, str]:
         return t("throttled", seconds=math.ceil(r["wait_s"])), ""
     if outcome == "door_failed":
         return t("door_failed"), ""
-    if reason in ("not_a_code", "already_loaded", "not_now", "pin_refused"):
+    if reason in ("not_a_code", "already_loaded", "not_now", "pin_refused", "storage"):
         return t(reason), ""
     return t("refused"), ""

@@ -87,6 +87,11 @@ class Retention:
             return
         if turn.monotonic < self._due:
             return
+        if self.store.fault is not None:
+            # The medium is full or read-only: deleting needs a commit too, and the little
+            # space there is belongs to doors and pickups. The next step comes as usual.
+            self._due = turn.monotonic + self.settings.every_s
+            return
         self.step()
         self._due = turn.monotonic + (BACKLOG_S if self.backlog else self.settings.every_s)
 
