@@ -409,6 +409,9 @@ class Campaign:
         self.n_inputs = 0
         # order -> (input number, unlocks of its compartments before the pickup scan)
         self.pickup_scans: dict[str, tuple[int, dict[int, int]]] = {}
+        # Orders the traffic leaves alone so that their deadline passes: "lapse" (never
+        # loaded, reserve_hours) or "expire" (never picked up, a pickup window of 36 s).
+        self.left: dict[str, str] = {}
         self.broker_up = True
         self.scanner_plugged = True
         self.n = 0
@@ -482,11 +485,16 @@ class Campaign:
                 "items": [{"sku": "1", "qty": self.rng.randint(1, 3), "size": "S"}],
                 "parcels": parcels,
             }
-            if self.rng.random() < 0.25:
+            fate = self.rng.random()
+            if fate < 0.25:
                 fields["pickup_hours"] = SHORT_PICKUP_HOURS
+            if fate < 0.1:  # left to expire: its pickup code is never scanned
+                self.left[fields["order_id"]] = "expire"
+            elif fate > 0.9:  # left to lapse: never loaded
+                self.left[fields["order_id"]] = "lapse"
             p.answer(p.send("reserve", **fields), timeout=1.0)
         elif draw < 0.45:
-            reserved = self.orders_in("reserved")
+            reserved = [o for o in self.orders_in("reserved") if o.order_id not in self.left]
             if reserved:
                 order = self.rng.choice(reserved)
                 self.scan(
@@ -527,7 +535,11 @@ class Campaign:
         time.sleep(self.rng.uniform(0.0, 0.15))
 
     def pickup(self) -> Order | None:
-        loaded = [o for o in self.orders_in("loaded") if o.pickup_code]
+        loaded = [
+            o
+            for o in self.orders_in("loaded")
+            if o.pickup_code and self.left.get(o.order_id) != "expire"
+        ]
         if not loaded:
             return None
         order = self.rng.choice(loaded)
