@@ -249,7 +249,7 @@ def test_a_backlog_goes_in_steps_of_at_most_batch_rows_a_table(tmp_path: Path) -
         after = rows(lk)
         assert after["orders"] == 1 and after["audit"] == 0
         assert sum(p.orders for p in steps) == 60
-        assert max(p.orders for p in steps) == ORDERS_A_STEP
+        assert max(p.orders for p in steps) <= ORDERS_A_STEP  # and the stages batch bounds it too
         assert order_rows(lk, "SO-LIVE")["order_stages"] > 0
         assert_sound(lk)
     finally:

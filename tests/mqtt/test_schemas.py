@@ -54,7 +54,8 @@ def test_every_event_the_locker_sends_validates(locker: Locker) -> None:
         assert problems(f"event-{ev.type}", payload) == [], (ev.type, payload)
         seen.add(ev.type)
     expected = {p.stem.removeprefix("event-") for p in SCHEMA_DIR.glob("event-*.json")}
-    assert seen == expected
+    # open_interrupted needs a restart: validated in tests/locker/test_interrupted_pickup.py
+    assert seen == expected - {"open_interrupted"}
 
 
 def test_replies_state_status_and_heartbeat_validate(locker: Locker) -> None:
