@@ -2,20 +2,34 @@
 
 A dead controller must cost no order: the spare controller runs `StandbyServer`, and
 the locker's replica writer sends it a consistent snapshot (`StandbyTarget`) after its
-commits, so the standby's copy is about a second behind at most.
+commits, so the standby's copy is about a second behind at most: the first one whole,
+then only the pages that changed since the copy the standby last acknowledged.
 
 Protocol, over TLS 1.2 or later (the standby's certificate verified against the store's
 CA, its host name checked). Every frame is one JSON header line (UTF-8, at most 4 KiB,
-ending in a newline); a "snapshot" header is followed by exactly `length` raw bytes.
+ending in a newline); a "snapshot" or "patch" header is followed by exactly `length`
+raw bytes.
 
-    standby -> primary  {"type": "hello", "version": 1, "nonce": N}
+    standby -> primary  {"type": "hello", "version": 1, "nonce": N, "patch": 1}
     primary -> standby  {"type": "auth", "locker_id": L, "client_nonce": C, "mac": M}
     standby -> primary  {"type": "auth_ok", "mac": S}
   then, any number of times on the same connection:
     primary -> standby  {"type": "snapshot", "length": n, "raw_length": r, "sha256": D}
                         and n bytes: the database file, compressed with zlib
     standby -> primary  {"type": "stored", "sha256": D}
+  or, once the standby acknowledged a copy on this connection and its hello offered
+  "patch" (a version this primary speaks):
+    primary -> standby  {"type": "patch", "version": 1, "length": n, "raw_length": r,
+                         "sha256": D}
+                        and n bytes: an encoded `locker.replica.Patch`, zlib-compressed
+    standby -> primary  {"type": "stored", "sha256": D}
   On a refusal the standby answers {"type": "error", "error": "why"} and hangs up.
+
+"version" is the handshake's and the snapshot frame's, unchanged since version 1, so a
+primary and a standby of different releases still agree on whole copies; "patch" is the
+patch frame's own version. A standby without it in its hello only ever gets whole
+copies; one that gets a patch frame anyway refuses it ("expected a 'snapshot' frame")
+and hangs up, and the primary sends the whole copy on a new connection.
 
 N and C are 32 random bytes (hex), fresh on each connection; L is the locker's id (UTF-8):
 
@@ -38,6 +52,19 @@ only then does it answer "stored", so a primary that has read "stored" may die a
 without losing the copy. A copy of an older epoch comes from a controller that was
 replaced by a promotion and still believes it serves: it is refused, never installed.
 
+A patch holds the changed pages, the file's new length, the SHA-256 of the file it
+applies to (the base) and of the file it makes (D). The standby refuses one whose base
+is not the copy it holds, builds the result in memory, and refuses it unless its
+SHA-256 is D and its own meta table names this locker and no older epoch: nothing is
+written before the result is proven, so a refusal needs no rollback and the previous
+copy stays as it was (the cost: the copy read into memory once per patch, cheaper than
+writing it anywhere). Only then is it applied through the redo log
+(`locker.replica.apply_patch`) and acknowledged. D proves the copy equals a consistent
+snapshot of the primary, so the full integrity_check runs on whole copies and on every
+`INTEGRITY_EVERY`th patch (after its acknowledgement); a failure there makes the next
+patch refused, so a whole copy (which must pass the check) replaces it. A refused patch
+is followed at once by a whole copy on a new connection, as is any reconnection.
+
 After each stored copy the standby writes `received.json` beside it (`Received`: when,
 from where, seq, epoch), so an operator, and `lockerctl promote`, can tell how fresh the
 copy is without opening it.
@@ -48,6 +75,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import io
 import json
 import logging
 import os
@@ -67,13 +95,29 @@ from typing import IO, Any
 from locker.config import Config
 from locker.config_reader import Reader
 from locker.config_standby import host_port
-from locker.dbfile import FileFacts, check_file
+from locker.dbfile import FileFacts, check_file, read_facts
 from locker.errors import LockerError
-from locker.replica import REPLICA_NAME, snapshot
+from locker.replica import (
+    REPLICA_NAME,
+    Image,
+    PatchError,
+    PutInfo,
+    Scratch,
+    apply_patch,
+    changed_pages,
+    decode_patch,
+    encode_patch,
+    file_sha256,
+    patched,
+    recover_replica,
+    take_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 1  # the handshake and the snapshot frame
+PATCH_VERSION = 1  # the patch frame (offered in the hello, stated in each patch header)
+INTEGRITY_EVERY = 50  # patches between two full integrity checks of the standby's copy
 MAX_HEADER = 4096
 MAX_SNAPSHOT = 512 * 1024 * 1024
 MAX_LOCKER_ID = 128
@@ -151,7 +195,7 @@ class _Channel:
         while payload is not None and (chunk := payload.read(CHUNK)):
             self.sock.sendall(chunk)
 
-    def expect(self, kind: str) -> dict[str, Any]:
+    def expect(self, *kinds: str) -> dict[str, Any]:
         line = self.rfile.readline(MAX_HEADER + 1)
         if not line:
             raise Closed("connection closed")
@@ -167,8 +211,9 @@ class _Channel:
             raise StandbyError("header is not a JSON object")
         if header.get("type") == "error":
             raise Refused(f"refused: {str(header.get('error'))[:200]}")
-        if header.get("type") != kind:
-            raise StandbyError(f"expected a {kind!r} frame, got {str(header.get('type'))[:40]!r}")
+        if header.get("type") not in kinds:
+            wanted = " or ".join(repr(k) for k in kinds)
+            raise StandbyError(f"expected a {wanted} frame, got {str(header.get('type'))[:40]!r}")
         return header
 
     def close(self) -> None:
@@ -194,8 +239,10 @@ def _compress(source: Path, packed: Path) -> tuple[int, str]:
 class StandbyTarget:
     """The replica target: a standby controller reached over TLS with a shared secret.
 
-    Each put writes a whole local snapshot into `workdir` first: put it on a tmpfs
-    (e.g. under /run) where the SD card's wear matters."""
+    Each put makes a local snapshot in `workdir` first: put it on a tmpfs (e.g. under
+    /run) where the SD card's wear matters. The pages of the copy the standby last
+    acknowledged on the current connection are remembered (their hashes), so the next
+    put sends only the pages that changed; any failure forgets them."""
 
     def __init__(
         self,
@@ -216,54 +263,99 @@ class StandbyTarget:
         self._context = ssl.create_default_context(cafile=str(ca_file))
         self._context.minimum_version = ssl.TLSVersion.TLSv1_2
         self._channel: _Channel | None = None
+        self._patches = False  # the connected standby takes patches
+        self._held: Image | None = None  # what it acknowledged on this connection
         self._lock = threading.Lock()
+        self.last_put: PutInfo | None = None
 
     def __str__(self) -> str:
         return f"standby {self.host}:{self.port}"
 
     def put(self, source: Path) -> int:
         with self._lock:
-            self.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            copy = self.workdir / "standby-snapshot.db"
-            packed = self.workdir / "standby-snapshot.db.z"
+            scratch = take_snapshot(source, self.workdir)
             try:
-                last_seq = snapshot(source, copy)
-                raw_length, digest = _compress(copy, packed)
-                length = packed.stat().st_size
-                if max(length, raw_length) > MAX_SNAPSHOT:
-                    raise StandbyError(f"the database ({raw_length} bytes) is over the cap")
-                header = {"type": "snapshot", "length": length, "raw_length": raw_length}
-                header["sha256"] = digest
-                reused = self._channel is not None
-                try:
-                    self._send(packed, header)
-                except Refused:
-                    raise
-                except OSError:
-                    if not reused:
-                        raise
-                    # The standby may have dropped an idle connection or restarted: once
-                    # more on a fresh one (storing the same snapshot twice is harmless).
-                    self._send(packed, header)
+                if scratch.image.length > MAX_SNAPSHOT:
+                    raise StandbyError(
+                        f"the database ({scratch.image.length} bytes) is over the cap"
+                    )
+                if not self._put_patch(scratch):
+                    self._put_whole(scratch)
+                self._held = scratch.image
             finally:  # the local copies hold sealed codes too: none is left behind
-                for path in (copy, copy.with_name(copy.name + ".tmp"), packed):
-                    path.unlink(missing_ok=True)
-            return last_seq
+                scratch.path.unlink(missing_ok=True)
+            return scratch.last_seq
 
     def close(self) -> None:
         with self._lock:
             self._disconnect()
 
-    def _send(self, packed: Path, header: dict[str, Any]) -> None:
+    def _put_patch(self, scratch: Scratch) -> bool:
+        """Send only the changed pages, if the standby is known to hold the previous
+        copy; False when a whole copy must go instead."""
+        held = self._held
+        if self._channel is None or not self._patches or held is None:
+            return False
+        pages = changed_pages(scratch.image, held)
+        if pages is None:
+            return False
+        data = encode_patch(scratch.image, scratch.path, pages, held)
+        body = zlib.compress(data, 1)
+        header = {"type": "patch", "version": PATCH_VERSION, "length": len(body)}
+        header |= {"raw_length": len(data), "sha256": scratch.image.sha256.hex()}
+        try:
+            self._send(lambda: io.BytesIO(body), header, scratch.image.length)
+        except OSError as exc:
+            # Refused (its copy is not the patch's base, say) or the connection lost:
+            # the standby's state is unknown, so the whole copy goes on a new connection.
+            log.info("standby %s:%s: a patch failed (%s): sending a whole copy", *self._at(), exc)
+            return False
+        self.last_put = PutInfo(False, len(pages), len(body))
+        return True
+
+    def _put_whole(self, scratch: Scratch) -> None:
+        packed = scratch.path.with_name(scratch.path.name + ".z")
+        try:
+            raw_length, digest = _compress(scratch.path, packed)
+            length = packed.stat().st_size
+            if length > MAX_SNAPSHOT:
+                raise StandbyError(f"the database ({raw_length} bytes) is over the cap")
+            header = {"type": "snapshot", "length": length, "raw_length": raw_length}
+            header["sha256"] = digest
+
+            def payload() -> IO[bytes]:
+                return packed.open("rb")
+
+            reused = self._channel is not None
+            try:
+                self._send(payload, header, raw_length)
+            except Refused:
+                raise
+            except OSError:
+                if not reused:
+                    raise
+                # The standby may have dropped an idle connection or restarted: once
+                # more on a fresh one (storing the same snapshot twice is harmless).
+                self._send(payload, header, raw_length)
+            self.last_put = PutInfo(True, len(scratch.image.hashes), length)
+        finally:
+            packed.unlink(missing_ok=True)
+
+    def _at(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def _send(
+        self, payload: Callable[[], IO[bytes]], header: dict[str, Any], raw_length: int
+    ) -> None:
         try:
             if self._channel is None:
                 self._channel = self._connect()
             channel = self._channel
             channel.sock.settimeout(self.timeout_s)
-            with packed.open("rb") as payload:
-                channel.send(header, payload)
-            # The standby checks and fsyncs the whole copy before it answers.
-            channel.sock.settimeout(self.timeout_s + header["raw_length"] / VERIFY_BYTES_PER_S)
+            with payload() as body:
+                channel.send(header, body)
+            # The standby checks (and, for a whole copy, fsyncs) the file before it answers.
+            channel.sock.settimeout(self.timeout_s + raw_length / VERIFY_BYTES_PER_S)
             if channel.expect("stored").get("sha256") != header["sha256"]:
                 raise StandbyError("the standby acknowledged another snapshot")
         except Exception:
@@ -282,6 +374,7 @@ class StandbyTarget:
             hello = channel.expect("hello")
             if hello.get("version") != VERSION:
                 raise StandbyError(f"the standby speaks version {hello.get('version')!r}")
+            self._patches = hello.get("patch") == PATCH_VERSION
             nonce = _hex(hello, "nonce", NONCE_BYTES)
             mine = secrets.token_bytes(NONCE_BYTES)
             mac = client_mac(self._secret, nonce, self.locker_id, mine)
@@ -297,6 +390,7 @@ class StandbyTarget:
         return channel
 
     def _disconnect(self) -> None:
+        self._held = None  # a new connection starts with a whole copy
         if self._channel is not None:
             self._channel.close()
             self._channel = None
@@ -404,9 +498,11 @@ class StandbyServer:
         key_file: Path,
         replica_dir: Path,
         on_received: Callable[[Received], None] | None = None,
+        accepts_patches: bool = True,
     ) -> None:
         """`on_received` is called from a connection's thread after each stored copy
-        (after the primary was told), with what the copy holds."""
+        (after the primary was told), with what the copy holds. `accepts_patches`
+        False: whole copies only (what a standby of the first release does)."""
         if not secret:
             raise ValueError("the standby's shared secret is empty")
         self.locker_id = locker_id
@@ -419,7 +515,11 @@ class StandbyServer:
         replica_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for stale in replica_dir.glob(".incoming-*"):  # left by a crash mid-receipt
             stale.unlink(missing_ok=True)
-        self._epoch = _held_epoch(replica_dir / REPLICA_NAME)
+        self.accepts_patches = accepts_patches
+        recover_replica(replica_dir / REPLICA_NAME)  # a patch a crash interrupted
+        # The digest of the copy held is the base a patch must name (None: whole copy).
+        self._epoch, self._digest = _held(replica_dir / REPLICA_NAME)
+        self._unchecked = 0  # patches applied since the last full integrity check
         self._listener = socket.create_server((bind_host, port))
         self._listener.settimeout(0.2)  # how soon the accepting thread notices close()
         self._stop = threading.Event()
@@ -493,13 +593,19 @@ class StandbyServer:
         try:
             conn.do_handshake()
             self._authenticate(channel, peer)
+            kinds = ("snapshot", "patch") if self.accepts_patches else ("snapshot",)
             while not self._stop.is_set():
                 conn.settimeout(IDLE_TIMEOUT_S)
-                header = channel.expect("snapshot")
+                header = channel.expect(*kinds)
                 conn.settimeout(IO_TIMEOUT_S)
-                received = self._receive(channel, header, peer.rpartition(":")[0])
+                sender = peer.rpartition(":")[0]
+                if header["type"] == "patch":
+                    received = self._receive_patch(channel, header, sender)
+                else:
+                    received = self._receive(channel, header, sender)
                 digest = _hex(header, "sha256", MAC_BYTES).hex()  # checked by _receive
                 channel.send({"type": "stored", "sha256": digest})
+                self._check_when_due()
                 if self.on_received is not None:
                     self.on_received(received)
         except Closed:
@@ -522,7 +628,10 @@ class StandbyServer:
 
     def _authenticate(self, channel: _Channel, peer: str) -> None:
         nonce = secrets.token_bytes(NONCE_BYTES)
-        channel.send({"type": "hello", "version": VERSION, "nonce": nonce.hex()})
+        hello = {"type": "hello", "version": VERSION, "nonce": nonce.hex()}
+        if self.accepts_patches:
+            hello["patch"] = PATCH_VERSION
+        channel.send(hello)
         auth = channel.expect("auth")
         locker_id = auth.get("locker_id")
         if not isinstance(locker_id, str) or not 0 < len(locker_id) <= MAX_LOCKER_ID:
@@ -568,7 +677,7 @@ class StandbyServer:
                     )
                 os.replace(incoming, self.replica_dir / REPLICA_NAME)
                 _fsync(self.replica_dir)
-                self._epoch = facts.epoch
+                self._epoch, self._digest, self._unchecked = facts.epoch, expected, 0
         except BaseException:
             incoming.unlink(missing_ok=True)
             raise
@@ -583,14 +692,101 @@ class StandbyServer:
             facts.newest_change,
         )
 
+    def _receive_patch(self, channel: _Channel, header: dict[str, Any], sender: str) -> Received:
+        if header.get("version") != PATCH_VERSION:
+            raise StandbyError(f"patch version {str(header.get('version'))[:20]} is not spoken")
+        length = _int(header, "length", MAX_SNAPSHOT)
+        raw_length = _int(header, "raw_length", MAX_SNAPSHOT)
+        expected = _hex(header, "sha256", MAC_BYTES)
+        buffer = io.BytesIO()
+        _unpack(channel.rfile, length, raw_length, buffer)
+        data = buffer.getvalue()
+        try:
+            patch = decode_patch(data)
+        except PatchError as exc:
+            raise StandbyError(f"patch refused: {exc}") from None
+        if not hmac.compare_digest(patch.sha256, expected):
+            raise StandbyError("patch does not match its sha256")
+        copy = self.replica_dir / REPLICA_NAME
+        with self._lock:
+            base = self._digest
+        if base is None or not hmac.compare_digest(patch.base_sha256, base):
+            raise StandbyError("the copy held is not this patch's base: send a whole copy")
+        result = patched(copy.read_bytes(), patch)
+        if not hmac.compare_digest(hashlib.sha256(result).digest(), patch.sha256):
+            raise StandbyError("the patched copy does not match its sha256")
+        locker_id, epoch, newest, last_seq = _image_facts(bytes(result))
+        del result
+        if locker_id is not None and locker_id != self.locker_id:
+            raise StandbyError(f"snapshot holds locker {locker_id!r}'s data")
+        with self._lock:  # one primary at a time: a replaced connection installs nothing
+            if self._session is not channel.sock:
+                raise StandbyError("a newer connection of the primary replaced this one")
+            if epoch < self._epoch:
+                raise StandbyError(
+                    f"snapshot of epoch {epoch} is older than the copy held (epoch"
+                    f" {self._epoch}): its sender was replaced by a promoted controller"
+                )
+            if self._digest != base:
+                raise StandbyError("the copy held changed meanwhile: send a whole copy")
+            self._digest = None  # unknown until the patch is applied whole
+            # Proven in memory above: the file need not be hashed again once written.
+            apply_patch(copy, data, check=False)
+            self._epoch, self._digest = epoch, patch.sha256
+            self._unchecked += 1
+        self.last_received_at = time.time()
+        return Received(
+            self.last_received_at, sender, self.locker_id, last_seq, epoch, patch.length, newest
+        )
 
-def _held_epoch(copy: Path) -> int:
-    """The epoch of the copy a standby already holds (0: none it can read)."""
+    def _check_when_due(self) -> None:
+        """Every `INTEGRITY_EVERY`th patch, check the copy whole (after the primary was
+        answered, so it costs no lag): SHA-256 proves the copy is the primary's snapshot,
+        this catches damage that snapshot had, or the standby's medium gave."""
+        with self._lock:
+            if self._unchecked < INTEGRITY_EVERY:
+                return
+            self._unchecked = 0
+            digest = self._digest
+        copy = self.replica_dir / REPLICA_NAME
+        try:
+            verdict = check_file(copy).integrity
+        except (OSError, sqlite3.Error) as exc:
+            verdict = str(exc)
+        if verdict != "ok":
+            log.error("standby: %s fails its check (%s): asking for a whole copy", copy, verdict)
+            with self._lock:
+                if self._digest == digest:
+                    self._digest = None
+
+
+def _held(copy: Path) -> tuple[int, bytes | None]:
+    """The epoch (0: none it can read) and SHA-256 of the copy a standby already holds
+    (None unless it is whole: a patch needs a good base)."""
     try:
         facts = check_file(copy)
     except (OSError, sqlite3.Error):
-        return 0
-    return facts.epoch if facts.ok else 0
+        return 0, None
+    if not facts.ok:
+        return 0, None
+    return facts.epoch, file_sha256(copy)
+
+
+def _image_facts(image: bytes) -> tuple[str | None, int, float | None, int]:
+    """(locker id, epoch, newest change, last seq) read from a database held in memory:
+    a patched copy is checked before any of it is written."""
+    if not image.startswith(SQLITE_MAGIC):
+        raise StandbyError("the patched copy is not an SQLite database")
+    if image[18:20] != b"\x01\x01":
+        raise StandbyError("the patched copy is not a self-contained database")
+    db = sqlite3.connect(":memory:")
+    try:
+        db.deserialize(image)
+        return read_facts(db)
+    except sqlite3.Error as exc:
+        raise StandbyError(f"the patched copy is not a readable database: {exc}") from None
+    finally:
+        db.close()
 
 
 def read_secret(path: Path, key: str) -> bytes:
