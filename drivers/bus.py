@@ -229,10 +229,12 @@ def _read(port: serial.Serial, n: int, *, deadline: float, idle_s: float | None)
     fd = port.fileno()
     data = b""
     while len(data) < n:
-        left = deadline - time.monotonic()
+        # Past the deadline, bytes already in are still taken: a reply that came in time
+        # is not thrown away because this thread was late to read it (a loaded machine).
+        left = max(0.0, deadline - time.monotonic())
         if data and idle_s is not None:
             left = min(left, idle_s)  # the line went quiet: the reply is whole
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
+        if not select.select([fd], [], [], left)[0]:
             break
         try:
             chunk = os.read(fd, n - len(data))
