@@ -224,6 +224,12 @@ class CameraScanner:
     def feed(self, frame: Image.Image, now: float) -> list[str]:
         """Decode one frame; returns (and hands over) the codes that are new."""
         fresh = []
+        if len(self._last_seen) > MAX_REMEMBERED:
+            # A stream of ever new codes (an attack, or a busy day) must not grow this for
+            # ever: only what is still within repeat_after_s matters.
+            self._last_seen = {
+                t: s for t, s in self._last_seen.items() if now - s < self.repeat_after_s
+            }
         for text in decode(frame):
             last = self._last_seen.get(text)
             self._last_seen[text] = now
@@ -238,6 +244,8 @@ class CameraScanner:
 
 
 SOURCE_KINDS = "folder:PATH, opencv:DEVICE or picamera2"
+# Codes remembered at most before those out of sight are forgotten.
+MAX_REMEMBERED = 256
 
 
 @dataclass(frozen=True)

@@ -381,8 +381,8 @@ def _day_of_guessing(
     running: RunningDaemon, clock: FakeClock, step_s: float, **fields: Any
 ) -> list[tuple[float, str, str]]:
     """Wrong codes for a day, one every `step_s` at each terminal the request names
-    (`fields` or the three shopper ones in turn): (steady time, terminal, outcome)."""
-    methods = [fields.pop("method")] if "method" in fields else ["keypad", "scanner", "camera"]
+    (`fields` or the two the API accepts in turn): (steady time, terminal, outcome)."""
+    methods = [fields.pop("method")] if "method" in fields else ["keypad", "scanner"]
     tried: list[tuple[float, str, str]] = []
     c = Client(running.locker.config.api.socket)
     try:
@@ -397,15 +397,23 @@ def _day_of_guessing(
     return tried
 
 
-def test_naming_another_terminal_in_each_request_triples_the_short_waits_not_the_day(
+def test_naming_another_terminal_in_each_request_doubles_the_short_waits_not_the_day(
     faked: tuple[RunningDaemon, FakeClock, SimBoard],
 ) -> None:
-    """The API lets its client say which terminal a code came from (the kiosk names the
-    keypad, or the scanner for a keyboard-wedge scanner); a rogue client rotating the name
-    gets three terminals' short waits, but the locker's daily budget still holds."""
+    """The API lets its client say which terminal a code came from: the kiosk names the
+    keypad, or the scanner for a keyboard-wedge scanner, never the camera (lockerd's own
+    device). A rogue client rotating the name gets two terminals' short waits, but the
+    locker's daily budget still holds."""
     running, clock, board = faked
+    c = Client(running.locker.config.api.socket)
+    try:
+        named = c.ask(id=1, op="code", text="12345678", method="camera")
+    finally:
+        c.close()
+    assert "method: expected keypad or scanner" in str(named), named
     tried = _day_of_guessing(running, clock, 20.0)
     per_terminal = {m: evaluated(running, m) for m in ("keypad", "scanner", "camera")}
+    assert per_terminal["camera"] == 0
     total = sum(per_terminal.values())
     # The first ten minutes: each named terminal has its own allowance, three in all.
     first = [t for t, m, _ in tried if m == "keypad" and t < tried[0][0] + 600]
@@ -417,12 +425,12 @@ def test_naming_another_terminal_in_each_request_triples_the_short_waits_not_the
         )
         if r.at < clock.now() - DAY + 600
     ]
-    assert len(first_evaluated) == 3 * one
+    assert len(first_evaluated) == 2 * one
     # The day: the budget, then one wrong code per budget wait, whichever terminal is named.
     assert PER_DAY < total <= PER_DAY + math.ceil(DAY / BUDGET_WAIT_S) + 1
     alarms = [e["terminal"] for e in events(running, "code_attempts_throttled")]
     assert alarms.count("locker") == total - PER_DAY + 1
-    assert {"keypad", "scanner", "camera"} <= set(alarms)
+    assert {"keypad", "scanner"} <= set(alarms)
     assert board.unlocks == []
 
 
@@ -477,8 +485,8 @@ def test_a_restart_keeps_the_terminals_wait_and_the_days_budget(tmp_path: Path) 
         c = Client(running.locker.config.api.socket)
         try:
             assert _ask_code(c, "33339999")["outcome"] == "throttled"
-            for method in ("scanner", "camera"):  # two more spend the budget of 8
-                _ask_code(c, "33338888", method=method)
+            for text in ("33338888", "33338877"):  # two more spend the budget of 8
+                _ask_code(c, text, method="scanner")
             waiting = _ask_code(c, "33337777", method="scanner")
             assert waiting["outcome"] == "throttled" and waiting["wait_s"] == BUDGET_WAIT_S
         finally:
@@ -490,7 +498,7 @@ def test_a_restart_keeps_the_terminals_wait_and_the_days_budget(tmp_path: Path) 
     try:
         c = Client(running.locker.config.api.socket)
         try:
-            assert _ask_code(c, "33336666", method="camera")["wait_s"] == BUDGET_WAIT_S
+            assert _ask_code(c, "33336666", method="scanner")["wait_s"] == BUDGET_WAIT_S
         finally:
             c.close()
     finally:

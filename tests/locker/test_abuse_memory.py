@@ -256,12 +256,6 @@ def test_subscribers_that_never_read_are_dropped_memory_bounded_and_the_kiosk_se
         stream.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="drivers/camera.py: CameraScanner._last_seen keeps every code ever seen; a QR"
-    " shown only once is never forgotten, so a stream of distinct QR codes grows it without"
-    " bound (about 1.7 million entries a day at 20 frames a second)",
-)
 def test_the_camera_forgets_codes_out_of_sight(monkeypatch: pytest.MonkeyPatch) -> None:
     from drivers import camera
 

@@ -292,7 +292,7 @@ def test_lockerctl_qr_issues_a_new_code_and_renders_it(daemon: Locker, tmp_path:
         assert text == f"locker:api-1:pickup:{code}"
         assert f"new pickup code {code} for order SO-Q" in out.stdout and "█" in out.stdout
         # The QR from lockerctl opens the compartment, as the customer's phone would.
-        opened = c.ask(id=2, op="code", text=text, method="camera")["result"]
+        opened = c.ask(id=2, op="code", text=text, method="scanner")["result"]
         assert opened["outcome"] == "opened" and opened["compartments"] == [1]
         refused = subprocess.run(
             [*ctl, "qr", "SO-NONE", "--pin-stdin"],
