@@ -33,6 +33,7 @@ and is dropped, the copy untouched. Anything that reads a replica calls
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import logging
@@ -258,10 +259,30 @@ def _write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+# SQLite's own locks on a rollback-journal database (its file format, "File Locking"):
+# holding PENDING and the SHARED range for writing is its EXCLUSIVE lock.
+PENDING_BYTE = 0x40000000
+SHARED_FIRST, SHARED_SIZE = PENDING_BYTE + 2, 510
+_FLOCK = "@hhqqi4x"  # struct flock: type, whence, start, len, pid (0 for an OFD lock)
+
+
+def _exclusive(fd: int) -> None:
+    """Hold SQLite's EXCLUSIVE lock on the copy while its pages change in place, so a
+    reader (`lockerctl verify`, another thread's check) waits for the whole patch
+    instead of reading half of it. An open-file-description lock: it conflicts with
+    SQLite's locks in this process too, and goes with the descriptor's close."""
+    setlkw = getattr(fcntl, "F_OFD_SETLKW", None)
+    if setlkw is None:  # not Linux: no reader to keep out but SQLite's own
+        return
+    for start, length in ((PENDING_BYTE, 1), (SHARED_FIRST, SHARED_SIZE)):
+        fcntl.fcntl(fd, setlkw, struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, start, length, 0))
+
+
 def _redo(replica: Path, patch: Patch) -> None:
     """Write the patch's pages into the copy, cut it to length, flush it (idempotent)."""
-    fd = os.open(replica, os.O_WRONLY)
+    fd = os.open(replica, os.O_RDWR)
     try:
+        _exclusive(fd)
         for n, page in patch.pages:
             os.pwrite(fd, page, n * patch.page_size)
         os.ftruncate(fd, patch.length)
