@@ -23,7 +23,16 @@ from typing import Any
 import pytest
 from conftest import wait_for
 
-from locker.replica import REPLICA_NAME, ReplicaWriter
+from locker.dbfile import check_file
+from locker.replica import (
+    REPLICA_NAME,
+    Image,
+    ReplicaWriter,
+    encode_patch,
+    image_of,
+    patch_path,
+    snapshot,
+)
 from locker.standby import MAX_HEADER, MAX_SNAPSHOT, StandbyServer, StandbyTarget
 
 SECRET = b"the store's shared standby secret"
@@ -520,3 +529,269 @@ def test_the_replica_writer_keeps_the_standby_current_through_an_outage(
         target.close()
         server.close()
         db.close()
+
+
+# -- incremental copies ----------------------------------------------------------------
+
+
+def snapshot_bytes(source: Path, folder: Path) -> bytes:
+    """What a consistent snapshot of `source` holds now, byte for byte."""
+    folder.mkdir(exist_ok=True)
+    snapshot(source, folder / "expected.db")
+    return (folder / "expected.db").read_bytes()
+
+
+def grow(source: Path, numbers: list[int]) -> None:
+    db = sqlite3.connect(str(source), isolation_level=None)
+    try:
+        db.executemany("INSERT INTO t VALUES (?, randomblob(500))", [(n,) for n in numbers])
+    finally:
+        db.close()
+
+
+def test_after_a_whole_copy_the_standby_gets_only_changed_pages_and_holds_the_same_bytes(
+    tmp_path: Path, certs: Path, standby: StandbyServer
+) -> None:
+    source = tmp_path / "locker.db"
+    database(source, list(range(3000)))
+    target = make_target(tmp_path, certs, standby.port)
+    try:
+        target.put(source)
+        assert target.last_put is not None and target.last_put.whole
+        whole_bytes = target.last_put.bytes
+        for n in range(3):
+            grow(source, [10_000 + n])
+            target.put(source)  # on the same connection: a patch
+            put = target.last_put
+            assert put is not None and not put.whole and put.pages <= 4
+            assert put.bytes < whole_bytes // 20
+            assert copy_of(standby).read_bytes() == snapshot_bytes(source, tmp_path / "x")
+            assert leftovers(standby) == []
+        assert rows(copy_of(standby)) == [*range(3000), 10_000, 10_001, 10_002]
+    finally:
+        target.close()
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_a_reconnection_falls_back_to_a_whole_copy(tmp_path: Path, certs: Path) -> None:
+    source = tmp_path / "locker.db"
+    server = make_server(certs, tmp_path / "standby")
+    target = make_target(tmp_path, certs, server.port)
+    try:
+        database(source, [1, 2])
+        target.put(source)
+        grow(source, [3])
+        target.put(source)
+        assert target.last_put is not None and not target.last_put.whole
+        port = server.port
+        server.close()
+        server = make_server(certs, tmp_path / "standby", port=port)
+        grow(source, [4])
+        target.put(source)  # the standby's state is unknown after a reconnection
+        assert target.last_put is not None and target.last_put.whole
+        assert rows(copy_of(server)) == [1, 2, 3, 4]
+        target.close()  # a new connection too
+        grow(source, [5])
+        target.put(source)
+        assert target.last_put is not None and target.last_put.whole
+        grow(source, [6])
+        target.put(source)
+        assert target.last_put is not None and not target.last_put.whole
+        assert copy_of(server).read_bytes() == snapshot_bytes(source, tmp_path / "x")
+    finally:
+        target.close()
+        server.close()
+
+
+def locker_database(path: Path, locker_id: str, epoch: int, numbers: list[int]) -> None:
+    """A self-contained database with the facts a standby checks (whose, which epoch)."""
+    path.unlink(missing_ok=True)
+    db = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        db.execute("CREATE TABLE t (n INTEGER PRIMARY KEY, pad BLOB)")
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+        for table in ("audit (at REAL)", "order_stages (at REAL)", "commands (received_at REAL)"):
+            db.execute(f"CREATE TABLE {table}")
+        db.execute("CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT)")
+        db.execute("INSERT INTO outbox DEFAULT VALUES")
+        db.executemany(
+            "INSERT INTO meta VALUES (?, ?)", [("locker_id", locker_id), ("epoch", str(epoch))]
+        )
+        db.executemany("INSERT INTO t VALUES (?, randomblob(500))", [(n,) for n in numbers])
+        db.execute("PRAGMA user_version=7")
+    finally:
+        db.close()
+
+
+def patch_frame(base: Path, new: Path, **overrides: Any) -> tuple[dict[str, Any], bytes]:
+    """A patch turning the file `base` into the file `new`, every page sent."""
+    held, image = image_of(base), image_of(new)
+    data = encode_patch(image, new, list(range(len(image.hashes))), held)
+    body = zlib.compress(data)
+    header = {"type": "patch", "version": 1, "length": len(body), "raw_length": len(data),
+              "sha256": image.sha256.hex(), **overrides}  # fmt: skip
+    return header, body
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [
+        ("header digest differs", "does not match its sha256"),
+        ("wrong result digest", "patched copy does not match its sha256"),
+        ("not the base", "not this patch's base"),
+        ("altered in transit", "torn or altered"),
+        ("older epoch", "older than the copy held"),
+        ("another locker", "holds locker 'store-002-b'"),
+        ("unknown patch version", "patch version 99"),
+    ],
+)
+def test_a_bad_patch_is_refused_and_the_previous_copy_stays_whole_and_verifiable(
+    tmp_path: Path,
+    certs: Path,
+    standby: StandbyServer,
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+    error: str,
+) -> None:
+    caplog.set_level(logging.INFO, logger="locker.standby")
+    source = tmp_path / "locker.db"
+    locker_database(source, LOCKER, 2, [1, 2, 3])
+    target = make_target(tmp_path, certs, standby.port)
+    target.put(source)
+    target.close()
+    held = copy_of(standby).read_bytes()
+    base = tmp_path / "base.db"
+    base.write_bytes(held)
+    new = tmp_path / "new.db"
+    locker_database(new, LOCKER, 2, [1, 2, 3, 666])
+    cases: dict[str, Callable[[], tuple[dict[str, Any], bytes]]] = {
+        "header digest differs": lambda: patch_frame(base, new, sha256="00" * 32),
+        "older epoch": lambda: (locker_database(new, LOCKER, 1, [666]), patch_frame(base, new))[1],
+        "another locker": lambda: (
+            locker_database(new, "store-002-b", 2, [666]),
+            patch_frame(base, new),
+        )[1],
+        "unknown patch version": lambda: patch_frame(base, new, version=99),
+    }
+    if case in cases:
+        header, body = cases[case]()
+    else:
+        image = image_of(new)
+        if case == "wrong result digest":
+            image = Image(image.page_size, image.hashes, image.length, bytes(32))
+        other = base
+        if case == "not the base":
+            other = tmp_path / "other.db"
+            locker_database(other, LOCKER, 2, [5])
+        data = encode_patch(image, new, list(range(len(image.hashes))), image_of(other))
+        if case == "altered in transit":
+            data = data[:100] + bytes([data[100] ^ 1]) + data[101:]
+        body = zlib.compress(data)
+        header = {"type": "patch", "version": 1, "length": len(body), "raw_length": len(data),
+                  "sha256": image.sha256.hex()}  # fmt: skip
+    bad = Raw(standby.port, certs)
+    assert bad.authenticate()["reply"]["type"] == "auth_ok"
+    bad.send(header)
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
+        bad.sock.sendall(body)
+    frames = bad.hung_up()
+    bad.close()
+    assert len(frames) == 1 and frames[0]["type"] == "error", frames
+    assert error in frames[0]["error"]
+    assert error in caplog.text
+    # The previous copy, byte for byte, whole; and the next put is stored.
+    assert copy_of(standby).read_bytes() == held
+    assert check_file(copy_of(standby)).ok
+    assert leftovers(standby) == []
+    locker_database(source, LOCKER, 2, [1, 2, 3, 4])
+    target.put(source)
+    grow(source, [5])
+    target.put(source)
+    target.close()
+    assert rows(copy_of(standby)) == [1, 2, 3, 4, 5]
+
+
+def test_a_good_patch_sent_by_hand_is_stored_exactly(
+    tmp_path: Path, certs: Path, standby: StandbyServer
+) -> None:
+    """The frame as documented works: the refusals above are for what they name."""
+    source = tmp_path / "locker.db"
+    locker_database(source, LOCKER, 2, [1, 2, 3])
+    target = make_target(tmp_path, certs, standby.port)
+    target.put(source)
+    target.close()
+    base = tmp_path / "base.db"
+    base.write_bytes(copy_of(standby).read_bytes())
+    new = tmp_path / "new.db"
+    locker_database(new, LOCKER, 3, [1, 2, 3, 4])
+    header, body = patch_frame(base, new)
+    good = Raw(standby.port, certs)
+    assert good.authenticate()["reply"]["type"] == "auth_ok"
+    good.send(header)
+    good.sock.sendall(body)
+    assert good.line() == {"type": "stored", "sha256": header["sha256"]}
+    good.close()
+    assert copy_of(standby).read_bytes() == new.read_bytes()
+    assert rows(copy_of(standby)) == [1, 2, 3, 4]
+
+
+def test_a_standby_left_with_a_patch_by_a_crash_completes_it_at_start(
+    tmp_path: Path, certs: Path
+) -> None:
+    replica_dir = tmp_path / "standby"
+    replica_dir.mkdir()
+    base = replica_dir / REPLICA_NAME
+    locker_database(base, LOCKER, 2, [1, 2, 3])
+    new = tmp_path / "new.db"
+    locker_database(new, LOCKER, 2, [1, 2, 3, 4])
+    held, image = image_of(base), image_of(new)
+    patch_path(base).write_bytes(encode_patch(image, new, list(range(len(image.hashes))), held))
+    server = make_server(certs, replica_dir)  # stopped after the patch was on its disk
+    try:
+        assert copy_of(server).read_bytes() == new.read_bytes()
+        assert leftovers(server) == []
+        source = tmp_path / "locker.db"
+        locker_database(source, LOCKER, 2, [1, 2, 3, 4, 5])
+        target = make_target(tmp_path, certs, server.port)
+        target.put(source)
+        target.close()
+        assert rows(copy_of(server)) == [1, 2, 3, 4, 5]
+    finally:
+        server.close()
+
+
+def test_a_standby_of_the_first_release_gets_whole_copies_and_refuses_a_patch_cleanly(
+    tmp_path: Path, certs: Path
+) -> None:
+    server = StandbyServer(
+        "127.0.0.1", 0, LOCKER, SECRET, certs / "server.crt", certs / "server.key",
+        tmp_path / "standby", accepts_patches=False,
+    )  # fmt: skip
+    server.start()
+    source = tmp_path / "locker.db"
+    target = make_target(tmp_path, certs, server.port)
+    try:
+        database(source, [1])
+        target.put(source)
+        grow(source, [2])
+        target.put(source)
+        assert target.last_put is not None and target.last_put.whole
+        assert rows(copy_of(server)) == [1, 2]
+        held = copy_of(server).read_bytes()
+        base = tmp_path / "base.db"
+        base.write_bytes(held)
+        grow(source, [3])
+        header, body = patch_frame(base, source)
+        raw = Raw(server.port, certs)
+        hello_and_auth = raw.authenticate()
+        assert hello_and_auth["reply"]["type"] == "auth_ok"
+        raw.send(header)
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            raw.sock.sendall(body)
+        frames = raw.hung_up()
+        raw.close()
+        assert frames == [{"type": "error", "error": "expected a 'snapshot' frame, got 'patch'"}]
+        assert copy_of(server).read_bytes() == held
+    finally:
+        target.close()
+        server.close()
