@@ -182,7 +182,7 @@ class Loop:
             p.failures += 1
             # Capped backoff: a dead bus is not hammered, a revived one is seen quickly.
             p.backoff_until = p.last + min(MAX_BACKOFF_S, self.poll_s * 2 ** min(p.failures, 6))
-            self.service.board_failed(p.board.name, result)
+            self.service.doors_unread(p.board.name, result)
             return
         p.failures = 0
         self.service.doors_read(p.board.name, result)

@@ -114,6 +114,8 @@ class Openings:
         self.no_retry: set[tuple[int, int]] = set()
         # number -> monotonic time of the last unlock pulse sent to it.
         self.last_unlock: dict[int, float] = {}
+        # board -> monotonic time its doors last went unread (a poll that failed).
+        self.unread_at: dict[str, float] = {}
 
     # -- intents -----------------------------------------------------------------------
 
@@ -200,6 +202,17 @@ class Openings:
         repo.reset_phase(tx, order_pk)
 
     # -- the sensors -------------------------------------------------------------------
+
+    def read_failed(self, board: str) -> None:
+        """A poll of `board` failed: a door unlocked before it may have opened and closed
+        unseen, so its unlock is not sent again (see `_confirm_timeout`)."""
+        self.unread_at[board] = self.clock.monotonic()
+
+    def _blind_since_pulse(self, number: int) -> bool:
+        """Did a poll of this door's board fail after the last pulse sent to it?"""
+        pulsed = self.last_unlock.get(number)
+        unread = self.unread_at.get(self.compartments[number].board)
+        return pulsed is not None and unread is not None and unread >= pulsed
 
     def reading(self, number: int, door: Door) -> Door | None:
         """Record a sensor reading; the previous one when it changed (else None: only
@@ -328,6 +341,16 @@ class Openings:
         if key in self.no_retry:
             self.no_retry.discard(key)
             outcome = DoorOutcome.INTERRUPTED
+        elif self._blind_since_pulse(number):
+            # The pulse went out, then the board's doors went unread: the door may have
+            # opened and closed unseen, and a second pulse would open it a second time for
+            # one input. It is judged like a door unlocked before a restart: given time to
+            # be seen open, else reconciled (`_interrupted`), never pulsed again.
+            self.no_retry.add(key)
+            self.deadline[key] = self.clock.monotonic() + self.settings.open_confirm_s
+            tx.audit(now, "system", "unlock_not_retried", compartment=number,
+                     detail="the board's doors went unread after the pulse")  # fmt: skip
+            return []
         elif row.attempts <= self.settings.unlock_retries:
             confirm_by = self.clock.steady() + self.settings.open_confirm_s
             repo.count_attempt(tx, opening_id, number, now, confirm_by)

@@ -540,6 +540,11 @@ class Service:
             return
         self.devices_down.discard(component)
 
+    def doors_unread(self, board: str, error: BoardError) -> None:
+        """A poll of one board failed: its doors went unseen for a while."""
+        self.openings.read_failed(board)
+        self.board_failed(board, error)
+
     def doors_read(self, board: str, doors: Mapping[int, bool]) -> None:
         """A poll of one board succeeded: each changed door in a transaction of its own,
         with what it completes (a pickup, a deposit) or answers (a remote open)."""

@@ -8,7 +8,7 @@ from conftest import Locker
 
 from locker import repo
 from locker.boards import BoardError
-from locker.model import Door, OrderState, Purpose
+from locker.model import Door, Method, OrderState, Purpose
 from locker.openings import CommandReply, Openings, OpenRequest, PhaseComplete
 
 
@@ -74,3 +74,25 @@ def test_a_remote_opens_door_seen_open_returns_the_commands_reply(locker: Locker
             "c-9", {"command_id": "c-9", "ok": True, "result": {"compartment": 5, "door": "opened"}}
         )
     ]
+
+
+def test_a_door_unread_after_its_pulse_is_never_pulsed_again(locker: Locker) -> None:
+    """The pulse went out, then line noise cost the board's readings, and the door opened
+    and closed unseen meanwhile: a retry would open it a second time for one code. It is
+    reconciled as a door unlocked before a restart instead (a pickup reported, flagged)."""
+    reserved, code = locker.deposit("SO-1")
+    channel = locker.config.compartment(reserved["compartments"][0]["number"]).channel
+    pulses = len(locker.board.unlocks)
+    assert locker.service.enter_code(code, Method.KEYPAD).outcome == "opened"
+    assert len(locker.board.unlocks) == pulses + 1 and locker.board.is_open(channel)
+    locker.board.offline = True  # the readings fail from here on
+    locker.poll()
+    locker.board.close_door(channel)  # the shopper took the goods, unseen
+    locker.board.offline = False
+    for _ in range(4):
+        locker.advance(locker.config.doors.open_confirm_s)
+    assert len(locker.board.unlocks) == pulses + 1  # never pulsed again
+    (picked,) = locker.events("picked_up")
+    assert picked.fields["order_id"] == "SO-1" and picked.fields["door_seen"] is False
+    actions = [a.action for a in locker.store.audit_entries(50)]
+    assert "unlock_not_retried" in actions and "unlock_retry" not in actions
