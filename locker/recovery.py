@@ -32,7 +32,7 @@ from locker.config import Config
 from locker.dbfile import FileFacts, check_file, loaded_orders, quick_check, stamp_epoch
 from locker.errors import LockerError
 from locker.instance import LOCK_NAME, AlreadyRunning, InstanceLock
-from locker.replica import REPLICA_NAME, snapshot
+from locker.replica import REPLICA_NAME, recover_replica, snapshot
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ def _when(ts: float | None) -> str | None:
 def verify(path: Path) -> Verdict:
     """Check a database file whole (every page) and read its facts; never raises for a
     file that is damaged, missing or no database: the verdict says so."""
+    recover_replica(path)  # a patch a stop left beside a replica: completed before judging
     try:
         return Verdict(path, check_file(path), "")
     except FileNotFoundError:

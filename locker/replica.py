@@ -315,7 +315,17 @@ def recover_replica(replica: Path) -> str:
     """Finish what a crash interrupted on the copy `replica`: a complete redo log beside
     it is applied again (and removed), a torn one removed unapplied. Call it before
     reading a replica. What was done, for the log ("" when there was nothing to do);
-    never raises for a bad log: the copy's own check says whether it is usable."""
+    never raises for a bad log or an unreadable file: the copy's own check then says
+    whether it is usable."""
+    try:
+        return _recover(replica)
+    except OSError as exc:
+        done = f"{patch_path(replica)}: cannot complete the patch left there: {exc}"
+        log.warning("%s", done)
+        return done
+
+
+def _recover(replica: Path) -> str:
     log_file = patch_path(replica)
     try:
         data = log_file.read_bytes()

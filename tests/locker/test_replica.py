@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
+from locker.recovery import verify
 from locker.replica import (
     REPLICA_NAME,
     DirectoryTarget,
@@ -328,3 +329,20 @@ def test_a_replica_changed_behind_the_writers_back_gets_a_whole_copy(tmp_path: P
         assert copy.read_bytes() == expected_copy(source, tmp_path / "x")
     finally:
         db.close()
+
+
+def test_verifying_a_replica_first_completes_a_patch_a_stop_left(tmp_path: Path) -> None:
+    """What promote, restore and `lockerctl verify` judge is the completed copy."""
+    source = tmp_path / "locker.db"
+    db = filled(source, 2000)
+    DirectoryTarget(tmp_path / "usb", workdir=tmp_path / "scratch").put(source)
+    copy = tmp_path / "usb" / REPLICA_NAME
+    db.execute("DELETE FROM t WHERE n < 10")
+    db.close()
+    scratch = take_snapshot(source, tmp_path / "scratch")
+    held = image_of(copy)
+    pages = changed_pages(scratch.image, held)
+    assert pages is not None
+    patch_path(copy).write_bytes(encode_patch(scratch.image, scratch.path, pages, held))
+    assert verify(copy).ok
+    assert copy.read_bytes() == scratch.path.read_bytes() and not patch_path(copy).exists()
