@@ -2,15 +2,19 @@
 
 What is measured, for each database size: `--commits` commits (one event each, through
 the real store, synchronous=FULL) at `--rate` a second on the primary; lockerd's
-ReplicaWriter (min_interval_s 0.5, as lockerd builds it) sends whole snapshots through
-StandbyTarget to a StandbyServer on 127.0.0.1 (TLS 1.3, the shared-secret handshake).
+ReplicaWriter (min_interval_s 0.5, as lockerd builds it) sends snapshots through
+StandbyTarget to a StandbyServer on 127.0.0.1 (TLS 1.3, the shared-secret handshake):
+the first whole, then only the pages changed since the copy the standby acknowledged.
 
 - commit->received: from the primary's COMMIT returning to the standby holding a copy
-  with that commit in it: the copy decompressed, its digest and integrity_check passed,
-  fsynced, renamed over locker.db and "stored" sent (the server's on_received call).
-  p50, p99 and max over the commits.
+  with that commit in it: for a patch, the result built in memory and its SHA-256 and
+  facts checked, the redo log written and fsynced, the pages written and fsynced and
+  "stored" sent (the server's on_received call); for a whole copy, decompressed, digest
+  and integrity_check passed, fsynced and renamed. p50, p99 and max over the commits.
 - put: one StandbyTarget.put as the writer's thread sees it (snapshot with SQLite's
-  backup, zlib level 1, send, the standby's check and fsync, the ack).
+  backup into the scratch directory, pages hashed, the patch or the whole file zlib'd,
+  sent, the standby's check and fsync, the ack); with how many were patches and the
+  bytes one sends (p50).
 
 Both ends share this machine's CPUs and disk: on a Raspberry Pi primary and standby
 each have their own, but each is several times slower than a desktop core.
@@ -40,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from figures import pct  # noqa: E402  (bench/, beside this script)
 
 from locker.codes import CodeBook  # noqa: E402
-from locker.replica import ReplicaWriter  # noqa: E402
+from locker.replica import PutInfo, ReplicaWriter  # noqa: E402
 from locker.standby import Received, StandbyServer, StandbyTarget  # noqa: E402
 from locker.storage import Store  # noqa: E402
 
@@ -89,6 +93,7 @@ class Timed:
     def __init__(self, target: StandbyTarget) -> None:
         self.target = target
         self.puts: list[float] = []
+        self.sent: list[PutInfo] = []
 
     def __str__(self) -> str:
         return str(self.target)
@@ -97,6 +102,8 @@ class Timed:
         started = time.perf_counter()
         seq = self.target.put(source)
         self.puts.append(time.perf_counter() - started)
+        if self.target.last_put is not None:
+            self.sent.append(self.target.last_put)
         return seq
 
 
@@ -115,8 +122,10 @@ def run(folder: Path, certs: Path, megabytes: int, commits: int, rate: float) ->
         folder / "standby", on_received=on_received,
     )  # fmt: skip
     server.start()
+    shm = Path("/dev/shm")  # a tmpfs, as lockerd's /run/locker
+    workdir = shm / f"{folder.parent.name}-{folder.name}" if shm.is_dir() else folder / "work"
     target = Timed(
-        StandbyTarget("127.0.0.1", server.port, LOCKER, SECRET, certs / "ca.crt", folder / "work")
+        StandbyTarget("127.0.0.1", server.port, LOCKER, SECRET, certs / "ca.crt", workdir)
     )
     writer = ReplicaWriter(store.path, target)
     store.hub.committed.subscribe(lambda commit: writer.committed())
@@ -140,6 +149,7 @@ def run(folder: Path, certs: Path, megabytes: int, commits: int, rate: float) ->
         target.target.close()
         server.close()
         store.close()
+        shutil.rmtree(workdir, ignore_errors=True)
     lags = []
     for seq, at in committed.items():
         landed = [t for t, s in arrivals if s >= seq and t >= at]
@@ -152,10 +162,18 @@ def run(folder: Path, certs: Path, megabytes: int, commits: int, rate: float) ->
         f"  max {max(lags) * 1000:6.0f} ms" + (f"  ({missing} never arrived)" if missing else "")
     )
     puts = target.puts[1:]  # the first put also connects and authenticates
+    sent = target.sent[1:]
+    patches = [p for p in sent if not p.whole]
     print(
-        f"{'':8} put (snapshot, compress, send, check, fsync, ack) over {len(puts)} puts:"
+        f"{'':8} put (snapshot, hash, compress, send, check, fsync, ack) over {len(puts)} puts:"
         f" p50 {pct(puts, 0.5) * 1000:6.0f} ms  p99 {pct(puts, 0.99) * 1000:6.0f} ms"
     )
+    if sent:
+        sizes = [float(p.bytes) for p in sent]
+        print(
+            f"{'':8} {len(patches)} of {len(sent)} puts were patches; sent p50"
+            f" {pct(sizes, 0.5) / 1024:8.1f} KiB, max {max(sizes) / 1024:8.1f} KiB"
+        )
 
 
 def main() -> None:
