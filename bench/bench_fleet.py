@@ -507,7 +507,8 @@ def drain(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    # No abbreviations: the conductor's --drain-* options must not swallow a role's --drain.
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="role")
     w = sub.add_parser("worker")
     for name in ("port", "worker", "procs", "total"):

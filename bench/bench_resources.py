@@ -197,7 +197,8 @@ def kiosk_rss(cfg: Path, settle: float) -> str:
     exe = shutil.which("Xvfb")
     if exe is None:
         return "kiosk RSS: skipped (no Xvfb on this machine; apt-get install xvfb)"
-    number = 80 + os.getpid() % 9
+    # A display no other X server (a test run's Xvfb) holds.
+    number = next(n for n in range(80, 200) if not Path(f"/tmp/.X11-unix/X{n}").exists())
     xvfb = subprocess.Popen(
         [exe, f":{number}", "-screen", "0", "800x480x24", "-nolisten", "tcp"],
         stdout=subprocess.DEVNULL,
