@@ -712,10 +712,10 @@ class StandbyServer:
             base = self._digest
         if base is None or not hmac.compare_digest(patch.base_sha256, base):
             raise StandbyError("the copy held is not this patch's base: send a whole copy")
-        result = patched(copy.read_bytes(), patch)
+        result = patched(copy, patch)
         if not hmac.compare_digest(hashlib.sha256(result).digest(), patch.sha256):
             raise StandbyError("the patched copy does not match its sha256")
-        locker_id, epoch, newest, last_seq = _image_facts(bytes(result))
+        locker_id, epoch, newest, last_seq = _image_facts(result)
         del result
         if locker_id is not None and locker_id != self.locker_id:
             raise StandbyError(f"snapshot holds locker {locker_id!r}'s data")
@@ -772,7 +772,7 @@ def _held(copy: Path) -> tuple[int, bytes | None]:
     return facts.epoch, file_sha256(copy)
 
 
-def _image_facts(image: bytes) -> tuple[str | None, int, float | None, int]:
+def _image_facts(image: bytearray) -> tuple[str | None, int, float | None, int]:
     """(locker id, epoch, newest change, last seq) read from a database held in memory:
     a patched copy is checked before any of it is written."""
     if not image.startswith(SQLITE_MAGIC):

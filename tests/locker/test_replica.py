@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import wait_for
 
+from locker import replica
 from locker.recovery import verify
 from locker.replica import (
     REPLICA_NAME,
@@ -346,3 +347,21 @@ def test_verifying_a_replica_first_completes_a_patch_a_stop_left(tmp_path: Path)
     patch_path(copy).write_bytes(encode_patch(scratch.image, scratch.path, pages, held))
     assert verify(copy).ok
     assert copy.read_bytes() == scratch.path.read_bytes() and not patch_path(copy).exists()
+
+
+def test_a_page_checksum_that_misses_a_change_costs_a_whole_copy_never_a_wrong_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "locker.db"
+    db = filled(source, 2000)
+    target = DirectoryTarget(tmp_path / "usb", workdir=tmp_path / "scratch")
+    copy = tmp_path / "usb" / REPLICA_NAME
+    try:
+        target.put(source)
+        monkeypatch.setattr(replica, "page_checksum", lambda page: b"same")  # every page
+        db.execute("UPDATE t SET pad=randomblob(500) WHERE n=1000")
+        target.put(source)  # the patch misses the page, the digest check does not
+        assert target.last_put is not None and target.last_put.whole
+        assert copy.read_bytes() == expected_copy(source, tmp_path / "x")
+    finally:
+        db.close()

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from conftest import wait_for
 
+from locker import replica
 from locker.dbfile import check_file
 from locker.replica import (
     REPLICA_NAME,
@@ -795,3 +796,21 @@ def test_a_standby_of_the_first_release_gets_whole_copies_and_refuses_a_patch_cl
     finally:
         target.close()
         server.close()
+
+
+def test_a_page_checksum_that_misses_a_change_costs_a_whole_copy_never_a_wrong_one(
+    tmp_path: Path, certs: Path, standby: StandbyServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "locker.db"
+    database(source, list(range(1000)))
+    target = make_target(tmp_path, certs, standby.port)
+    try:
+        target.put(source)
+        monkeypatch.setattr(replica, "page_checksum", lambda page: b"same")  # every page
+        grow(source, [5000])
+        target.put(source)  # the patch misses pages: refused on its digest, sent whole
+        assert target.last_put is not None and target.last_put.whole
+        assert copy_of(standby).read_bytes() == snapshot_bytes(source, tmp_path / "x")
+        assert leftovers(standby) == []
+    finally:
+        target.close()
