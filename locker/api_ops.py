@@ -251,6 +251,12 @@ def _health(api: Context, req: dict[str, Any]) -> dict[str, Any]:
     return api.health()
 
 
+def _layout(api: Context, req: dict[str, Any]) -> dict[str, Any]:
+    """Where each compartment is on the cabinet (`[cabinet]`): the kiosk draws its door
+    map and maintenance grid from it, and reads no configuration of lockerd's itself."""
+    return api.svc.config.layout.as_dict()
+
+
 OPS: dict[str, Callable[[Context, dict[str, Any]], Any]] = {
     "login": _login,
     "logout": _logout,
@@ -265,6 +271,7 @@ OPS: dict[str, Callable[[Context, dict[str, Any]], Any]] = {
     "events": _events,
     "audit": _audit,
     "health": _health,
+    "layout": _layout,
     "backup": _backup,
     "backup_status": _backup_status,
 }

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from locker.config_layout import COMPARTMENT_KEYS, Layout, read_layout
 from locker.config_reader import ConfigError, Reader, names, resolve, table_list
 from locker.config_standby import (
     ReplicaSection,
@@ -186,6 +187,7 @@ class Config:
     replica: ReplicaSection = field(default_factory=ReplicaSection)
     standby: StandbySection = field(default_factory=StandbySection)
     retention: RetentionSection = field(default_factory=RetentionSection)
+    layout: Layout = field(default_factory=Layout)  # where each compartment is on the cabinet
 
     def compartment(self, number: int) -> CompartmentConfig:
         for c in self.compartments:
@@ -251,6 +253,7 @@ SECTIONS = (
     "replica",
     "standby",
     "retention",
+    "cabinet",
 )
 
 
@@ -272,6 +275,9 @@ def parse_config(
     security = _security(Reader(path, "[security]", data.get("security", {})), base)
     boards = _boards(path, data.get("boards"), drivers)
     compartments = _compartments(path, data.get("compartments"), boards)
+    layout = read_layout(
+        path, data.get("cabinet"), data["compartments"], compartments, [b.name for b in boards]
+    )
     scanner = _scanner(Reader(path, "[scanner]", data.get("scanner", {})), drivers)
     api_r = Reader(path, "[api]", data.get("api", {}))
     api_r.check_keys(names(ApiSection))
@@ -302,6 +308,7 @@ def parse_config(
         replica,
         standby,
         retention,
+        layout,
     )
 
 
@@ -457,7 +464,7 @@ def _range(r: Reader, key: str) -> range:
 def _compartments(
     path: Path, value: object, boards: tuple[BoardConfig, ...]
 ) -> tuple[CompartmentConfig, ...]:
-    known = ("number", "numbers", "channel", "channels", "board", "size", "low")
+    known = ("number", "numbers", "channel", "channels", "board", "size", "low", *COMPARTMENT_KEYS)
     by_number: dict[int, int] = {}
     by_channel: dict[tuple[str, int], int] = {}
     out: list[CompartmentConfig] = []
