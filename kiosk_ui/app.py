@@ -28,6 +28,9 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from locker.config_kiosk import SIZES, KioskSection, read_kiosk
+from locker.config_reader import ConfigError, Reader
+
 if TYPE_CHECKING:
     from kiosk_ui.kiosk import KioskApp
 
@@ -35,7 +38,6 @@ CJK_FONTS = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
     "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
 )
-SIZES = ("800x480", "1024x600")
 
 
 def font() -> str | None:
@@ -47,6 +49,7 @@ def build_app(
     lang: str = "zh",
     size: tuple[int, int] = (800, 480),
     fullscreen: bool = False,
+    kiosk: KioskSection | None = None,
 ) -> KioskApp:
     """Configure Kivy's window, then create the app. Kivy is imported here, once its
     settings are made (the window reads them when it is created), and never by a
@@ -71,7 +74,7 @@ def build_app(
     cjk = font()
     if cjk:
         LabelBase.register("Roboto", cjk)  # every label can show Chinese
-    return KioskApp(socket_path, lang)
+    return KioskApp(socket_path, lang, kiosk or KioskSection())
 
 
 class SettingsError(Exception):
@@ -108,20 +111,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", help="lockerd's local API socket (default: [api] socket)")
     args = parser.parse_args(argv)
     try:
-        settings = _settings(args.config)
+        settings = kiosk_settings(args.config)
     except SettingsError as exc:
         # A screen stuck on "out of service" would not say why: say it and stop.
         parser.exit(2, f"locker-kiosk: {exc}\n")
-    socket_path = args.socket or settings["socket"]
-    size = args.size or screen_size(settings["size"])
-    lang = args.lang or settings["language"]
-    build_app(socket_path, lang, size, args.fullscreen).run()
+    socket_path, kiosk = settings
+    size = args.size or kiosk.width_height
+    lang = args.lang or kiosk.language
+    build_app(socket_path, lang, size, args.fullscreen, kiosk).run()
     return 0
 
 
 def _settings(path: str) -> dict[str, str]:
-    """[api] socket and [kiosk] language and size of the daemon's configuration (nothing
-    else is read); SettingsError names the file and the key when one cannot be used."""
+    """The socket, language and size of `kiosk_settings(path)` as text."""
+    socket_path, kiosk = kiosk_settings(path)
+    return {"socket": socket_path, "language": kiosk.language, "size": kiosk.size}
+
+
+def kiosk_settings(path: str) -> tuple[str, KioskSection]:
+    """[api] socket and the [kiosk] table (read with lockerd's own checks) of the
+    configuration (nothing else is read); SettingsError names the file and the key when
+    one cannot be used."""
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
@@ -139,16 +149,13 @@ def _settings(path: str) -> dict[str, str]:
         raise SettingsError(f"{path}: [api] socket: expected a path")
     if not socket_path.startswith("/"):
         socket_path = str(Path(path).parent / socket_path)
-    choices = {"language": ("zh", "en"), "size": SIZES}
-    settings = {"socket": socket_path, "language": "zh", "size": SIZES[0]}
-    for key, allowed in choices.items():
-        value = kiosk.get(key, settings[key])
-        if value not in allowed:
-            raise SettingsError(
-                f"{path}: [kiosk] {key}: expected {' or '.join(allowed)}, not {value!r}"
-            )
-        settings[key] = value
-    return settings
+    try:
+        section = read_kiosk(Reader(Path(path), "[kiosk]", kiosk), Path(path).parent)
+    except ConfigError as exc:
+        raise SettingsError(str(exc)) from None
+    if section.logo and not os.path.isfile(section.logo):
+        raise SettingsError(f"{path}: [kiosk] logo: {section.logo} not found")
+    return socket_path, section
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from kiosk_ui.screens import WORD_KEYS, Widgets, build_screens
 from kiosk_ui.stream import StreamListener
 from kiosk_ui.wedge import WedgeBuffer
 from kiosk_ui.worker import Failure, RequestWorker, Result
+from locker.config_kiosk import KioskSection
 
 RESULT_SECONDS = 8.0  # a result goes back to the start screen after this
 DOOR_WAIT_SECONDS = 120.0  # an open door keeps its screen at most this long
@@ -44,9 +45,16 @@ ENTER_KEYS = (13, 271)  # Return, keypad Enter
 class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
     """The shoppers', staff's and technician's screens, a client of lockerd's local API."""
 
-    def __init__(self, socket_path: str, lang: str = "zh", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        socket_path: str,
+        lang: str = "zh",
+        settings: KioskSection | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.socket_path = socket_path
+        self.settings = settings or KioskSection()
         self.texts = Texts(lang)
         self.default_lang = self.texts.lang
         self.api = ApiClient(socket_path)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from locker.config_kiosk import KioskSection, read_kiosk
 from locker.config_layout import COMPARTMENT_KEYS, Layout, read_layout
 from locker.config_reader import ConfigError, Reader, names, resolve, table_list
 from locker.config_standby import (
@@ -164,14 +165,6 @@ class ApiSection:
 
 
 @dataclass(frozen=True)
-class KioskSection:
-    """Read by lockerd only to check it; the kiosk itself reads these two keys."""
-
-    language: str = "zh"  # the language the screen starts in: zh | en
-    size: str = "800x480"  # 800x480 | 1024x600
-
-
-@dataclass(frozen=True)
 class Config:
     path: Path
     locker: LockerSection
@@ -183,7 +176,7 @@ class Config:
     compartments: tuple[CompartmentConfig, ...]
     scanner: ScannerSection
     api: ApiSection
-    kiosk: KioskSection = KioskSection()
+    kiosk: KioskSection = field(default_factory=KioskSection)
     replica: ReplicaSection = field(default_factory=ReplicaSection)
     standby: StandbySection = field(default_factory=StandbySection)
     retention: RetentionSection = field(default_factory=RetentionSection)
@@ -284,12 +277,8 @@ def parse_config(
     api = ApiSection(
         socket=resolve(base, api_r.get_str("socket", ApiSection.socket) or ApiSection.socket)
     )
-    kiosk_r = Reader(path, "[kiosk]", data.get("kiosk", {}))
-    kiosk_r.check_keys(names(KioskSection))
-    kiosk = KioskSection(
-        language=kiosk_r.get_choice("language", ("zh", "en"), KioskSection.language),
-        size=kiosk_r.get_choice("size", ("800x480", "1024x600"), KioskSection.size),
-    )
+    # Read by lockerd only to check it (the kiosk reads its own copy, with the same checks).
+    kiosk = read_kiosk(Reader(path, "[kiosk]", data.get("kiosk", {})), base)
     replica = read_replica(Reader(path, "[replica]", data.get("replica", {})), base)
     standby = read_standby(Reader(path, "[standby]", data.get("standby", {})), base)
     retention = read_retention(Reader(path, "[retention]", data.get("retention", {})))
