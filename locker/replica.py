@@ -9,8 +9,10 @@ temporary file on the target, flushes it and renames it over the previous copy:
 the target always holds one complete, consistent database, never a half-written
 one. A slow or absent medium only makes the replica lag; it never delays a door.
 
-Copies are at most `min_interval_s` apart, so a burst of commits costs one copy,
-and a commit is on the replica within about a second.
+Copies start at most once every `min_interval_s`, so a burst of commits costs one
+copy, and a commit is on the replica within about a second: the wait is counted from
+the previous copy's start, so a slow copy (a big database) is not followed by the
+whole interval too.
 
 Incremental copies. A whole copy of a 30 MB database after every burst of commits
 costs seconds and wears a USB stick for nothing: most commits change a few pages.
@@ -322,8 +324,9 @@ def apply_patch(replica: Path, data: bytes, check: bool = True) -> Patch:
     if check and not hmac.compare_digest(file_sha256(replica), patch.sha256):
         log_file.unlink(missing_ok=True)
         raise PatchError(f"{replica} does not match the primary's snapshot once patched")
+    # Not flushed: a log found again after a crash is this same patch, already applied,
+    # and applying it again changes nothing.
     log_file.unlink()
-    _fsync_dir(replica.parent)
     return patch
 
 
@@ -603,7 +606,8 @@ class ReplicaWriter:
                 retry_s = self.min_interval_s
             if stopping:
                 return
-            self._stop.wait(self.min_interval_s)  # a burst of commits costs one copy
+            # A burst of commits costs one copy: the next starts an interval after this one.
+            self._stop.wait(max(0.0, self.min_interval_s - (self._monotonic() - started)))
 
     def _failed(self, detail: str) -> None:
         with self._lock:
