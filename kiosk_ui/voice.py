@@ -26,7 +26,10 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from locker.config_kiosk import KioskSection
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +209,11 @@ class Voice:
         self._closed = False
         self._broken = False  # the last attempt failed: said once in the log, not per prompt
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def from_config(cls, kiosk: KioskSection, command: Sequence[str] = APLAY) -> Voice:
+        """The voice as the `[kiosk]` table sets it at start (`voice`, `volume`)."""
+        return cls(enabled=kiosk.voice, volume=kiosk.volume, command=command)
 
     # -- the UI thread's side ----------------------------------------------------------
 

@@ -37,6 +37,8 @@ from kiosk_ui.voice import (
     read_clip,
     rms,
 )
+from locker.config_kiosk import KioskSection, read_kiosk
+from locker.config_reader import Reader
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEECH_RMS = 1000  # about -30 dBFS: espeak-ng's speech, normalised, is well above it
@@ -233,6 +235,15 @@ def test_the_volume_scales_what_is_played(tmp_path: Path) -> None:
     assert rms(half) == pytest.approx(rms(full) * gain(50), rel=0.01)
     assert rms(louder) == pytest.approx(rms(full) * gain(60), rel=0.01)
     assert gain(50) == 0.25 and gain(0) == 0 and gain(100) == 1 and gain(150) == 1
+
+
+def test_the_kiosk_table_sets_voice_and_volume(tmp_path: Path) -> None:
+    section = read_kiosk(Reader(tmp_path / "kiosk.toml", "[kiosk]", {"volume": 30}), tmp_path)
+    voice = Voice.from_config(section)
+    assert (voice.enabled, voice.volume) == (True, 30)
+    off = Reader(tmp_path / "kiosk.toml", "[kiosk]", {"voice": False})
+    assert not Voice.from_config(read_kiosk(off, tmp_path)).enabled
+    assert Voice.from_config(KioskSection()).volume == KioskSection.volume
 
 
 @pytest.mark.parametrize("muted", [{"enabled": False}, {"volume": 0}])
