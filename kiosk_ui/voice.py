@@ -294,7 +294,9 @@ class Voice:
                 self._clips[name, request.lang] = read_clip(path)
             out.extend(self._clips[name, request.lang])
         factor = gain(request.volume)
-        return array("h", (round(s * factor) for s in out))
+        if factor == 1:
+            return out
+        return array("h", (int(s * factor) for s in out))
 
     def _speak(self, request: Request) -> None:
         try:
@@ -302,20 +304,25 @@ class Voice:
         except (OSError, ValueError, EOFError, wave.Error) as exc:
             self._failed(f"prompt {request.key} ({request.lang}) unreadable: {exc}")
             return
+        # Started outside the lock: `play` on the UI thread never waits for a fork.
+        try:
+            player = subprocess.Popen(
+                self.command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        except OSError as exc:
+            self._failed(f"cannot start {self.command[0]}: {exc}")
+            return
         with self._wake:
-            if self._closed or self._next is not None:
-                return  # superseded while it was being read
-            try:
-                player = subprocess.Popen(
-                    self.command,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.PIPE,
-                )
-            except OSError as exc:
-                self._failed(f"cannot start {self.command[0]}: {exc}")
-                return
-            self._player = player
+            superseded = self._closed or self._next is not None
+            if not superseded:
+                self._player = player
+        if superseded:  # a newer prompt, or the kiosk stopping, came meanwhile
+            player.kill()
+            player.communicate()
+            return
         try:
             _out, err = player.communicate(to_wav(samples), timeout=len(samples) / RATE + SLACK_S)
         except subprocess.TimeoutExpired:
