@@ -265,6 +265,7 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         self.widgets.result.text = text
         self.widgets.note.text = note
         self.widgets.note.color, self.widgets.note.font_size = (1, 1, 1, 1), "20sp"
+        self.widgets.door_map.update(r["compartments"] if r["outcome"] == "opened" else ())
         self.code = ""
         self.sm.current = "result"
         self.cancel_timers()
@@ -316,6 +317,7 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         self.cancel_timers()
         self.widgets.result.text = self.texts.t("thanks")
         self.widgets.note.text = ""
+        self.widgets.door_map.update(())  # the doors are shut: nothing left to find
         Clock.schedule_once(self.home_after_thanks, THANKS_SECONDS)
 
     def home_after_thanks(self, _dt: float) -> None:

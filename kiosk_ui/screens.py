@@ -17,6 +17,8 @@ from kivy.uix.label import Label
 from kivy.uix.screenmanager import Screen, ScreenManager
 from kivy.uix.widget import Widget
 
+from kiosk_ui.doormap import DoorMap, fetch_layout
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -52,6 +54,7 @@ class Widgets:
     result: Label
     note: Label
     done: Button
+    door_map: DoorMap
     # please wait, out of service
     wait: Label
     offline: Label
@@ -86,6 +89,7 @@ class _Result(TypedDict):
     result: Label
     note: Label
     done: Button
+    door_map: DoorMap
 
 
 def centred(**kwargs: Any) -> Label:
@@ -206,12 +210,16 @@ def _keypad(app: KioskApp, screen: Screen) -> _Keypad:
 
 
 def _result(app: KioskApp, screen: Screen) -> _Result:
-    box = BoxLayout(orientation="vertical", padding=30, spacing=12)
-    label = centred(font_size="32sp")
-    note = centred(font_size="20sp", size_hint_y=0.3)
-    done = Button(font_size="24sp", size_hint=(0.4, 0.22), pos_hint={"center_x": 0.5})
+    box = BoxLayout(orientation="vertical", padding=(30, 16), spacing=10)
+    label = centred(font_size="32sp", size_hint_y=0.32)
+    # Where the opened doors are on the cabinet (shown only when a code opened doors).
+    door_map = DoorMap(
+        fetch=lambda done: fetch_layout(app.worker, done), size_hint_y=0.5, opacity=0
+    )
+    note = centred(font_size="20sp", size_hint_y=0.18)
+    done = Button(font_size="24sp", size_hint=(0.4, 0.16), pos_hint={"center_x": 0.5})
     done.bind(on_release=lambda *_: app.home())
-    for w in (label, note, done):
+    for w in (label, door_map, note, done):
         box.add_widget(w)
     screen.add_widget(box)
-    return {"result": label, "note": note, "done": done}
+    return {"result": label, "note": note, "done": done, "door_map": door_map}
