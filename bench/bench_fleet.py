@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -449,6 +450,7 @@ def step(n: int, args: argparse.Namespace, broker_pid: int, port: int) -> dict[s
         tell(p, "stop")
     for p in workers + consumers:
         p.wait(60)
+    shutil.rmtree(tmp, ignore_errors=True)
     rtt = [v for r in results for v in r["rtt"]]
     delays = [v for g in got for v in g["delays"]]
     total = {k: sum(r[k] for r in results) for k in ("sent", "ok", "refused", "unanswered")}
@@ -598,6 +600,7 @@ def main() -> None:
         print(f"load average after: {Path('/proc/loadavg').read_text().split()[0]}")
     finally:
         broker.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

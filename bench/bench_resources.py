@@ -241,7 +241,7 @@ def main() -> None:
     boards = {0: SimBoard("k0", 48, door_close_s=0.3), 1: SimBoard("k1", 48, door_close_s=0.3)}
     device = KerongSim("cu48", boards, baud=19200)
     cfg = config(tmp, broker.port, device.path)
-    print(f"lockerd: 2 x Kerong CU48 (96 doors) on a pty at 19200 baud, real Mosquitto; {tmp}")
+    print("lockerd: 2 x Kerong CU48 (96 doors) on a pty at 19200 baud, real Mosquitto")
     print(f"load average before: {Path('/proc/loadavg').read_text().split()[0]}")
     starts = []
     for _ in range(args.starts):
@@ -294,6 +294,7 @@ def main() -> None:
         d.stop()
         device.close()
         broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
