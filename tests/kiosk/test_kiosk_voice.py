@@ -31,7 +31,9 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Locker, SimBoard]]:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("display")
-@pytest.mark.xfail(strict=True, reason="kiosk.py does not play voice prompts yet")
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="kiosk.py does not play voice prompts yet"
+)
 def test_each_result_is_spoken(daemon: tuple[Locker, SimBoard], tmp_path: Path) -> None:
     locker, board = daemon
     deposit_code = reserve_on_loop(locker, "SO-V")
