@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kivy.core.text import Label as CoreLabel
-from kivy.graphics import Color, Ellipse, Line, Rectangle, RoundedRectangle
+from kivy.graphics import Color, Ellipse, Line, Rectangle, RoundedRectangle, Triangle
 from kivy.uix.widget import Widget
 
 from kiosk_ui.worker import Failure, RequestWorker, Result
@@ -29,6 +29,7 @@ RGBA = tuple[float, float, float, float]
 # A door no wider than this many times its height: a cabinet of three columns on a wide
 # screen is drawn narrower, not as three long bars.
 MAX_CELL_RATIO = 2.5
+CALLOUT_SHARE = 0.2  # of the map's width, each side, for the opened doors' large numbers
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class DoorMap(Widget):  # type: ignore[misc]  # Kivy ships no types
         # and for anyone asking what the shopper was shown).
         self.shown: dict[int, str] = {}
         self.boxes: dict[int, Box] = {}
+        self.callouts: dict[int, Box] = {}  # the opened doors' large numbers
         self.bind(pos=self._redraw, size=self._redraw)
         self.update(highlighted, accessible)
 
@@ -140,13 +142,17 @@ class DoorMap(Widget):  # type: ignore[misc]  # Kivy ships no types
 
     def _redraw(self, *_args: Any) -> None:
         colours = self.colours
-        self.boxes = cell_boxes(self.layout, (self.x, self.y, self.width, self.height))
+        # Beside the cabinet, a callout a door: the number as large as a shopper reads it
+        # from a step back, its line pointing at the door (a door of a 96-door cabinet is
+        # a few millimetres on the screen).
+        margin = self.width * CALLOUT_SHARE if self.highlighted else 0.0
+        cabinet = (self.x + margin, self.y, self.width - 2 * margin, self.height)
+        self.boxes = cell_boxes(self.layout, cabinet)
         self.shown = {n: "opened" if n in self.highlighted else "door" for n in self.boxes}
+        self.callouts = {}
         self.canvas.clear()
         if not self.boxes:
             return
-        # The highlighted numbers are as large as the row lets them be, all the same size.
-        unit = min(self.height / max(1, self.layout.rows), self.width)
         with self.canvas:
             left = min(b[0] for b in self.boxes.values())
             right = max(b[0] + b[2] for b in self.boxes.values())
@@ -158,19 +164,58 @@ class DoorMap(Widget):  # type: ignore[misc]  # Kivy ships no types
                 opened = number in self.highlighted
                 Color(*(colours.opened if opened else colours.door))
                 Rectangle(pos=(x, y), size=(w, h))
-                if not opened:
-                    if h >= 16 and w >= 22:  # a small number where it can still be read
-                        self._text(str(number), (x, y, w, h), h * 0.5, colours.door_text)
-                    continue
+                text = colours.opened_text if opened else colours.door_text
+                if h >= 16 and w >= 22:  # its number where it can still be read
+                    self._text(str(number), (x, y, w, h), h * 0.55, text, bold=opened)
+                if opened:
+                    Color(*colours.outline)
+                    Line(rectangle=(x - 1, y - 1, w + 2, h + 2), width=1.6)
+            self._callouts(left, right, margin)
+
+    def _callouts(self, left: float, right: float, margin: float) -> None:
+        """The opened doors' numbers, large, left of the cabinet for its left half's doors
+        and right for the others, each at its door's height (pushed apart when two meet)."""
+        colours, middle = self.colours, (left + right) / 2
+        sides: dict[bool, list[int]] = {True: [], False: []}
+        for number in sorted(self.highlighted & set(self.boxes)):
+            x, _y, w, _h = self.boxes[number]
+            sides[x + w / 2 < middle].append(number)
+        for on_left, numbers in sides.items():
+            if not numbers:
+                continue
+            height = min(self.height / len(numbers), max(56.0, self.height * 0.5))
+            width = margin - 12
+            bx = self.x + 4 if on_left else self.right - 4 - width
+            top = self.top
+            # From the top down, each below the one above it and at its door if it can be.
+            for number in sorted(numbers, key=lambda n: -self.boxes[n][1]):
+                x, y, w, h = self.boxes[number]
+                want = y + h / 2 + height / 2
+                box_top = min(want, top)
+                box_top = max(box_top, self.y + height)  # the last ones stay on the map
+                top = box_top - height
+                box = (bx, box_top - height, width, height - 4)
+                self.callouts[number] = box
+                # The line ends at the cabinet's side, at the door's row, pointing along
+                # it: drawn over other doors it would point at them too.
                 Color(*colours.outline)
-                Line(rectangle=(x - 1, y - 1, w + 2, h + 2), width=1.6)
-                size = max(14.0, min(unit * 0.85, w * 0.5))
+                edge, tip = (left - 5, 7.0) if on_left else (right + 5, -7.0)
+                start = bx + width if on_left else bx
+                mid = y + h / 2
+                Line(points=[start, box_top - height / 2, edge - tip, mid, edge, mid], width=2)
+                Triangle(points=[edge, mid, edge - tip, mid + 6, edge - tip, mid - 6])
+                Color(*colours.opened)
+                RoundedRectangle(pos=box[:2], size=box[2:], radius=[8])
                 mark = number in self.accessible
-                text_box = (x, y, w - (size * 0.8 if mark else 0), h)
+                side = min(box[3] * 0.8, box[2] * 0.35)
+                pad = box[2] * 0.06
+                text_box = (box[0] + pad, box[1], box[2] - 2 * pad - (side if mark else 0), box[3])
+                size = box[3] * 0.75
                 self._text(str(number), text_box, size, colours.opened_text, bold=True)
                 if mark:
-                    side = min(size * 0.8, h * 0.9)
-                    self._wheelchair(x + w - side - 2, y + (h - side) / 2, side)
+                    self._wheelchair(
+                        box[0] + box[2] - side - pad, box[1] + (box[3] - side) / 2, side
+                    )
 
     def _text(self, text: str, box: Box, size: float, colour: RGBA, bold: bool = False) -> None:
         """`text` centred in `box`, shrunk to fit its width."""
