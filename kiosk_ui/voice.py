@@ -201,6 +201,7 @@ class Voice:
         self.command = list(command)
         self.folder = folder
         self.requests: deque[Request] = deque(maxlen=50)
+        self.spoken = 0  # prompts the player said to their end
         self.failures = 0  # prompts the player could not say (no device, no aplay, …)
         self._clips: dict[tuple[str, str], array[int]] = {}
         self._wake = threading.Condition()
@@ -334,6 +335,7 @@ class Voice:
             with self._wake:
                 self._player = None
         if player.returncode == 0:
+            self.spoken += 1
             if self._broken:
                 log.info("speaker working again")
             self._broken = False

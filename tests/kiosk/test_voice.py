@@ -291,7 +291,24 @@ def test_no_player_program_is_logged_once_and_the_kiosk_goes_on(
     assert len(warnings) == 1 and "no-aplay-here" in warnings[0].getMessage()
 
 
-@pytest.mark.skipif(shutil.which("aplay") is None, reason="alsa-utils (aplay) not installed")
+NO_APLAY = shutil.which("aplay") is None
+NO_APLAY_REASON = "alsa-utils (aplay) not installed"
+
+
+@pytest.mark.skipif(NO_APLAY, reason=NO_APLAY_REASON)
+def test_aplay_says_a_prompt_to_its_end_on_alsas_null_device() -> None:
+    """aplay reads the WAV the voice pipes it as a sound card would be fed (the null
+    device: a cabinet's card is `default`)."""
+    voice = Voice(command=["aplay", "-q", "-D", "null", "-t", "wav", "-"])
+    try:
+        voice.say({"outcome": "throttled", "wait_s": 45}, "en")
+        wait_for(lambda: voice.spoken == 1, "aplay said the prompt")
+    finally:
+        voice.close()
+    assert voice.failures == 0
+
+
+@pytest.mark.skipif(NO_APLAY, reason=NO_APLAY_REASON)
 def test_aplay_without_its_sound_device_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     voice = Voice(command=["aplay", "-q", "-D", "hw:CARD=NoSuchCard", "-t", "wav", "-"])
     try:
