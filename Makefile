@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev mosquitto mosquitto-clients libzbar0 socat xvfb libmtdev1 \
-	fonts-wqy-microhei
+	fonts-wqy-microhei alsa-utils
 STAMP := $(VENV)/.installed
 
 .PHONY: test demo deps system-deps lint typecheck pytest bench clean

@@ -40,7 +40,7 @@ ETC=$ROOT/etc/locker
 UNITS=$ROOT/etc/systemd/system
 APT_PACKAGES=(python3 python3-venv libzbar0)
 # The screen's own: Kivy's touch input and a font with Chinese glyphs.
-[ "$KIOSK" = 0 ] || APT_PACKAGES+=(libmtdev1 fonts-wqy-microhei)
+[ "$KIOSK" = 0 ] || APT_PACKAGES+=(libmtdev1 fonts-wqy-microhei alsa-utils)
 UNIT_FILES=(lockerd.service)
 [ "$KIOSK" = 0 ] || UNIT_FILES+=(locker-kiosk.service)
 # Installed, never enabled here: only a spare controller receives copies, in place of
