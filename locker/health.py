@@ -10,6 +10,7 @@ come in as plain callables from the composition root, so this module imports nei
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +26,30 @@ from locker.service import Service
 from locker.sysclock import clock_synchronised
 from locker.sysinfo import SysInfo
 from locker.version import VERSION
+
+HOUR_S = 3600.0
+
+
+class ErrorHistory:
+    """Each board's error count as it was read over the last hour, so the maintenance
+    screen can say how many errors came in that hour (the stored count runs from the
+    board's first day). Only changes are kept: a board that never fails holds one
+    reading. Before the first reading nothing is known: a young history counts from it."""
+
+    def __init__(self, window_s: float = HOUR_S) -> None:
+        self.window_s = window_s
+        self.readings: dict[str, deque[tuple[float, int]]] = {}
+
+    def recent(self, name: str, errors: int, now: float) -> int:
+        """Errors of board `name` (its count `errors`, read at monotonic `now`) within
+        the window."""
+        readings = self.readings.setdefault(name, deque())
+        if not readings or readings[-1][1] != errors:
+            readings.append((now, errors))
+        # The count at the window's start: the newest reading taken at or before it.
+        while len(readings) > 1 and readings[1][0] <= now - self.window_s:
+            readings.popleft()
+        return max(0, errors - readings[0][1])
 
 
 def last_frames(board: Board | None, count: int = 8) -> list[str]:
@@ -53,14 +78,20 @@ class Health:
         self.replica = replica
         self.replica_dir = replica_dir  # the second medium's copy, when there is one
         self.sysinfo = SysInfo()
+        self.errors = ErrorHistory()
 
     def health(self) -> dict[str, Any]:
         """What the maintenance screen shows: boards, platform link, outbox, version."""
         store = self.service.store
         with store.read() as tx:
             boards = [asdict(r) for r in repo.boards(tx)]
+        now = self.service.clock.monotonic()
+        errors_hour = {b["name"]: self.errors.recent(b["name"], b["errors"], now) for b in boards}
         return {
             "boards": boards,
+            # Each board's errors within the last hour (by name; the count in `boards`
+            # runs from the board's first day).
+            "errors_hour": errors_hour,
             "time": rfc3339(self.service.now()),
             "clock_synchronised": clock_synchronised(),
             "mqtt_connected": self.link_connected(),
