@@ -17,12 +17,12 @@ from typing import Any
 from kivy.app import App
 from kivy.clock import Clock
 from kivy.core.window import Window
-from kivy.uix.screenmanager import NoTransition, ScreenManager
+from kivy.uix.screenmanager import FadeTransition, ScreenManager
 
 from kiosk_ui.client import ApiClient, ApiUnavailable, Refused
 from kiosk_ui.i18n import Texts
 from kiosk_ui.maintenance import MaintenanceScreen
-from kiosk_ui.results import describe
+from kiosk_ui.results import describe, picture_for
 from kiosk_ui.screens import WORD_KEYS, Widgets, build_screens
 from kiosk_ui.stream import StreamListener
 from kiosk_ui.wedge import WedgeBuffer
@@ -38,7 +38,7 @@ STAFF_IDLE_SECONDS = 60.0  # the staff screen left alone goes back to the shoppe
 COUNTDOWN_TICK_SECONDS = 1.0  # the throttle's wait is counted down once a second
 WAIT_SCREEN_SECONDS = 0.4  # a reply slower than this shows "please wait"
 RETRY_SECONDS = 2.0
-REMINDER_COLOUR = (1.0, 0.72, 0.15, 1)
+TRANSITION_SECONDS = 0.15  # a calm fade between screens, short enough not to wait on
 ENTER_KEYS = (13, 271)  # Return, keypad Enter
 
 
@@ -78,7 +78,8 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         self.states: dict[int, str] = {}  # compartment -> state, from lockerd's stream
         self.wait_left = 0.0  # seconds of the throttle's wait still to count down
         self.wedge = WedgeBuffer()
-        self.sm = ScreenManager(transition=NoTransition())
+        self.accessible = False  # the accessible mode: controls low, large text, slow time-outs
+        self.sm = ScreenManager(transition=FadeTransition(duration=TRANSITION_SECONDS))
         self.widgets: Widgets = build_screens(self, self.sm)
         self.maintenance = MaintenanceScreen(self)
         self.sm.add_widget(self.maintenance)
@@ -112,6 +113,8 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         w.title.text = t("welcome_title")
         w.hint.text = t("welcome_hint")
         w.type_code.text = t("type_code")
+        w.scan_here.text = t("scan_here") if self.settings.scanner_side != "none" else ""
+        w.accessible.text = t("accessible")
         w.language.text = t("language")
         w.staff.text = t("staff")
         w.maintenance.text = t("maintenance")
@@ -145,7 +148,29 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
             self.texts.lang = self.default_lang
             self.refresh_texts()
 
+    def timeout(self, seconds: float) -> float:
+        """A shopper's time-out, longer in the accessible mode."""
+        return seconds * (self.settings.accessible_timeout_factor if self.accessible else 1.0)
+
+    def toggle_accessible(self) -> None:
+        self.set_accessible(not self.accessible)
+
+    def set_accessible(self, on: bool) -> None:
+        if on != self.accessible:
+            self.accessible = on
+            self.widgets.arrange(on)
+
+    def countdown(self, screen: str, seconds: float | None) -> None:
+        """The bar that empties on `screen` while its time runs out (None: no time-out)."""
+        bar = self.widgets.countdowns[screen]
+        if seconds is None:
+            bar.stop()
+        else:
+            bar.start(seconds)
+
     def show(self, name: str) -> None:
+        if name == "welcome" and self.sm.current != "welcome":
+            self.set_accessible(False)  # the next shopper starts with the standard screen
         self.code = ""
         self.widgets.shown.text = ""
         Clock.unschedule(self.staff_idle)
@@ -155,6 +180,7 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
             self.cancel_timers(keep_keypad=True)
         if name == "staff":
             Clock.schedule_once(self.staff_idle, STAFF_IDLE_SECONDS)
+            self.countdown("staff", STAFF_IDLE_SECONDS)
         self.sm.current = name
 
     def cancel_timers(self, keep_keypad: bool = False) -> None:
@@ -176,8 +202,12 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         self.mode = mode
         self.refresh_texts()
         self.show("keypad")
+        self.keypad_timer()
+
+    def keypad_timer(self) -> None:
         Clock.unschedule(self.walked_away)
-        Clock.schedule_once(self.walked_away, KEYPAD_IDLE_SECONDS)
+        Clock.schedule_once(self.walked_away, self.timeout(KEYPAD_IDLE_SECONDS))
+        self.countdown("keypad", self.timeout(KEYPAD_IDLE_SECONDS))
 
     def walked_away(self, _dt: float) -> None:
         """Nobody finished: the next person starts afresh, in the default language."""
@@ -192,8 +222,7 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
             self.reset_language()
 
     def press(self, key: str) -> None:
-        Clock.unschedule(self.walked_away)
-        Clock.schedule_once(self.walked_away, KEYPAD_IDLE_SECONDS)
+        self.keypad_timer()
         self.prompt()
         if key == "clear":
             self.code = ""
@@ -264,7 +293,10 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         text, note = describe(self.texts, r)
         self.widgets.result.text = text
         self.widgets.note.text = note
-        self.widgets.note.color, self.widgets.note.font_size = (1, 1, 1, 1), "20sp"
+        look = self.widgets.look
+        self.widgets.note.color = look.theme.fg("page_muted")
+        self.widgets.note.font_size = look.theme.sizes.body * look.scale
+        self.widgets.picture.kind = picture_for(r)
         self.widgets.door_map.update(r["compartments"] if r["outcome"] == "opened" else ())
         self.code = ""
         self.sm.current = "result"
@@ -277,8 +309,9 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
             mark = self.stream_seq if since is None else since
             self.opened_seen = {n for n in self.waiting_doors if self.last_open.get(n, -1) > mark}
             self.fault_before = {n for n in self.waiting_doors if self.states.get(n) == "fault"}
-            Clock.schedule_once(self.door_reminder, REMINDER_SECONDS)
-            Clock.schedule_once(self.result_timeout, DOOR_WAIT_SECONDS)
+            Clock.schedule_once(self.door_reminder, self.timeout(REMINDER_SECONDS))
+            Clock.schedule_once(self.result_timeout, self.timeout(DOOR_WAIT_SECONDS))
+            self.countdown("result", self.timeout(DOOR_WAIT_SECONDS))
             if all(self.last_done.get(n, -1) > mark for n in self.waiting_doors):
                 self.doors_closed()
         elif r["outcome"] == "throttled":
@@ -286,9 +319,11 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
             self.waiting_doors = set()
             self.wait_left = float(r["wait_s"])
             Clock.schedule_interval(self.count_down, COUNTDOWN_TICK_SECONDS)
+            self.countdown("result", self.wait_left)
         else:
             self.waiting_doors = set()
-            Clock.schedule_once(self.result_timeout, RESULT_SECONDS)
+            Clock.schedule_once(self.result_timeout, self.timeout(RESULT_SECONDS))
+            self.countdown("result", self.timeout(RESULT_SECONDS))
 
     def result_timeout(self, _dt: float) -> None:
         if self.sm.current == "result":
@@ -310,7 +345,10 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
             numbers = ", ".join(map(str, still_open))
             note = self.widgets.note
             note.text = self.texts.t("close_reminder", numbers=numbers)
-            note.color, note.font_size = REMINDER_COLOUR, "28sp"  # seen from a step away
+            look = self.widgets.look
+            note.color = look.theme.fg("page_danger")
+            note.font_size = look.theme.sizes.heading * look.scale  # seen from a step away
+            self.widgets.picture.kind = "close_door"
 
     def doors_closed(self) -> None:
         self.waiting_doors = set()
@@ -318,7 +356,9 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         self.widgets.result.text = self.texts.t("thanks")
         self.widgets.note.text = ""
         self.widgets.door_map.update(())  # the doors are shut: nothing left to find
+        self.widgets.picture.kind = "thanks"
         Clock.schedule_once(self.home_after_thanks, THANKS_SECONDS)
+        self.countdown("result", THANKS_SECONDS)
 
     def home_after_thanks(self, _dt: float) -> None:
         if self.sm.current == "result":

@@ -38,3 +38,15 @@ def describe(texts: Texts, r: dict[str, Any]) -> tuple[str, str]:
     if reason in ("not_a_code", "already_loaded", "not_now", "pin_refused", "storage"):
         return t(reason), ""
     return t("refused"), ""
+
+
+def picture_for(r: dict[str, Any]) -> str:
+    """The picture beside a result (a kind of `art.KINDS`)."""
+    outcome, reason = r["outcome"], r.get("reason")
+    if outcome == "opened":
+        return "door_open"
+    if outcome == "throttled":
+        return "wait"
+    if outcome in ("door_failed", "refused") or reason in ("not_now", "storage"):
+        return "service_desk"
+    return "wrong"
