@@ -1,13 +1,16 @@
 """The maintenance diagnostic screen, behind the technician PIN.
 
-A grid of compartments coloured by state (red for a fault, grey out of
-service) with open doors marked; the selected compartment's details with
+A grid of compartments laid out as the cabinet's columns and rows (lockerd's
+`layout`, as the door map draws it), coloured by state (red for a fault, grey
+out of service) with open doors marked, a legend of the colours and the last
+hour's alarms on a time line below it; the selected compartment's details with
 test-open (confirmed by a second tap when the compartment may hold an order)
 and the service toggle; every board on a line of its own with its error count,
-and the last frames of the selected compartment's board; the platform link and
-the outbox; recent alarms and events, each naming its board or compartment; the
-software version; along the bottom, the machine itself (epoch, disk space, CPU
-temperature, power, uptime, and the replica), a reading to act on in red.
+those of the last hour and the time of its last frame, and the last frames of
+the selected compartment's board; the platform link and the outbox; recent
+alarms and events, each naming its board or compartment; the software version;
+along the bottom, the machine itself (epoch, disk space, CPU temperature,
+power, uptime, and the replica), a reading to act on in red.
 Everything comes from lockerd's `diagnostics` request with the session token,
 sent through the app's request worker (the screen keeps drawing while lockerd
 answers); the screen closes itself after two idle minutes
@@ -20,28 +23,33 @@ from __future__ import annotations
 
 import math
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kivy.clock import Clock
+from kivy.graphics import Color, Line, Rectangle
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.button import Button
-from kivy.uix.gridlayout import GridLayout
 from kivy.uix.label import Label
 from kivy.uix.screenmanager import Screen
 from kivy.uix.scrollview import ScrollView
+from kivy.uix.widget import Widget
 from kivy.utils import escape_markup
 
-from kiosk_ui.audit import audit_row, frame, local_time, named
+from kiosk_ui.audit import audit_row, frame, hms, local_time, named
 from kiosk_ui.client import ApiUnavailable
+from kiosk_ui.doormap import cell_boxes
 from kiosk_ui.machine import machine_lines
 from kiosk_ui.worker import Failure, Result
+from locker.config_layout import Cell, Layout
 
 if TYPE_CHECKING:
     from kiosk_ui.kiosk import KioskApp
 
 IDLE_S = 120.0
 LARGE_GRID = 48
-MAX_COLUMNS = 12
+FALLBACK_ROWS = 10  # a lockerd that gives no layout: columns of ten, in number order
+TIMELINE_S = 3600.0  # the alarms' time line: the last hour
 REFRESH_S = 1.0
 COLOURS = {
     "free": (0.16, 0.55, 0.27, 1),
@@ -51,11 +59,16 @@ COLOURS = {
     "out_of_service": (0.42, 0.42, 0.42, 1),
     "fault": (0.82, 0.14, 0.14, 1),
 }
+# The legend's chips, in the order a compartment goes through them; "open": a door open.
+LEGEND = ("free", "reserved", "loaded", "retrieval", "out_of_service", "fault", "open")
+LEGEND_H = 18
+LEGEND_OPEN_BACKGROUND = (0.15, 0.15, 0.15, 1)  # the open door's yellow, on no state's colour
 # Compartments that may hold an order: a test-open there needs a second tap.
 EMPTY_STATES = ("free", "out_of_service")
 LIGHT_TEXT = (1.0, 1.0, 1.0, 1)
 DARK_TEXT = (0.08, 0.08, 0.08, 1)
 OPEN_TEXT = (1.0, 0.92, 0.2, 1)
+WARN_RGBA = (1.0, 0.4, 0.4, 1)
 WARN = "ff6666"  # the markup colour of what needs a technician: offline boards, alarms
 MIN_CONTRAST = 3.0  # WCAG's minimum for large text: the cells' text is read from a step away
 
@@ -90,6 +103,83 @@ def cell_text_colour(background: tuple[float, ...], door_open: bool) -> tuple[fl
     return max((LIGHT_TEXT, DARK_TEXT), key=lambda c: contrast(c, background))
 
 
+def fallback_layout(numbers: list[int]) -> Layout:
+    """Columns of ten in number order: what the grid shows when lockerd gives no layout
+    (an older lockerd) or one without these compartments."""
+    cells = tuple(
+        Cell(n, i // FALLBACK_ROWS + 1, i % FALLBACK_ROWS + 1)
+        for i, n in enumerate(sorted(numbers))
+    )
+    rows = min(FALLBACK_ROWS, len(cells))
+    return Layout(math.ceil(len(cells) / FALLBACK_ROWS), rows, cells)
+
+
+class CabinetGrid(Widget):  # type: ignore[misc]  # Kivy ships no types
+    """The compartments' buttons where their doors are on the cabinet: `cols` and `rows`
+    are the cabinet's, each button in its cell (`cell_boxes`, as on the door map)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.layout = Layout()
+        self.buttons: dict[int, Button] = {}
+        self.bind(pos=self.place, size=self.place)
+
+    @property
+    def cols(self) -> int:
+        return self.layout.columns
+
+    def set_cells(self, layout: Layout, buttons: dict[int, Button]) -> None:
+        self.clear_widgets()
+        self.layout, self.buttons = layout, buttons
+        for button in buttons.values():
+            button.size_hint = (None, None)
+            self.add_widget(button)
+        self.place()
+
+    def place(self, *_args: Any) -> None:
+        boxes = cell_boxes(self.layout, (self.x, self.y, self.width, self.height), gap=3)
+        for number, (x, y, w, h) in boxes.items():
+            button = self.buttons.get(number)
+            if button is not None:
+                button.pos, button.size = (x, y), (w, h)
+
+
+class AlarmTimeline(Widget):  # type: ignore[misc]  # Kivy ships no types
+    """The last hour as a bar, now at its right end, a red mark at each alarm's moment:
+    a burst of alarms, or one an hour old, is seen at a glance."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.marks: list[float] = []  # where each alarm is on the bar, 0 (an hour ago) to 1
+        self.bind(pos=self.draw, size=self.draw)
+
+    def show(self, now: float, alarms: list[float]) -> None:
+        self.marks = [1 - (now - at) / TIMELINE_S for at in alarms if 0 <= now - at <= TIMELINE_S]
+        self.draw()
+
+    def draw(self, *_args: Any) -> None:
+        self.canvas.clear()
+        mid = self.y + self.height / 2
+        with self.canvas:
+            Color(0.55, 0.55, 0.55, 1)
+            Line(points=[self.x, mid, self.right, mid], width=1.2)
+            for quarter in range(5):  # a tick each quarter of an hour
+                x = self.x + self.width * quarter / 4
+                Line(points=[x, mid - 3, x, mid + 3], width=1)
+            Color(*WARN_RGBA)
+            for mark in self.marks:
+                x = self.x + self.width * mark
+                Rectangle(pos=(x - 2, self.y + 1), size=(4, self.height - 2))
+
+
+def _frame_time(line: str) -> str:
+    """When a frame went over the wire ('1795601699.578 > 02 00 …'), HH:MM:SS."""
+    try:
+        return hms(float(line.partition(" ")[0]))
+    except ValueError:
+        return "?"
+
+
 def _ignore(_reply: Result | Failure) -> None:
     """A logout's reply: if lockerd cannot be told, the session ends by itself on its side."""
 
@@ -106,6 +196,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         self.acting = False  # a test-open or service change is with lockerd
         self.selected: int | None = None
         self.cells: dict[int, Button] = {}
+        self.layout: Layout | None = None  # lockerd's `layout`, asked for on entering
         self.last_touch = time.monotonic()
         self.notice: tuple[str, dict[str, Any]] | None = None
         self.confirming: int | None = None  # a test-open waiting for its second tap
@@ -121,7 +212,32 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         top.add_widget(self.language)
         top.add_widget(self.exit)
         body = BoxLayout(spacing=8)
-        self.grid = GridLayout(spacing=3, size_hint_x=0.52)
+        left = BoxLayout(orientation="vertical", spacing=3, size_hint_x=0.52)
+        self.grid = CabinetGrid()
+        # The colours' legend, one chip a state, and the last hour's alarms below it.
+        legend = BoxLayout(spacing=3, size_hint_y=None, height=LEGEND_H)
+        self.legend: dict[str, Label] = {}
+        for state in LEGEND:
+            chip = Label(font_size="10sp", bold=state == "open", halign="center")
+            colour = COLOURS.get(state, LEGEND_OPEN_BACKGROUND)
+            chip.color = OPEN_TEXT if state == "open" else cell_text_colour(colour, False)
+            with chip.canvas.before:
+                Color(*colour)
+                rect = Rectangle()
+            chip.bind(
+                pos=lambda w, p, r=rect: setattr(r, "pos", p),
+                size=lambda w, sz, r=rect: setattr(r, "size", sz),
+            )
+            legend.add_widget(chip)
+            self.legend[state] = chip
+        hour = BoxLayout(spacing=6, size_hint_y=None, height=LEGEND_H)
+        self.timeline_label = Label(font_size="10sp", size_hint_x=0.3, halign="right")
+        self.timeline_label.bind(size=lambda w, sz: setattr(w, "text_size", sz))
+        self.timeline = AlarmTimeline()
+        hour.add_widget(self.timeline_label)
+        hour.add_widget(self.timeline)
+        for w in (self.grid, legend, hour):
+            left.add_widget(w)
         side = BoxLayout(orientation="vertical", spacing=4, size_hint_x=0.48)
         self.detail = wrapped(font_size="14sp", size_hint_y=0.2)
         actions = BoxLayout(spacing=6, size_hint_y=0.12)
@@ -144,7 +260,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         self.events = wrapped(font_size="12sp", size_hint_y=0.42)
         for w in (self.detail, actions, self.boards_view, self.events):
             side.add_widget(w)
-        body.add_widget(self.grid)
+        body.add_widget(left)
         body.add_widget(side)
         # As high as its lines need (two, three with a long replica failure): the grid
         # and the side column share what is left.
@@ -169,8 +285,24 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         self.confirming = None
         self.acting = False
         self.last_touch = time.monotonic()
+        self.fetch_layout()
         self.refresh(0)
         Clock.schedule_interval(self.refresh, REFRESH_S)
+
+    def fetch_layout(self) -> None:
+        """Ask lockerd where each compartment is (asked again on each entry: a lockerd
+        restarted with another [cabinet] is drawn as it is now)."""
+
+        def fetched(layout: Result) -> None:
+            self.layout = Layout.from_dict(layout)
+            self.cells = {}  # laid out again at the next drawing
+            if self.diag:
+                self.render()
+
+        def failed(_exc: Failure) -> None:  # the grid falls back to columns of ten
+            self.layout = None
+
+        self.app.worker.request("layout", fetched, failed)
 
     def leave(self) -> None:
         Clock.unschedule(self.refresh)
@@ -299,6 +431,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         self.exit.text = t("exit")
         self.language.text = t("language")
         self._render_grid(d["compartments"])
+        self._render_legend(d)
         self._render_detail()
         self.boards.text = self._boards_text(d)
         self.events.text = self._events_text(d)
@@ -309,16 +442,16 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         numbers = [c["number"] for c in compartments]
         large = len(numbers) > LARGE_GRID  # two CU48 boards and more: smaller cells
         if sorted(self.cells) != sorted(numbers):
-            self.grid.clear_widgets()
-            self.cells = {}
-            # Roughly square cells in a box about as wide as it is high.
-            self.grid.cols = max(2, min(MAX_COLUMNS, math.ceil(math.sqrt(len(numbers)) * 1.1)))
+            layout = self.layout
+            if layout is None or {c.number for c in layout.cells} != set(numbers):
+                layout = fallback_layout(numbers)
             font_size = "11sp" if large else "14sp"
+            self.cells = {}
             for n in numbers:
                 cell = Button(font_size=font_size, background_normal="", halign="center")
                 cell.bind(on_release=lambda _b, n=n: self.select(n))
-                self.grid.add_widget(cell)
                 self.cells[n] = cell
+            self.grid.set_cells(layout, self.cells)
         for c in compartments:
             cell = self.cells[c["number"]]
             state = "fault" if c["fault"] else c["state"]
@@ -331,6 +464,19 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
             cell.text = "\n".join(lines)
             cell.bold = selected or c["door"] == "open"
             cell.color = cell_text_colour(cell.background_color, c["door"] == "open")
+
+    def _render_legend(self, d: dict[str, Any]) -> None:
+        t = self.app.texts.t
+        for state, chip in self.legend.items():
+            chip.text = t("door_open_short") if state == "open" else t(f"state_{state}")
+            chip.texture_update()
+            chip.size_hint_x = chip.texture_size[0] + 6  # each chip as wide as its words
+        self.timeline_label.text = t("alarms_last_hour")
+        try:
+            now = datetime.fromisoformat(d["time"].replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            now = time.time()
+        self.timeline.show(now, [a["at"] for a in d["alarms"]])
 
     def _render_detail(self) -> None:
         t = self.app.texts.t
@@ -379,15 +525,20 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
             status = (
                 texts.t("online") if online else f"[color={WARN}]{texts.t('offline_board')}[/color]"
             )
-            lines.append(
-                texts.n(
-                    "board_line",
-                    b["errors"],
-                    name=escape_markup(b["name"]),
-                    status=status,
-                    errors=b["errors"],
-                )
+            line = texts.n(
+                "board_line",
+                b["errors"],
+                name=escape_markup(b["name"]),
+                status=status,
+                errors=b["errors"],
             )
+            hour = d.get("errors_hour", {}).get(b["name"])
+            if hour is not None:  # a lockerd older than the count says nothing of it
+                recent = texts.n("errors_hour", hour, errors=hour)
+                line += " · " + (f"[color={WARN}]{recent}[/color]" if hour else recent)
+            if b["frames"]:
+                line += " · " + texts.t("last_frame", time=_frame_time(b["frames"][-1]))
+            lines.append(line)
             if b["detail"] and not online:
                 lines.append(f"  {escape_markup(b['detail'])}")
             if comp is not None and comp["board"] == b["name"]:

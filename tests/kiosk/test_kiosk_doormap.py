@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 from conftest import RunningDaemon, wait_for
-from kiosk_helpers import Steps, display, shot, start_cabinet, tap  # noqa: F401 (a fixture)
+from kiosk_helpers import (  # noqa: F401 (a fixture)
+    Steps,
+    display,
+    overflowing,
+    shot,
+    start_cabinet,
+    tap,
+)
 from PIL import Image
 
 from drivers.sim import SimBoard
@@ -219,3 +226,96 @@ def test_the_map_highlights_exactly_the_opened_doors_of_a_96_door_cabinet(
         assert near(pixel, want), f"door {number}: {pixel} is not {want}"
     assert seen["hidden"] == 0  # the start screen again, the map gone with the result
     assert seen["low_opened"] == seen["low_marked"] == {95}
+
+
+@pytest.fixture
+def cabinet_with_pin(tmp_path: Path) -> Iterator[tuple[RunningDaemon, dict[str, SimBoard]]]:
+    running, boards = start_cabinet(
+        tmp_path, "map-2", {"a": 48, "b": 48}, COMPARTMENTS, extra=CABINET, pin=PIN
+    )
+    yield running, boards
+    running.stop()
+
+
+PIN = "97531864"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("display")
+def test_the_maintenance_grid_stands_as_the_cabinet_with_a_legend_and_each_boards_hour(
+    cabinet_with_pin: tuple[RunningDaemon, dict[str, SimBoard]],
+) -> None:
+    running, boards = cabinet_with_pin
+    boards["b"].offline = True  # unplugged: its reads fail, its errors count up
+    from kivy.core.window import Window
+
+    from kiosk_ui.app import build_app
+    from kiosk_ui.i18n import load
+
+    en = load("en")
+    app = build_app(str(running.locker.config.api.socket), lang="en")
+    seen: dict[str, Any] = {"overflow": {}}
+    step = Steps(app)
+
+    @step
+    def to_maintenance() -> None:
+        tap(app.widgets.maintenance)
+
+    @step
+    def pin() -> None:
+        for digit in PIN:
+            tap(app.widgets.keys[digit])
+        tap(app.widgets.keys["ok"])
+
+    @step
+    def grid() -> bool:
+        m = app.maintenance
+        if app.sm.current != "maintenance" or len(m.cells) != 96 or m.grid.cols != 8:
+            return False
+        if "in the last hour" not in m.boards.text or not m.diag["errors_hour"]["b"]:
+            return False  # board b's failed reads counted
+        seen["pos"] = {n: (m.cells[n].x, m.cells[n].y) for n in m.cells}
+        seen["size"] = {n: tuple(m.cells[n].size) for n in m.cells}
+        seen["boards"] = m.boards.text
+        seen["legend"] = [chip.text for chip in m.legend.values()]
+        seen["overflow"]["800x480"] = overflowing(app.sm.current_screen)
+        shot("23-maintenance-cabinet-en")
+        Window.size = (1024, 600)
+        return True
+
+    @step
+    def bigger() -> None:
+        m = app.maintenance
+        seen["bigger"] = {n: (m.cells[n].x, m.cells[n].y) for n in (1, 12, 49)}
+        seen["overflow"]["1024x600"] = overflowing(app.sm.current_screen)
+        shot("24-maintenance-cabinet-1024x600-en")
+        tap(m.exit)
+
+    step.run()
+    pos = seen["pos"]
+    # Eight columns of twelve, as [cabinet] says: one x a column, left to right; within
+    # a column, one row under the other from the top.
+    for first in range(1, 97, 12):
+        column = list(range(first, first + 12))
+        assert {pos[n][0] for n in column} == {pos[first][0]}
+        assert [pos[n][1] for n in column] == sorted((pos[n][1] for n in column), reverse=True)
+    xs = [pos[first][0] for first in range(1, 97, 12)]
+    assert xs == sorted(xs) and len(set(xs)) == 8
+    assert {pos[n][1] for n in range(1, 97, 12)} == {pos[1][1]}  # row 1 level across
+    assert len(set(seen["size"].values())) == 1
+    assert seen["legend"] == [
+        en["state_free"],
+        en["state_reserved"],
+        en["state_loaded"],
+        en["state_retrieval"],
+        en["state_out_of_service"],
+        en["state_fault"],
+        en["door_open_short"],
+    ]
+    a_line, b_line = (line for line in seen["boards"].splitlines() if line[:2] in ("a:", "b:"))
+    assert "0 in the last hour" in a_line
+    assert "in the last hour" in b_line and "0 in the last hour" not in b_line
+    # At 1024x600 the same cabinet, larger.
+    large = seen["bigger"]
+    assert large[1][0] == large[12][0] < large[49][0] and large[1][1] > large[12][1]
+    assert seen["overflow"] == {"800x480": [], "1024x600": []}, "text that does not fit"
