@@ -25,6 +25,7 @@ from kiosk_ui.maintenance import MaintenanceScreen
 from kiosk_ui.results import describe, picture_for
 from kiosk_ui.screens import WORD_KEYS, Widgets, build_screens
 from kiosk_ui.stream import StreamListener
+from kiosk_ui.voice import Voice
 from kiosk_ui.wedge import WedgeBuffer
 from kiosk_ui.worker import Failure, RequestWorker, Result
 from locker.config_kiosk import KioskSection
@@ -56,6 +57,7 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         self.socket_path = socket_path
         self.settings = settings or KioskSection()
         self.texts = Texts(lang)
+        self.voice = Voice.from_config(self.settings)  # the prompts on the cabinet's speaker
         self.default_lang = self.texts.lang
         self.api = ApiClient(socket_path)
         self.worker = RequestWorker(self.api, lambda call: Clock.schedule_once(lambda _: call()))
@@ -104,6 +106,7 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
             Clock.unschedule(timer)
         Clock.unschedule(self.maintenance.refresh)
         self.stream.stop()
+        self.voice.close()
         self.worker.stop()  # closes the connection on its own thread, never waited for here
 
     # -- navigation and texts ------------------------------------------------------
@@ -297,6 +300,7 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         self.widgets.note.color = look.theme.fg("page_muted")
         self.widgets.note.font_size = look.theme.sizes.body * look.scale
         self.widgets.picture.kind = picture_for(r)
+        self.voice.say(r, self.texts.lang)
         self.widgets.door_map.update(r["compartments"] if r["outcome"] == "opened" else ())
         self.code = ""
         self.sm.current = "result"
@@ -349,11 +353,13 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
             note.color = look.theme.fg("page_danger")
             note.font_size = look.theme.sizes.heading * look.scale  # seen from a step away
             self.widgets.picture.kind = "close_door"
+            self.voice.play("close_reminder", self.texts.lang)
 
     def doors_closed(self) -> None:
         self.waiting_doors = set()
         self.cancel_timers()
         self.widgets.result.text = self.texts.t("thanks")
+        self.voice.play("thanks", self.texts.lang)
         self.widgets.note.text = ""
         self.widgets.door_map.update(())  # the doors are shut: nothing left to find
         self.widgets.picture.kind = "thanks"

@@ -65,6 +65,7 @@ def package_data_allowed(name: str) -> bool:
         (name.startswith("mqtt/schemas/") and name.endswith(".json"))
         or name == "mqtt/asyncapi.yaml"
         or (name.startswith("kiosk_ui/translations/") and name.endswith(".json"))
+        or (name.startswith("kiosk_ui/sounds/") and name.endswith(".wav"))
     )
 
 

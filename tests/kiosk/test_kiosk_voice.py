@@ -1,10 +1,6 @@
 """The real kiosk speaks its results: under Xvfb, against a real lockerd, a wrong code, a
 code that opens a door and the door closed again are each played on the speaker (the
-player here is a real process keeping what it is fed: see test_voice.py).
-
-Strict xfail until the app plays prompts (`KioskApp.voice`, wired in kiosk.py); it
-then passes, and the mark must go.
-"""
+player here is a real process keeping what it is fed: see test_voice.py)."""
 
 from __future__ import annotations
 
@@ -31,9 +27,6 @@ def daemon(tmp_path: Path) -> Iterator[tuple[Locker, SimBoard]]:
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("display")
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="kiosk.py does not play voice prompts yet"
-)
 def test_each_result_is_spoken(daemon: tuple[Locker, SimBoard], tmp_path: Path) -> None:
     locker, board = daemon
     deposit_code = reserve_on_loop(locker, "SO-V")
