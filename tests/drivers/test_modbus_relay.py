@@ -205,3 +205,18 @@ def test_a_reply_in_two_pieces_is_one_reply(
     assert b1.last_frames()[-1].endswith("< " + (pulse + crc16(pulse)).hex(" "))
     assert b1.read_doors()[5] is True
     assert sims[1].is_open(5)
+
+
+def test_each_unlock_names_its_own_coil_whatever_was_sent_before(
+    bus: tuple[ModbusRelaySim, dict[int, SimBoard]],
+) -> None:
+    """The flash frames are built once a channel and kept: a frame kept under the wrong
+    channel would open the wrong door."""
+    device, sims = bus
+    b1 = board(device)
+    before = len(device.received)
+    for channel in (2, 3, 2, 8, 3):
+        b1.unlock(channel)
+    coils = [frame[3] for frame in device.received[before:]]  # coil 0x02NN: channel NN + 1
+    assert coils == [1, 2, 1, 7, 2]
+    assert [ch for _, ch in sims[1].unlocks] == [2, 3, 2, 8, 3]
