@@ -197,12 +197,13 @@ class DoorMap(Widget):  # type: ignore[misc]  # Kivy ships no types
                 box = (bx, box_top - height, width, height - 4)
                 self.callouts[number] = box
                 # The line ends at the cabinet's side, at the door's row, pointing along
-                # it: drawn over other doors it would point at them too.
-                Color(*colours.outline)
+                # it: drawn over other doors it would point at them too. In the accent
+                # colour, seen on a light page and on a dark one.
+                Color(*colours.opened)
                 edge, tip = (left - 5, 7.0) if on_left else (right + 5, -7.0)
                 start = bx + width if on_left else bx
                 mid = y + h / 2
-                Line(points=[start, box_top - height / 2, edge - tip, mid, edge, mid], width=2)
+                Line(points=[start, box_top - height / 2, edge - tip, mid, edge, mid], width=2.5)
                 Triangle(points=[edge, mid, edge - tip, mid + 6, edge - tip, mid - 6])
                 Color(*colours.opened)
                 RoundedRectangle(pos=box[:2], size=box[2:], radius=[8])
