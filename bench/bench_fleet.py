@@ -77,14 +77,20 @@ def locker_id(i: int) -> str:
     return f"fleet-{i:05d}"
 
 
+def nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+    """TCP_NODELAY, as the locker and the shipped broker set it."""
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def client(cid: str) -> mqtt.Client:
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
-    c.on_socket_open = lambda c, u, s: s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.on_socket_open = nodelay
     return c
 
 
 def connect(c: mqtt.Client, port: int, clean: bool = True, expiry: int = 0) -> None:
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = expiry
     c.connect("127.0.0.1", port, clean_start=clean, properties=props)
 
@@ -380,7 +386,7 @@ def read(p: subprocess.Popen[str]) -> dict[str, Any]:
     assert p.stdout is not None
     line = p.stdout.readline()
     if not line:
-        raise RuntimeError(f"process {p.args} ended: {p.wait()}")
+        raise RuntimeError(f"process {p.args!r} ended: {p.wait()}")
     data: dict[str, Any] = json.loads(line)
     return data
 

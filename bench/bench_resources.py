@@ -125,9 +125,7 @@ class Traffic:
         self.c = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"bench-{uuid.uuid4()}", protocol=mqtt.MQTTv5
         )
-        self.c.on_socket_open = lambda c, u, s: s.setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1
-        )
+        self.c.on_socket_open = self._nodelay
         self.c.on_message = self._got
         self.c.connect("127.0.0.1", port)
         self.c.subscribe(f"lockers/{LOCKER}/reply", qos=1)
@@ -139,6 +137,11 @@ class Traffic:
         self.stopping = False
         self.entry = threading.Thread(target=self._enter, daemon=True)
         self.entry.start()
+
+    @staticmethod
+    def _nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        if isinstance(sock, socket.socket):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _got(self, c: Any, u: Any, m: mqtt.MQTTMessage) -> None:
         data = json.loads(m.payload)
