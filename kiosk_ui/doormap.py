@@ -20,6 +20,7 @@ from kivy.core.text import Label as CoreLabel
 from kivy.graphics import Color, Ellipse, Line, Rectangle, RoundedRectangle, Triangle
 from kivy.uix.widget import Widget
 
+from kiosk_ui.theme import Theme, rgba
 from kiosk_ui.worker import Failure, RequestWorker, Result
 from locker.config_layout import Layout
 
@@ -44,6 +45,13 @@ class DoorColours:
     opened_text: RGBA = (0.07, 0.07, 0.07, 1)
     outline: RGBA = (1.0, 1.0, 1.0, 1)  # around an opened door, so it stands out in grey
     low_mark: RGBA = (0.07, 0.07, 0.07, 1)  # the wheelchair sign, on an opened door
+
+    @classmethod
+    def from_theme(cls, theme: Theme) -> DoorColours:
+        """The opened doors in the store's accent, their numbers and the wheelchair sign
+        in the text colour that reads on it (white or near-black, `Theme.on_accent`)."""
+        on_accent = rgba(theme.on_accent)
+        return cls(opened=rgba(theme.accent), opened_text=on_accent, low_mark=on_accent)
 
 
 def cell_boxes(layout: Layout, box: Box, gap: float = 2.0) -> dict[int, Box]:
@@ -75,7 +83,11 @@ def fetch_layout(worker: RequestWorker, done: Callable[[Layout | None], None]) -
     lockerd cannot answer (the map stays as it was: the result's text names the doors)."""
 
     def fetched(reply: Result) -> None:
-        done(Layout.from_dict(reply))
+        try:
+            layout = Layout.from_dict(reply)
+        except (KeyError, TypeError, ValueError):  # a lockerd that does not know `layout`
+            layout = None
+        done(layout)
 
     def failed(_exc: Failure) -> None:
         done(None)  # asked again with the next opened doors

@@ -294,7 +294,10 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         restarted with another [cabinet] is drawn as it is now)."""
 
         def fetched(layout: Result) -> None:
-            self.layout = Layout.from_dict(layout)
+            try:
+                self.layout = Layout.from_dict(layout)
+            except (KeyError, TypeError, ValueError):  # an older lockerd: columns of ten
+                self.layout = None
             self.cells = {}  # laid out again at the next drawing
             if self.diag:
                 self.render()

@@ -29,7 +29,7 @@ from kivy.uix.screenmanager import Screen, ScreenManager
 from kivy.uix.widget import Widget
 
 from kiosk_ui.art import Picture
-from kiosk_ui.doormap import DoorMap, fetch_layout
+from kiosk_ui.doormap import DoorColours, DoorMap, fetch_layout
 from kiosk_ui.theme import Theme, rgba
 
 if TYPE_CHECKING:
@@ -374,7 +374,10 @@ def _result(app: KioskApp, look: Look, screen: Screen, found: dict[str, Any]) ->
     top.add_widget(found["result"])
     # Where the opened doors are on the cabinet (shown only when a code opened doors).
     found["door_map"] = DoorMap(
-        fetch=lambda done: fetch_layout(app.worker, done), size_hint_y=0.5, opacity=0
+        fetch=lambda done: fetch_layout(app.worker, done),
+        colours=DoorColours.from_theme(t),
+        size_hint_y=0.5,
+        opacity=0,
     )
     found["note"] = look.text(t.sizes.body, "page_muted", size_hint_y=0.18)
     actions = _row()
