@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kivy.clock import Clock
+from kivy.core.window import Window
 from kivy.graphics import Color, Line, Rectangle
 from kivy.uix.boxlayout import BoxLayout
 from kivy.uix.button import Button
@@ -40,6 +41,8 @@ from kiosk_ui.audit import audit_row, frame, hms, local_time, named
 from kiosk_ui.client import ApiUnavailable
 from kiosk_ui.doormap import cell_boxes
 from kiosk_ui.machine import machine_lines
+from kiosk_ui.theme import AA, SUCCESS, min_target_px, rgba
+from kiosk_ui.voice_controls import VoiceControls
 from kiosk_ui.worker import Failure, Result
 from locker.config_layout import Cell, Layout
 
@@ -51,8 +54,13 @@ LARGE_GRID = 48
 FALLBACK_ROWS = 10  # a lockerd that gives no layout: columns of ten, in number order
 TIMELINE_S = 3600.0  # the alarms' time line: the last hour
 REFRESH_S = 1.0
+# A dark screen (a technician's tool, not the shoppers' light page); every text on it
+# reads at WCAG AA (4.5:1), checked by tests/kiosk/test_theme.py.
+BACKGROUND = (0.0, 0.0, 0.0, 1)
+BUTTON_FACE = (0.27, 0.30, 0.35, 1)
+BUTTON_PRESSED = (0.14, 0.16, 0.19, 1)  # a touch seen in the next frame
 COLOURS = {
-    "free": (0.16, 0.55, 0.27, 1),
+    "free": rgba(SUCCESS),
     "reserved": (0.2, 0.42, 0.78, 1),
     "loaded": (0.86, 0.56, 0.12, 1),
     "retrieval": (0.55, 0.32, 0.72, 1),
@@ -70,7 +78,7 @@ DARK_TEXT = (0.08, 0.08, 0.08, 1)
 OPEN_TEXT = (1.0, 0.92, 0.2, 1)
 WARN_RGBA = (1.0, 0.4, 0.4, 1)
 WARN = "ff6666"  # the markup colour of what needs a technician: offline boards, alarms
-MIN_CONTRAST = 3.0  # WCAG's minimum for large text: the cells' text is read from a step away
+MIN_CONTRAST = AA  # the cells' and chips' text is small: WCAG's 4.5:1, not large text's 3:1
 
 
 def wrapped(**kwargs: Any) -> Label:
@@ -101,6 +109,20 @@ def cell_text_colour(background: tuple[float, ...], door_open: bool) -> tuple[fl
     if door_open and contrast(OPEN_TEXT, background) >= MIN_CONTRAST:
         return OPEN_TEXT
     return max((LIGHT_TEXT, DARK_TEXT), key=lambda c: contrast(c, background))
+
+
+def themed(button: Button) -> Button:
+    """A flat button in the screen's colours, darker while pressed."""
+    button.background_normal = button.background_down = ""
+    button.background_disabled_normal = button.background_disabled_down = ""
+    button.color = LIGHT_TEXT
+
+    def paint(*_args: Any) -> None:
+        button.background_color = BUTTON_PRESSED if button.state == "down" else BUTTON_FACE
+
+    button.bind(state=paint)
+    paint()
+    return button
 
 
 def fallback_layout(numbers: list[int]) -> Layout:
@@ -201,12 +223,21 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         self.notice: tuple[str, dict[str, Any]] | None = None
         self.confirming: int | None = None  # a test-open waiting for its second tap
 
+        with self.canvas.before:  # the screen's own dark page, whatever the window's colour
+            Color(*BACKGROUND)
+            page = Rectangle()
+        self.bind(
+            pos=lambda _w, p: setattr(page, "pos", p), size=lambda _w, sz: setattr(page, "size", sz)
+        )
         root = BoxLayout(orientation="vertical", padding=6, spacing=6)
-        top = BoxLayout(size_hint_y=0.11, spacing=6)
+        # The rows of buttons are 9 mm high on this panel (`fit`), whatever its pixels.
+        top = BoxLayout(size_hint_y=None, spacing=6)
         self.status = wrapped(font_size="14sp", valign="middle")
-        self.exit = Button(font_size="18sp", size_hint_x=0.14, on_release=lambda *_: self.leave())
-        self.language = Button(
-            font_size="16sp", size_hint_x=0.12, on_release=lambda *_: self.toggle_language()
+        self.exit = themed(
+            Button(font_size="18sp", size_hint_x=0.14, on_release=lambda *_: self.leave())
+        )
+        self.language = themed(
+            Button(font_size="16sp", size_hint_x=0.12, on_release=lambda *_: self.toggle_language())
         )
         top.add_widget(self.status)
         top.add_widget(self.language)
@@ -236,13 +267,20 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         self.timeline = AlarmTimeline()
         hour.add_widget(self.timeline_label)
         hour.add_widget(self.timeline)
-        for w in (self.grid, legend, hour):
+        # On/off, volume and a test prompt, acting on the app's voice at once.
+        self.voice = VoiceControls(app.voice, app.texts, size_hint_y=None)
+        for w in self.voice.children:
+            if isinstance(w, Button):
+                themed(w)
+        for w in (self.grid, legend, hour, self.voice):
             left.add_widget(w)
         side = BoxLayout(orientation="vertical", spacing=4, size_hint_x=0.48)
-        self.detail = wrapped(font_size="14sp", size_hint_y=0.2)
-        actions = BoxLayout(spacing=6, size_hint_y=0.12)
-        self.test_open = Button(font_size="16sp", on_release=lambda *_: self.do_test_open())
-        self.service = Button(font_size="16sp", on_release=lambda *_: self.do_toggle_service())
+        self.detail = wrapped(font_size="14sp", size_hint_y=0.18)
+        actions = BoxLayout(spacing=6, size_hint_y=None)
+        self.test_open = themed(Button(font_size="16sp", on_release=lambda *_: self.do_test_open()))
+        self.service = themed(
+            Button(font_size="16sp", on_release=lambda *_: self.do_toggle_service())
+        )
         actions.add_widget(self.test_open)
         actions.add_widget(self.service)
         # Every board has a line; a cabinet with more boards than fit scrolls.
@@ -253,11 +291,11 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
             width=lambda w, width: setattr(w, "text_size", (width, None)),
             texture_size=lambda w, size: setattr(w, "height", size[1]),
         )
-        self.boards_view = ScrollView(size_hint_y=0.26, do_scroll_x=False, bar_width=6)
+        self.boards_view = ScrollView(size_hint_y=0.24, do_scroll_x=False, bar_width=6)
         self.boards_view.add_widget(self.boards)
         # Three alarms and five events (ten lines) fit above the machine's lines, three of
         # them when the replica fails with a long path (tests/kiosk/test_kiosk_machine.py).
-        self.events = wrapped(font_size="12sp", size_hint_y=0.42)
+        self.events = wrapped(font_size="12sp", size_hint_y=0.46)
         for w in (self.detail, actions, self.boards_view, self.events):
             side.add_widget(w)
         body.add_widget(left)
@@ -275,6 +313,15 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         root.add_widget(body)
         root.add_widget(self.machine)
         self.add_widget(root)
+        self.rows = (top, actions, self.voice)
+        Window.bind(size=self.fit)
+        self.fit()
+
+    def fit(self, *_args: Any) -> None:
+        """Each row of buttons 9 mm high on the configured panel at the window's size."""
+        target = min_target_px(Window.size, self.app.settings.panel_diagonal_in)
+        for row in self.rows:
+            row.height = target
 
     # -- session -----------------------------------------------------------------------
 
@@ -405,6 +452,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
 
     def toggle_language(self) -> None:
         self.app.toggle_language()
+        self.voice.refresh()
         self.render()
 
     def _compartment(self, number: int | None) -> dict[str, Any] | None:
@@ -433,6 +481,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         )
         self.exit.text = t("exit")
         self.language.text = t("language")
+        self.voice.refresh()
         self._render_grid(d["compartments"])
         self._render_legend(d)
         self._render_detail()

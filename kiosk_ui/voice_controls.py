@@ -20,21 +20,6 @@ if TYPE_CHECKING:
     from kiosk_ui.i18n import Texts
     from kiosk_ui.voice import Voice
 
-# Until kiosk_ui/translations/*.json hold these keys, the controls say them from here.
-FALLBACK = {
-    "zh": {
-        "voice_on": "语音：开",  # noqa: RUF001 (Chinese punctuation)
-        "voice_off": "语音：关",  # noqa: RUF001
-        "volume": "音量 {volume}",
-        "voice_test": "试听",
-    },
-    "en": {
-        "voice_on": "Voice: on",
-        "voice_off": "Voice: off",
-        "volume": "Volume {volume}",
-        "voice_test": "Test",
-    },
-}
 TEST_PROMPT = "thanks"
 
 
@@ -61,14 +46,14 @@ class VoiceControls(BoxLayout):  # type: ignore[misc]  # Kivy ships no types
         self.refresh()
 
     def t(self, key: str, **values: object) -> str:
-        if self.texts.has(key):
-            return self.texts.t(key, **values)
-        return FALLBACK[self.texts.lang][key].format(**values)
+        text: str = self.texts.t(key, **values)  # kiosk_ui/translations/*.json
+        return text
 
     def refresh(self) -> None:
         """Say the current state, in the current language (call it after a language change)."""
         self.switch.text = self.t("voice_on" if self.voice.enabled else "voice_off")
         self.level.text = self.t("volume", volume=self.voice.volume)
+        self.test.text = self.t("voice_test")
         for w in (self.softer, self.louder, self.test):
             w.disabled = not self.voice.enabled
 

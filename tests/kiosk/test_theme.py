@@ -55,3 +55,27 @@ def test_nine_millimetres_on_a_seven_inch_800x480_panel_is_about_47_pixels() -> 
     assert min_target_px((800, 480), 7.0) == 48  # 9 / 0.1906 = 47.2, rounded up
     assert min_target_px((1024, 600), 7.0) == 61
     assert min_target_px((800, 480), 10.1) < 48
+
+
+def test_every_text_of_the_maintenance_screen_reads_on_its_background() -> None:
+    # The technician's dark screen: its text, the warnings, the buttons, and each
+    # compartment's number on its state's colour, door shut and open (the legend's chips).
+    from kiosk_ui import maintenance as m
+
+    pairs = {
+        "text": (m.LIGHT_TEXT, m.BACKGROUND),
+        "warning": (m.WARN_RGBA, m.BACKGROUND),
+        "warning_markup": (rgb("#" + m.WARN), m.BACKGROUND[:3]),
+        "button": (m.LIGHT_TEXT, m.BUTTON_FACE),
+        "button_pressed": (m.LIGHT_TEXT, m.BUTTON_PRESSED),
+        "open_chip": (m.OPEN_TEXT, m.LEGEND_OPEN_BACKGROUND),
+    }
+    for state, colour in m.COLOURS.items():
+        for door_open in (False, True):
+            pairs[f"{state}_{door_open}"] = (m.cell_text_colour(colour, door_open), colour)
+    low = {
+        name: round(contrast(fg[:3], bg[:3]), 2)
+        for name, (fg, bg) in pairs.items()
+        if contrast(fg[:3], bg[:3]) < AA
+    }
+    assert low == {}, f"below {AA}:1"

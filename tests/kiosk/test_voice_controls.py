@@ -37,6 +37,7 @@ def test_voice_controls_change_the_voice_at_a_touch(tmp_path: Path) -> None:
     def louder() -> None:
         controls = seen["controls"]
         assert controls.switch.text == "Voice: on" and controls.level.text == "Volume 50"
+        assert controls.test.text == "Test"
         assert not overflowing(controls)
         tap(controls.louder)
 
@@ -57,6 +58,7 @@ def test_voice_controls_change_the_voice_at_a_touch(tmp_path: Path) -> None:
         app.toggle_language()
         controls.refresh()
         assert controls.switch.text == "语音：关"  # noqa: RUF001 (Chinese punctuation)
+        assert controls.test.text == "试听"
         Window.remove_widget(controls)
 
     try:
