@@ -314,7 +314,7 @@ class MaintenanceScreen(Screen):  # type: ignore[misc]  # Kivy ships no types
         root.add_widget(self.machine)
         self.add_widget(root)
         self.rows = (top, actions, self.voice)
-        Window.bind(size=self.fit)
+        self.bind(size=self.fit)  # the screen is the window's size
         self.fit()
 
     def fit(self, *_args: Any) -> None:

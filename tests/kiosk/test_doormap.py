@@ -107,7 +107,7 @@ def test_the_map_draws_the_given_doors_opened_with_their_numbers_large() -> None
         seen["marked"] = set(door_map.accessible)
         seen["callouts"] = dict(door_map.callouts)
         seen["boxes"] = dict(door_map.boxes)
-        Clock.schedule_once(lambda _dt: (shot("22-door-map-800x480"), app.stop()), 0.3)
+        Clock.schedule_once(lambda _dt: (shot("33-door-map-96-doors"), app.stop()), 0.3)
 
     Window.size = (800, 480)
     Clock.schedule_once(steps, 0.5)

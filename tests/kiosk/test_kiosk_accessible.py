@@ -69,6 +69,11 @@ def test_the_accessible_mode_puts_the_keypad_below_the_middle_and_ends_at_the_we
         seen["welcome_tops"] = {b.text: b.top for b in buttons(app.sm.current_screen)}
         seen["big_title"] = app.widgets.hint.font_size
         shot("30-welcome-accessible-en")
+        app.toggle_language()
+
+    @step
+    def welcome_in_chinese() -> None:
+        shot("31-welcome-accessible-zh")
         tap(app.widgets.type_code)
 
     @step
@@ -79,7 +84,7 @@ def test_the_accessible_mode_puts_the_keypad_below_the_middle_and_ends_at_the_we
         seen["keypad_tops"] = {b.text: b.top for b in buttons(screen)}
         seen["half"] = Window.height / 2
         seen["sizes"] = [min(b.size) for b in buttons(screen)]
-        shot("31-keypad-accessible-en")
+        shot("32-keypad-accessible-zh")
         seen["idle"] = fire(app.walked_away)  # the shopper leaves: back to the welcome
         return True
 

@@ -164,7 +164,7 @@ def test_the_map_highlights_exactly_the_opened_doors_of_a_96_door_cabinet(
         seen["opened"] = {n for n, what in door_map.shown.items() if what == "opened"}
         seen["boxes"] = dict(door_map.boxes)
         seen["marked"] = set(door_map.accessible)
-        seen["png"] = shot("20-door-map-two-doors-en")
+        seen["png"] = shot("25-door-map-two-doors-en")
         return True
 
     @step
@@ -187,6 +187,7 @@ def test_the_map_highlights_exactly_the_opened_doors_of_a_96_door_cabinet(
 
     @step
     def a_wheelchair_user_opens_the_keypad() -> None:
+        app.toggle_language()  # who reads Chinese: the map in both languages
         tap(app.widgets.type_code)
 
     @step
@@ -200,7 +201,7 @@ def test_the_map_highlights_exactly_the_opened_doors_of_a_96_door_cabinet(
             return False
         seen["low_opened"] = set(door_map.highlighted)
         seen["low_marked"] = set(door_map.accessible)
-        shot("21-door-map-low-bay-en")
+        shot("26-door-map-low-bay-zh")
         tap(app.widgets.done)
         return True
 
@@ -279,7 +280,7 @@ def test_the_maintenance_grid_stands_as_the_cabinet_with_a_legend_and_each_board
         seen["boards"] = m.boards.text
         seen["legend"] = [chip.text for chip in m.legend.values()]
         seen["overflow"]["800x480"] = overflowing(app.sm.current_screen)
-        shot("23-maintenance-cabinet-en")
+        shot("27-maintenance-cabinet-en")
         Window.size = (1024, 600)
         return True
 
@@ -288,7 +289,7 @@ def test_the_maintenance_grid_stands_as_the_cabinet_with_a_legend_and_each_board
         m = app.maintenance
         seen["bigger"] = {n: (m.cells[n].x, m.cells[n].y) for n in (1, 12, 49)}
         seen["overflow"]["1024x600"] = overflowing(app.sm.current_screen)
-        shot("24-maintenance-cabinet-1024x600-en")
+        shot("28-maintenance-cabinet-1024x600-en")
         tap(m.exit)
 
     step.run()
