@@ -46,6 +46,7 @@ def _try_the_kiosk(
         f"  shopper: type pickup code {pickup} (order SO-TRY-1; its QR is in {base / 'qr'})\n"
         f"  staff:   Staff, then deposit code {to_load} (order SO-TRY-2)\n"
         f"  maintenance: Maintenance, then the demo PIN {DEMO_PIN}\n"
+        "  voice:   heard on ALSA's default device (USB or HDMI speaker); volume in Maintenance\n"
         "  doors close by themselves after a moment; events print below",
         flush=True,
     )
