@@ -61,11 +61,12 @@ def test_the_machine_and_its_replica_on_the_maintenance_screen(
         state: dict[str, Any] | None = app.maintenance.diag.get("replica")
         return state
 
-    def check(name: str) -> None:
+    def check(name: str, picture: bool = True) -> None:
         events = app.maintenance.events
         clipped = laid_out_height(events) > events.height + 2  # a label cuts its last lines
         seen["overflow"][name] = overflowing(app.sm.current_screen) + ["events"] * clipped
-        shot(name)
+        if picture:
+            shot(name)
 
     @step
     def to_maintenance() -> None:
@@ -120,7 +121,9 @@ def test_the_machine_and_its_replica_on_the_maintenance_screen(
 
     @step
     def at_1024() -> None:
-        check("24-maintenance-replica-failing-1024x600-zh")
+        # Checked, not pictured: this window, resized here, leaves what lies beyond its
+        # old width undrawn in Xvfb's picture (13- and 28- show the screen at 1024x600).
+        check("24-maintenance-replica-failing-1024x600-zh", picture=False)
         tap(app.maintenance.language)  # the next test's screens start in English
         tap(app.maintenance.exit)
 
