@@ -58,8 +58,12 @@ clean:
 # The README's screenshots, taken again on purpose: a test run writes its own to a
 # temporary folder and leaves the committed ones alone.
 .PHONY: screenshots
+# One pytest process a file: a window resized to 1024x600 inside a longer run is sometimes
+# captured half drawn.
 screenshots: deps
-	LOCKER_SHOTS=docs/screenshots $(BIN)/pytest tests/kiosk -q
+	@for f in tests/kiosk/test_*.py; do \
+		LOCKER_SHOTS=docs/screenshots $(BIN)/pytest -q -p no:cacheprovider $$f || exit 1; \
+	done
 
 # The fault campaign: lockerd under random traffic, 200 SIGKILLs, the broker stopped for a
 # minute, noisy board replies, a board and the scanner unplugged, the disk filled; prints its
