@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
-import os
 import signal
 import sys
 import threading
@@ -20,7 +18,7 @@ from locker.api import LocalApi
 from locker.boards import Board
 from locker.clock import Clock, SystemClock
 from locker.codes import CodeBook, load_or_create_key
-from locker.config import DEFAULT_CONFIG, Config, load_config
+from locker.config import Config, load_config
 from locker.errors import Fenced, LockerError
 from locker.events import Events, LoopTurn
 from locker.health import Health
@@ -32,6 +30,7 @@ from locker.replica_targets import Replicas
 from locker.retention import Retention
 from locker.scanners import Scanner, ScannerEvents, ScannerUnavailable
 from locker.service import Service
+from locker.service_cli import service_arguments
 from locker.storage import Store
 from locker.sysclock import clock_synchronised
 from locker.version import VERSION
@@ -43,7 +42,6 @@ T = TypeVar("T")
 # The exit status of a controller a newer one replaced: systemd must not restart it
 # (RestartPreventExitStatus=3 in systemd/lockerd.service).
 FENCED_EXIT = 3
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 @dataclass
@@ -348,28 +346,11 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="lockerd",
-        description="Pickup locker daemon",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--config", default=DEFAULT_CONFIG, help="TOML configuration file")
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="check the configuration (every board's and the scanner's options too) and exit",
-    )
-    parser.add_argument(
-        "--log-level",
-        default=os.environ.get("LOCKER_LOG", "INFO").upper(),
-        type=str.upper,
-        choices=LOG_LEVELS,
-        help="how much to log (environment: LOCKER_LOG)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    args = service_arguments(
+        "lockerd",
+        "Pickup locker daemon",
+        "check the configuration (every board's and the scanner's options too) and exit",
+        argv,
     )
     try:
         # The registry checks each driver's own keys now, before any port is opened.

@@ -14,9 +14,7 @@ therefore starts with stopping locker-standby.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import signal
 import ssl
 import sys
@@ -26,18 +24,18 @@ from pathlib import Path
 from types import FrameType
 
 from locker.clock import rfc3339
-from locker.config import DEFAULT_CONFIG, Config, load_config
+from locker.config import Config, load_config
 from locker.config_reader import Reader
 from locker.config_standby import host_port
 from locker.errors import LockerError
 from locker.instance import AlreadyRunning, InstanceLock
 from locker.sdnotify import Notifier, watchdog_interval_s
+from locker.service_cli import service_arguments
 from locker.standby import Received, StandbyServer, read_secret, write_received
 from locker.version import VERSION
 
 log = logging.getLogger("locker-standby")
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Copies come only after commits: a quiet locker sends none for hours. A copy after a
 # silence this long is worth a line at INFO (the operator sees copies resumed).
 GAP_S = 300.0
@@ -198,28 +196,12 @@ def serve(config: Config, stop: threading.Event, notifier: Notifier) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="locker-standby",
-        description="Receive the serving controller's copies of the database on the spare"
+    args = service_arguments(
+        "locker-standby",
+        "Receive the serving controller's copies of the database on the spare"
         " controller ([standby] of the configuration)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--config", default=DEFAULT_CONFIG, help="TOML configuration file")
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="check the configuration, the certificate, its key and the secret, and exit",
-    )
-    parser.add_argument(
-        "--log-level",
-        default=os.environ.get("LOCKER_LOG", "INFO").upper(),
-        type=str.upper,
-        choices=LOG_LEVELS,
-        help="how much to log (environment: LOCKER_LOG)",
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        "check the configuration, the certificate, its key and the secret, and exit",
+        argv,
     )
     stop = threading.Event()
 
