@@ -549,13 +549,16 @@ class Store:
         if self.fault is None:
             self.fault = StorageFault(self._kind(exc), detail, time.monotonic())
             log.error(
-                "%s: cannot commit (%s); new work is refused until commits work again"
-                " (free space on %s, or check the medium)",
+                "%s: cannot commit (%s); new work is refused until commits work again (%s)",
                 self.path,
                 detail,
-                self.path.parent,
+                f"free space on {self.path.parent}"
+                if self.fault.kind == "full"
+                else "the medium is read-only or failing: replace it (docs/operations.md)",
             )
-        released = self._release_reserve()
+        # Only a full medium has anything to gain from the reserve: on a read-only one
+        # the unlink fails on every commit tried (and would log on each).
+        released = self._release_reserve() if self.fault.kind == "full" else False
         return StorageFull(
             f"the locker cannot store anything now ({detail}); try again later", released
         )
@@ -568,6 +571,17 @@ class Store:
             read_only = bool(os.statvfs(self.path.parent).f_flag & os.ST_RDONLY)
         except OSError:
             read_only = False
+        if not read_only:
+            # An ext4 that turned itself read-only after an error (a dying card) is still
+            # listed rw (emergency_ro): a write tried there says so with EROFS.
+            try:
+                fd = os.open(self.path.parent / ".locker-write-probe", os.O_WRONLY | os.O_CREAT)
+            except OSError as probe:
+                read_only = probe.errno == errno.EROFS
+            else:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path.parent / ".locker-write-probe")
         return "read_only" if read_only or code == _READONLY else "io_error"
 
     def _release_reserve(self) -> bool:
