@@ -266,7 +266,15 @@ def test_the_local_api_refuses_a_code_clearly_when_nothing_can_be_committed(
 
         with pytest.raises(StorageFull):
             running.call(audit)
-        medium.fill()
+
+        def no_room_at_all() -> None:
+            # On the loop, so no storage probe comes in between: a probe that found the
+            # freed reserve's space would make a new reserve, and the code would be served
+            # on it (rightly) instead of refused.
+            running.locker.store.reserve_path.unlink(missing_ok=True)
+            medium.fill()
+
+        running.call(no_room_at_all)
         answer = c.ask(id=1, op="code", text="12345678", method="keypad")
         assert answer["ok"] and answer["result"]["outcome"] == "refused", answer
         assert answer["result"]["reason"] == "storage"
