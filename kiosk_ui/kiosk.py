@@ -79,6 +79,11 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         self.doors: dict[int, str] = {}
         self.states: dict[int, str] = {}  # compartment -> state, from lockerd's stream
         self.wait_left = 0.0  # seconds of the throttle's wait still to count down
+        # What the result screen says, kept so a language touch says it again: the reply,
+        # and whether the doors got their reminder (the numbers) or were closed (thanks).
+        self.last_result: dict[str, Any] | None = None
+        self.reminded = ""
+        self.thanked = False
         self.wedge = WedgeBuffer()
         self.accessible = False  # the accessible mode: controls low, large text, slow time-outs
         self.sm = ScreenManager(transition=FadeTransition(duration=TRANSITION_SECONDS))
@@ -134,6 +139,22 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         w.wait.text = t("please_wait")
         w.offline.text = t("offline")
         w.shown.text = "•" * len(self.code)
+        self.describe_result()
+
+    def describe_result(self) -> None:
+        """The result screen's words, in the language now chosen."""
+        r, t = self.last_result, self.texts.t
+        if r is None:
+            return
+        text, note = describe(self.texts, r)
+        if r["outcome"] == "throttled":  # the wait counted down so far, not the reply's
+            text = t("throttled", seconds=math.ceil(self.wait_left))
+        if self.thanked:
+            text, note = t("thanks"), ""
+        elif self.reminded:
+            note = t("close_reminder", numbers=self.reminded)
+        self.widgets.result.text = text
+        self.widgets.note.text = note
 
     def prompt(self, key: str | None = None) -> None:
         """The keypad's prompt: what to type in this mode, or `key`'s text."""
@@ -293,9 +314,9 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
     def show_result(self, r: dict[str, Any], since: int | None = None) -> None:
         """Show a code's result; `since`: the stream line the request was sent after (the
         doors it opened may have moved since)."""
-        text, note = describe(self.texts, r)
-        self.widgets.result.text = text
-        self.widgets.note.text = note
+        self.last_result, self.reminded, self.thanked = r, "", False
+        self.wait_left = float(r.get("wait_s") or 0)
+        self.describe_result()
         look = self.widgets.look
         self.widgets.note.color = look.theme.fg("page_muted")
         self.widgets.note.font_size = look.theme.sizes.body * look.scale
@@ -321,7 +342,6 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
         elif r["outcome"] == "throttled":
             # The screen counts the wait down and stays until it is over (or Done).
             self.waiting_doors = set()
-            self.wait_left = float(r["wait_s"])
             Clock.schedule_interval(self.count_down, COUNTDOWN_TICK_SECONDS)
             self.countdown("result", self.wait_left)
         else:
@@ -340,15 +360,14 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
             Clock.unschedule(self.count_down)
             self.result_timeout(0)
             return
-        seconds = math.ceil(self.wait_left)
-        self.widgets.result.text = self.texts.t("throttled", seconds=seconds)
+        self.describe_result()
 
     def door_reminder(self, _dt: float) -> None:
         still_open = sorted(n for n in self.waiting_doors if self.doors.get(n) == "open")
         if self.sm.current == "result" and still_open:
-            numbers = ", ".join(map(str, still_open))
+            self.reminded = ", ".join(map(str, still_open))
+            self.describe_result()
             note = self.widgets.note
-            note.text = self.texts.t("close_reminder", numbers=numbers)
             look = self.widgets.look
             note.color = look.theme.fg("page_danger")
             note.font_size = look.theme.sizes.heading * look.scale  # seen from a step away
@@ -358,9 +377,9 @@ class KioskApp(App):  # type: ignore[misc]  # Kivy ships no types
     def doors_closed(self) -> None:
         self.waiting_doors = set()
         self.cancel_timers()
-        self.widgets.result.text = self.texts.t("thanks")
+        self.thanked = True
+        self.describe_result()
         self.voice.play("thanks", self.texts.lang)
-        self.widgets.note.text = ""
         self.widgets.door_map.update(())  # the doors are shut: nothing left to find
         self.widgets.picture.kind = "thanks"
         Clock.schedule_once(self.home_after_thanks, THANKS_SECONDS)

@@ -61,7 +61,14 @@ def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]
 
     @step
     def keypad_shot() -> None:  # a frame later, so the dots are drawn
-        check("03-keypad")
+        check("03-keypad-en")
+        app.toggle_language()
+
+    @step
+    def keypad_in_chinese() -> None:  # the typed code stays through a language touch
+        seen["shown_zh"] = app.widgets.shown.text
+        check("03-keypad-zh")
+        app.toggle_language()
         tap(app.widgets.keys["ok"])
 
     @step
@@ -69,9 +76,16 @@ def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]
         if app.sm.current != "result":  # lockerd's reply comes back a frame later
             return False
         seen["wrong"] = app.widgets.result.text
-        check("04-wrong-code")
-        app.show("keypad")
+        check("04-wrong-code-en")
+        app.toggle_language()
         return True
+
+    @step
+    def wrong_result_in_chinese() -> None:  # the result said again in the language chosen
+        seen["wrong_zh"] = (app.widgets.result.text, app.widgets.note.text)
+        check("04-wrong-code-zh")
+        app.toggle_language()
+        app.show("keypad")
 
     @step
     def type_right() -> None:
@@ -85,9 +99,14 @@ def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]
             return False
         seen["opened"] = app.widgets.result.text
         seen["door"] = board.is_open(1)
-        check("05-compartment-open")
+        check("05-compartment-open-en")
         app.toggle_language()  # back to Chinese
         return True
+
+    @step
+    def opened_in_chinese() -> None:
+        seen["opened_zh"] = app.widgets.result.text
+        check("05-compartment-open-zh")
 
     def to_keypad() -> bool:
         if app.sm.current != "result":  # the last code's reply first
@@ -111,7 +130,14 @@ def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]
         seen["throttled"] = app.widgets.result.text
         seen["throttled_screen"] = app.sm.current
         check("06-throttled-zh")
+        app.toggle_language()
         return True
+
+    @step
+    def throttled_en() -> None:
+        seen["throttled_en"] = app.widgets.result.text
+        check("06-throttled-en")
+        app.toggle_language()  # back to Chinese
 
     @step
     def daemon_goes_away() -> None:
@@ -127,7 +153,13 @@ def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]
         seen["offline"] = app.widgets.offline.text
         seen["offline_screen"] = app.sm.current
         check("07-out-of-service-zh")
+        app.toggle_language()
         return True
+
+    @step
+    def out_of_service_en() -> None:
+        check("07-out-of-service-en")
+        app.toggle_language()  # back to Chinese
 
     @step
     def daemon_is_back() -> None:
@@ -147,7 +179,12 @@ def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]
     assert seen["welcome_zh"] == "自助取货柜"
     assert seen["welcome_en"] == "Pickup locker"
     assert seen["shown"] == "••••••••"  # the code itself is never shown
+    assert seen["shown_zh"] == "••••••••"
     assert seen["wrong"] == "Wrong code. 4 attempts left"
+    zh = load("zh")
+    assert seen["wrong_zh"] == (zh["wrong"].format(left=4), zh["service_desk_hint"])
+    assert seen["opened_zh"] == zh["opened_deposit"].format(numbers=1)
+    assert seen["throttled_en"].startswith("Too many wrong codes")
     assert seen["door"] is True
     assert seen["overflow"] == {name: [] for name in seen["overflow"]}, "text that does not fit"
     assert seen["opened"].startswith("Compartment 1 is open")
@@ -155,8 +192,11 @@ def test_shopper_types_a_code_and_the_door_opens(daemon: tuple[Locker, SimBoard]
     for name in (
         "01-welcome-zh",
         "02-welcome-en",
-        "03-keypad",
-        "04-wrong-code",
-        "05-compartment-open",
+        "03-keypad-en",
+        "03-keypad-zh",
+        "04-wrong-code-en",
+        "04-wrong-code-zh",
+        "05-compartment-open-en",
+        "05-compartment-open-zh",
     ):
         assert (shots_dir() / f"{name}.png").stat().st_size > 1000
