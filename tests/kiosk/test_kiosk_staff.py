@@ -86,6 +86,16 @@ def test_staff_scanners_and_maintenance(
     def staff_screen() -> None:
         seen["staff_screen"] = (app.sm.current, w.staff_title.text)
         check("08-staff-zh")
+        tap(w.staff_language)
+
+    @step
+    def staff_screen_in_english() -> None:
+        seen["staff_title_en"] = w.staff_title.text
+        check("08-staff-en")
+        tap(w.staff_language)  # back to Chinese
+
+    @step
+    def staff_types() -> None:
         tap(w.staff_type)
 
     @step
@@ -101,22 +111,42 @@ def test_staff_scanners_and_maintenance(
             return False
         seen["staff_result"] = (result(), w.note.text)
         check("09-staff-deposit-zh")
+        app.toggle_language()
         return True
+
+    @step
+    def staff_deposit_in_english() -> None:
+        check("09-staff-deposit-en")
+        app.toggle_language()  # back to Chinese
 
     @step
     def a_reminder_while_the_door_stays_open() -> bool:
         if w.note.text != ZH["close_reminder"].format(numbers=1):
             return False
         check("16-close-the-door-zh")
-        board.close_door(1)
+        app.toggle_language()
         return True
+
+    @step
+    def the_reminder_in_english() -> None:
+        seen["reminder_en"] = w.note.text
+        check("16-close-the-door-en")
+        app.toggle_language()  # back to Chinese
+        board.close_door(1)
 
     @step
     def thanks_once_the_door_is_closed() -> bool:
         if result() != ZH["thanks"]:
             return False
         check("10-thank-you-zh")
+        app.toggle_language()
         return True
+
+    @step
+    def thanks_in_english() -> None:
+        seen["thanks_en"] = result()
+        check("10-thank-you-en")
+        app.toggle_language()  # back to Chinese
 
     @step
     def back_on_the_staff_screen() -> bool:
@@ -167,8 +197,14 @@ def test_staff_scanners_and_maintenance(
             return False
         seen["camera"] = result()
         check("11-camera-pickup-en")
-        board.close_door(1)
+        app.toggle_language()
         return True
+
+    @step
+    def camera_pickup_in_chinese() -> None:
+        check("11-camera-pickup-zh")
+        app.toggle_language()  # back to English
+        board.close_door(1)
 
     @step
     def collected() -> bool:
@@ -256,7 +292,7 @@ def test_staff_scanners_and_maintenance(
 
     @step
     def maintenance_at_1024() -> None:
-        check("13-maintenance-1024x600")
+        check("13-maintenance-1024x600-en")
         tap(app.maintenance.exit)
 
     @step
@@ -273,6 +309,9 @@ def test_staff_scanners_and_maintenance(
     step.run()
 
     assert seen["staff_screen"] == ("staff", ZH["staff_title"])
+    assert seen["staff_title_en"] == EN["staff_title"]
+    assert seen["reminder_en"] == EN["close_reminder"].format(numbers=1)
+    assert seen["thanks_en"] == EN["thanks"]
     assert seen["staff_prompt"] == ZH["staff_prompt"]
     assert seen["staff_result"] == (
         ZH["opened_deposit"].format(numbers=1),
