@@ -15,7 +15,7 @@ from drivers.sim import SimBoard
 from kiosk_ui.i18n import load
 from locker.model import Method
 
-ZH = load("zh")
+ZH, EN = load("zh"), load("en")
 
 
 @pytest.fixture
@@ -97,11 +97,18 @@ def test_a_jammed_door_sends_the_shopper_to_the_service_desk(
         seen["screen"] = app.sm.current
         seen["waiting"] = set(app.waiting_doors)
         shot("19-door-jammed-zh")
+        app.toggle_language()
         return True
+
+    @step
+    def jammed_in_english() -> None:
+        seen["english"] = app.widgets.result.text
+        shot("19-door-jammed-en")
 
     step.run()
     assert seen["first"] == ZH["opened"].format(numbers=1)
     assert seen["screen"] == "result" and seen["waiting"] == set()
+    assert seen["english"] == EN["door_failed"]
     assert not board.is_open(1)
     alarms = running.call(
         lambda: [
