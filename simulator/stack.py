@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,8 +75,13 @@ NO_SCREEN = (
 
 def run_stack(folder: str | None = None, door_close_s: float = 1.5, stay: bool = False) -> int:
     """The whole system for one order; without `folder` every file lives in a temporary
-    folder that is removed when it ends, by Ctrl-C too (each run makes a new key and
-    database, and nobody would ever clean them up)."""
+    folder that is removed when it ends, by Ctrl-C or SIGTERM too (each run makes a new
+    key and database, and nobody would ever clean them up)."""
+
+    def terminated(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # a `kill` or a timeout stops it as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, terminated)
     try:
         with contextlib.ExitStack() as cleanup:
             if folder:
