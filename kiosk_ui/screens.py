@@ -106,6 +106,11 @@ class Look:
         for widget, size in self.sized:
             widget.font_size = size * scale
 
+    def unscaled(self, widget: Widget) -> None:
+        """Keep a widget's type size in the accessible mode too (a word on a key that the
+        accessible layout makes narrower, and that would no longer fit)."""
+        self.sized = [(w, size) for w, size in self.sized if w is not widget]
+
 
 class Countdown(Widget):  # type: ignore[misc]  # Kivy ships no types
     """A thin bar that empties while a screen's time runs out (hidden when none runs)."""
@@ -341,6 +346,8 @@ def _keypad(
         kind = "primary" if key == "ok" else "secondary"
         size = t.sizes.button if key in WORD_KEYS else t.sizes.key
         keys[key] = look.button(kind, size, partial(app.press, key))
+        if key == "backspace":
+            look.unscaled(keys[key])  # "← Delete" on a key a sixth of the screen wide
         grid.add_widget(keys[key])
     row = _row(height=56, spacing=8)
     found["back"] = look.button("secondary", t.sizes.body, app.home)
