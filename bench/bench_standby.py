@@ -45,7 +45,8 @@ from figures import pct  # noqa: E402  (bench/, beside this script)
 
 from locker.codes import CodeBook  # noqa: E402
 from locker.replica import PutInfo, ReplicaWriter  # noqa: E402
-from locker.standby import Received, StandbyServer, StandbyTarget  # noqa: E402
+from locker.standby import StandbyTarget  # noqa: E402
+from locker.standby_server import Received, StandbyServer  # noqa: E402
 from locker.storage import Store  # noqa: E402
 
 LOCKER = "bench-standby"

@@ -31,7 +31,8 @@ from locker.errors import LockerError
 from locker.instance import AlreadyRunning, InstanceLock
 from locker.sdnotify import Notifier, watchdog_interval_s
 from locker.service_cli import service_arguments
-from locker.standby import Received, StandbyServer, read_secret, write_received
+from locker.standby import read_secret
+from locker.standby_server import Received, StandbyServer, write_received
 from locker.version import VERSION
 
 log = logging.getLogger("locker-standby")

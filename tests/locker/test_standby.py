@@ -34,7 +34,8 @@ from locker.replica import (
     patch_path,
     snapshot,
 )
-from locker.standby import MAX_HEADER, MAX_SNAPSHOT, StandbyServer, StandbyTarget
+from locker.standby import MAX_HEADER, MAX_SNAPSHOT, StandbyTarget
+from locker.standby_server import StandbyServer
 
 SECRET = b"the store's shared standby secret"
 LOCKER = "store-001-a"

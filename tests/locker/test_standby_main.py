@@ -27,8 +27,9 @@ from locker.instance import AlreadyRunning, InstanceLock
 from locker.replica import REPLICA_NAME, ReplicaWriter
 from locker.replica_targets import Replicas
 from locker.sdnotify import Notifier
-from locker.standby import RECEIVED_NAME, Received, read_received, standby_target
+from locker.standby import RECEIVED_NAME, standby_target
 from locker.standby_main import Journal
+from locker.standby_server import Received, read_received
 
 __all__ = ["certs"]  # the module-scoped fixture of test_standby.py, used here too
 
