@@ -91,23 +91,29 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def snapshot(source: Path, target: Path) -> int:
-    """Write a consistent copy of the database `source` to `target`, atomically; the
-    highest event seq the copy holds."""
-    tmp = target.with_name(target.name + ".tmp")
+def _backup_into(source: Path, path: Path) -> int:
+    """SQLite's consistent online copy of `source` into the (private) file `path`, made
+    self-contained (no WAL beside it); the highest event seq it holds."""
     src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
     try:
-        # Created private: the copy holds sealed codes and code hashes like the original.
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
-        dst = sqlite3.connect(str(tmp))
+        dst = sqlite3.connect(str(path))
         try:
             src.backup(dst)
             self_contained(dst)
-            last_seq = read_facts(dst)[3]
+            return read_facts(dst)[3]
         finally:
             dst.close()
     finally:
         src.close()
+
+
+def snapshot(source: Path, target: Path) -> int:
+    """Write a consistent copy of the database `source` to `target`, atomically; the
+    highest event seq the copy holds."""
+    tmp = target.with_name(target.name + ".tmp")
+    # Created private: the copy holds sealed codes and code hashes like the original.
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    last_seq = _backup_into(source, tmp)
     fd = os.open(tmp, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -419,17 +425,7 @@ def take_snapshot(source: Path, workdir: Path) -> Scratch:
     os.close(fd)
     path = Path(name)
     try:
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-        try:
-            dst = sqlite3.connect(str(path))
-            try:
-                src.backup(dst)
-                self_contained(dst)
-                last_seq = read_facts(dst)[3]
-            finally:
-                dst.close()
-        finally:
-            src.close()
+        last_seq = _backup_into(source, path)
         return Scratch(path, image_of(path), last_seq)
     except BaseException:
         path.unlink(missing_ok=True)
